@@ -1,0 +1,188 @@
+"""The only module that knows where each model family keeps its embeddings and special tokens.
+
+Every other module asks this one. Adding a family is one ``register_family`` call plus a test.
+The word-embedding matrix and the MLM output layer are found through the model's own
+``get_input_embeddings`` / ``get_output_embeddings``; only what those APIs do not expose
+(position embeddings, embedding width, default special-token strings) is declared here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from .errors import EmbswapError, UnsupportedModelError
+
+TASK_TYPES = ("classification", "pair-classification", "qa", "sentence-embedding")
+
+_AUTO_CLASSES = {
+    None: AutoModelForMaskedLM,
+    "mlm": AutoModelForMaskedLM,
+    "classification": AutoModelForSequenceClassification,
+    "pair-classification": AutoModelForSequenceClassification,
+    "qa": AutoModelForQuestionAnswering,
+    "sentence-embedding": AutoModel,
+    "encoder": AutoModel,
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one model family is laid out.
+
+    ``position_embeddings`` is an attribute path below the base model (None where positions are
+    not a learned table, e.g. rotary). ``special_tokens`` are the default strings per role for
+    tokenizers trained from scratch; ``tokenizer_model`` is the family's usual subword model.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    position_embeddings: str | None
+    special_tokens: dict[str, str]
+    tokenizer_model: str = "wordpiece"
+    has_token_types: bool = True
+    # RoBERTa-style models count positions from pad_token_id + 1.
+    position_offset_from_pad: bool = False
+    # How a sentence pair is framed: "bert" = [CLS] A [SEP] B [SEP]; "roberta" = <s> A </s></s> B </s>.
+    pair_style: str = "bert"
+    extra: dict = field(default_factory=dict)
+
+
+_BERT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+_ROBERTA_SPECIALS = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add a family to the registry (also usable by plugins)."""
+    _FAMILIES[family.name] = family
+    return family
+
+
+register_family(Family("bert", ("bert",), "embeddings.position_embeddings", _BERT_SPECIALS))
+register_family(
+    Family(
+        "roberta",
+        ("roberta", "xlm-roberta", "camembert"),
+        "embeddings.position_embeddings",
+        _ROBERTA_SPECIALS,
+        tokenizer_model="bpe",
+        position_offset_from_pad=True,
+        pair_style="roberta",
+    )
+)
+register_family(
+    Family("distilbert", ("distilbert",), "embeddings.position_embeddings", _BERT_SPECIALS, has_token_types=False)
+)
+register_family(Family("electra", ("electra",), "embeddings.position_embeddings", _BERT_SPECIALS))
+register_family(
+    Family("deberta-v2", ("deberta-v2",), "embeddings.position_embeddings", _BERT_SPECIALS, tokenizer_model="unigram")
+)
+
+
+def supported_families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    if name not in _FAMILIES:
+        raise UnsupportedModelError(
+            f"unknown model family {name!r}; supported families: {', '.join(supported_families())}"
+        )
+    return _FAMILIES[name]
+
+
+def family_of(config: PretrainedConfig) -> Family:
+    """The family of a transformers config, or a one-line error naming the supported ones."""
+    model_type = getattr(config, "model_type", None)
+    for family in _FAMILIES.values():
+        if model_type in family.model_types:
+            return family
+    types = sorted(t for f in _FAMILIES.values() for t in f.model_types)
+    raise UnsupportedModelError(
+        f"model type {model_type!r} is not supported; supported model types: {', '.join(types)}"
+    )
+
+
+def auto_class(task: str | None):
+    """The transformers Auto class that builds a model for ``task`` (None: the masked LM)."""
+    try:
+        return _AUTO_CLASSES[task]
+    except KeyError:
+        raise EmbswapError(f"unknown task type {task!r}; expected one of: {', '.join(TASK_TYPES)}") from None
+
+
+def word_embeddings(model: PreTrainedModel) -> nn.Embedding:
+    return model.get_input_embeddings()
+
+
+def output_layer(model: PreTrainedModel) -> nn.Linear | None:
+    """The vocabulary projection of a masked LM (tied to the word embeddings), None for others."""
+    get = getattr(model, "get_output_embeddings", None)
+    return get() if get is not None else None
+
+
+def position_embeddings(model: PreTrainedModel) -> nn.Embedding | None:
+    family = family_of(model.config)
+    if family.position_embeddings is None:
+        return None
+    module: nn.Module = model.base_model
+    for attr in family.position_embeddings.split("."):
+        module = getattr(module, attr, None)
+        if module is None:
+            return None
+    return module
+
+
+def pack_parameter_names(model: PreTrainedModel) -> dict[str, list[str]]:
+    """State-dict names that alias the pack's tensors, found by identity, not by spelling.
+
+    Returns {"word_embeddings": [...], "output_bias": [...], "position_embeddings": [...]};
+    tied parameters appear under several names (e.g. BERT's decoder.bias is predictions.bias).
+    """
+    targets: dict[str, torch.Tensor | None] = {
+        "word_embeddings": word_embeddings(model).weight,
+        "output_bias": None,
+        "position_embeddings": None,
+    }
+    out = output_layer(model)
+    if out is not None and out.bias is not None:
+        targets["output_bias"] = out.bias
+    pos = position_embeddings(model)
+    if pos is not None:
+        targets["position_embeddings"] = pos.weight
+    names: dict[str, list[str]] = {key: [] for key in targets}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        for key, target in targets.items():
+            if target is not None and tensor is target:
+                names[key].append(name)
+    return names
+
+
+def embedding_dim(model: PreTrainedModel) -> int:
+    return word_embeddings(model).weight.shape[1]
+
+
+def special_token_ids(tokenizer, family: Family) -> dict[str, int]:
+    """Role -> id for the five shared special tokens, from a transformers tokenizer."""
+    ids: dict[str, int] = {}
+    for role in family.special_tokens:
+        token_id = getattr(tokenizer, f"{role}_token_id", None)
+        if token_id is None:
+            raise UnsupportedModelError(
+                f"the tokenizer has no {role} token; the {family.name} family needs "
+                f"{', '.join(family.special_tokens.values())} (train it with `embswap tokenizer train`)"
+            )
+        ids[role] = int(token_id)
+    return ids

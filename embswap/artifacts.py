@@ -1,0 +1,360 @@
+"""Body, LanguagePack and TaskModule: what they hold, how they are saved, loaded and fingerprinted.
+
+Tensor names follow the family's models with heads (``bert.encoder...``, ``cls.predictions...``)
+so one body serves the masked LM and every task model built on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+
+from . import hub
+from ._version import __version__
+from .architectures import TASK_TYPES, get_family
+from .constants import (
+    BODY_WEIGHTS,
+    OUTPUT_BIAS,
+    PACK_ADAPTER_WEIGHTS,
+    PACK_WEIGHTS,
+    POSITION_EMBEDDINGS,
+    TASK_ADAPTER_WEIGHTS,
+    TASK_DELTA_WEIGHTS,
+    TASK_HEAD_WEIGHTS,
+    TASK_SPECIAL_ROWS,
+    TOKENIZER_DIR,
+    WORD_EMBEDDINGS,
+)
+from .errors import CorruptArtifactError, IncompatibleArtifactError
+from .io import atomic_folder, load_tensors, read_config, require, save_tensors, tensor_bytes, write_config
+
+# Config keys that say nothing about the architecture (or differ per language) and so stay out of
+# the body fingerprint and of the stored body config.
+_VOLATILE_CONFIG_KEYS = frozenset(
+    {
+        "vocab_size",
+        "_name_or_path",
+        "transformers_version",
+        "architectures",
+        "torch_dtype",
+        "dtype",
+        "id2label",
+        "label2id",
+        "problem_type",
+        "finetuning_task",
+        "_attn_implementation_autoset",
+    }
+)
+
+
+def architecture_config(config: PretrainedConfig | dict) -> dict:
+    """The config as stored in a body: everything but vocabulary size and bookkeeping fields."""
+    data = config.to_dict() if isinstance(config, PretrainedConfig) else dict(config)
+    return {k: v for k, v in data.items() if k not in _VOLATILE_CONFIG_KEYS}
+
+
+class _Artifact:
+    kind: ClassVar[str]
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write the artifact folder atomically; returns its path."""
+        with atomic_folder(path) as tmp:
+            fields = self._write(tmp)
+            write_config(tmp, self.kind, fields)
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, location: str | os.PathLike, revision: str | None = None, *, verify: bool = True):
+        """Load from a local folder or ``user/repo[@revision][:subfolder]`` on the Hub."""
+        folder = hub.resolve(location, revision)
+        config = read_config(folder, cls.kind, verify=verify)
+        return cls._read(folder, config)
+
+    def _write(self, folder: Path) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def _read(cls, folder: Path, config: dict):
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class Body(_Artifact):
+    """Every weight of the model except the word embeddings and the MLM output bias.
+
+    ``head`` is "mlm" for a masked-LM body and "none" for a head-less encoder (sentence encoders).
+    """
+
+    family: str
+    model_config: dict
+    special_tokens: dict[str, int]
+    tensors: dict[str, torch.Tensor]
+    embedding_dim: int
+    head: str = "mlm"
+    provenance: dict = field(default_factory=dict)
+
+    kind: ClassVar[str] = "body"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 over the architecture config, special ids and every tensor's name/dtype/shape/bytes."""
+        digest = hashlib.sha256()
+        header = {
+            "family": self.family,
+            "head": self.head,
+            "config": self.model_config,
+            "special_tokens": self.special_tokens,
+            "embedding_dim": self.embedding_dim,
+        }
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        for name in sorted(self.tensors):
+            tensor = self.tensors[name]
+            digest.update(f"\n{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+            digest.update(tensor_bytes(tensor))
+        return digest.hexdigest()
+
+    @property
+    def short_fingerprint(self) -> str:
+        return self.fingerprint[:12]
+
+    def hf_config(self, vocab_size: int, **overrides) -> PretrainedConfig:
+        """A transformers config for a model with this body and a vocabulary of ``vocab_size``."""
+        data = dict(self.model_config)
+        model_type = data.pop("model_type")
+        data.update(overrides)
+        return AutoConfig.for_model(model_type, vocab_size=vocab_size, **data)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(t.numel() for t in self.tensors.values())
+
+    def _write(self, folder: Path) -> dict:
+        save_tensors(self.tensors, folder / BODY_WEIGHTS)
+        return {
+            "family": self.family,
+            "model_config": self.model_config,
+            "special_tokens": self.special_tokens,
+            "embedding_dim": self.embedding_dim,
+            "head": self.head,
+            "fingerprint": self.fingerprint,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def _read(cls, folder: Path, config: dict) -> Body:
+        family = require(config, "family", str, folder)
+        get_family(family)
+        body = cls(
+            family=family,
+            model_config=require(config, "model_config", dict, folder),
+            special_tokens=require(config, "special_tokens", dict, folder),
+            tensors=load_tensors(folder / BODY_WEIGHTS),
+            embedding_dim=require(config, "embedding_dim", int, folder),
+            head=require(config, "head", str, folder),
+            provenance=config.get("provenance", {}),
+        )
+        recorded = require(config, "fingerprint", str, folder)
+        if body.fingerprint != recorded:
+            raise CorruptArtifactError(
+                f"{folder}: the body's tensors hash to {body.short_fingerprint}, its config records {recorded[:12]}; "
+                "the weights were changed or damaged"
+            )
+        return body
+
+
+@dataclass(eq=False)
+class LanguagePack(_Artifact):
+    """A language for one body: tokenizer, word embeddings, MLM output bias (+pos, +adapter)."""
+
+    language: str
+    tokenizer: PreTrainedTokenizerBase
+    word_embeddings: torch.Tensor  # [vocab, embedding_dim]
+    body_fingerprint: str
+    output_bias: torch.Tensor | None = None  # [vocab]; None for head-less bodies
+    position_embeddings: torch.Tensor | None = None  # [max_positions, embedding_dim], the paper's +pos
+    adapter_config: dict | None = None  # adapters library config (+adapters)
+    adapter_tensors: dict[str, torch.Tensor] | None = None
+    provenance: dict = field(default_factory=dict)
+
+    kind: ClassVar[str] = "language_pack"
+
+    def __post_init__(self) -> None:
+        rows = self.word_embeddings.shape[0]
+        if len(self.tokenizer) > rows:
+            raise IncompatibleArtifactError(
+                f"pack {self.language!r}: the tokenizer has {len(self.tokenizer)} tokens but the embedding matrix "
+                f"has {rows} rows; train the tokenizer and the matrix together"
+            )
+        if self.output_bias is not None and self.output_bias.shape != (rows,):
+            raise IncompatibleArtifactError(
+                f"pack {self.language!r}: output bias has shape {tuple(self.output_bias.shape)}, expected ({rows},)"
+            )
+        if (self.adapter_config is None) != (self.adapter_tensors is None):
+            raise IncompatibleArtifactError(f"pack {self.language!r}: an adapter needs both its config and its tensors")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.word_embeddings.shape[0]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.word_embeddings.shape[1]
+
+    def _write(self, folder: Path) -> dict:
+        tensors = {WORD_EMBEDDINGS: self.word_embeddings}
+        if self.output_bias is not None:
+            tensors[OUTPUT_BIAS] = self.output_bias
+        if self.position_embeddings is not None:
+            tensors[POSITION_EMBEDDINGS] = self.position_embeddings
+        save_tensors(tensors, folder / PACK_WEIGHTS)
+        if self.adapter_tensors is not None:
+            save_tensors(self.adapter_tensors, folder / PACK_ADAPTER_WEIGHTS)
+        self.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+        return {
+            "language": self.language,
+            "body_fingerprint": self.body_fingerprint,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "has_output_bias": self.output_bias is not None,
+            "position_embeddings": self.position_embeddings is not None,
+            "adapter_config": self.adapter_config,
+            "provenance": {"embswap_version": __version__, **self.provenance},
+        }
+
+    @classmethod
+    def _read(cls, folder: Path, config: dict) -> LanguagePack:
+        tensors = load_tensors(folder / PACK_WEIGHTS)
+        if WORD_EMBEDDINGS not in tensors:
+            raise CorruptArtifactError(f"{folder / PACK_WEIGHTS} has no {WORD_EMBEDDINGS!r} tensor; save the pack again")
+        vocab, hidden = require(config, "vocab_size", int, folder), require(config, "hidden_size", int, folder)
+        matrix = tensors[WORD_EMBEDDINGS]
+        if tuple(matrix.shape) != (vocab, hidden):
+            raise CorruptArtifactError(
+                f"{folder}: word embeddings have shape {tuple(matrix.shape)}, config says ({vocab}, {hidden})"
+            )
+        adapter_config = config.get("adapter_config")
+        adapter = load_tensors(folder / PACK_ADAPTER_WEIGHTS) if adapter_config else None
+        return cls(
+            language=require(config, "language", str, folder),
+            tokenizer=load_tokenizer(folder / TOKENIZER_DIR),
+            word_embeddings=matrix,
+            body_fingerprint=require(config, "body_fingerprint", str, folder),
+            output_bias=tensors.get(OUTPUT_BIAS),
+            position_embeddings=tensors.get(POSITION_EMBEDDINGS),
+            adapter_config=adapter_config,
+            adapter_tensors=adapter,
+            provenance=config.get("provenance", {}),
+        )
+
+
+@dataclass(eq=False)
+class TaskModule(_Artifact):
+    """What step 3 (fine-tuning) adds: the head, the body changes, the shared special-token rows.
+
+    ``mode`` is "full" (fine-tuned body tensors stored in ``body_delta``: the paper), "adapter"
+    (a task adapter on the untouched body, MAD-X style) or "frozen" (head only).
+    """
+
+    task: str
+    labels: list[str]
+    head: dict[str, torch.Tensor]
+    body_fingerprint: str
+    mode: str = "full"
+    body_delta: dict[str, torch.Tensor] = field(default_factory=dict)
+    special_rows: dict[int, torch.Tensor] = field(default_factory=dict)
+    adapter_config: dict | None = None
+    adapter_tensors: dict[str, torch.Tensor] | None = None
+    settings: dict = field(default_factory=dict)  # task-specific (pooling, max length, ...)
+    provenance: dict = field(default_factory=dict)
+
+    kind: ClassVar[str] = "task_module"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_TYPES:
+            raise IncompatibleArtifactError(f"unknown task type {self.task!r}; expected one of: {', '.join(TASK_TYPES)}")
+        if self.mode not in ("full", "adapter", "frozen"):
+            raise IncompatibleArtifactError(f"unknown task mode {self.mode!r}; expected full, adapter or frozen")
+
+    def _write(self, folder: Path) -> dict:
+        save_tensors(self.head, folder / TASK_HEAD_WEIGHTS)
+        if self.body_delta:
+            save_tensors(self.body_delta, folder / TASK_DELTA_WEIGHTS)
+        if self.special_rows:
+            ids = sorted(self.special_rows)
+            rows = torch.stack([self.special_rows[i] for i in ids])
+            save_tensors({"ids": torch.tensor(ids, dtype=torch.int64), "rows": rows}, folder / TASK_SPECIAL_ROWS)
+        if self.adapter_tensors is not None:
+            save_tensors(self.adapter_tensors, folder / TASK_ADAPTER_WEIGHTS)
+        return {
+            "task": self.task,
+            "labels": self.labels,
+            "body_fingerprint": self.body_fingerprint,
+            "mode": self.mode,
+            "adapter_config": self.adapter_config,
+            "settings": self.settings,
+            "provenance": {"embswap_version": __version__, **self.provenance},
+        }
+
+    @classmethod
+    def _read(cls, folder: Path, config: dict) -> TaskModule:
+        files = config["files"]
+        special: dict[int, torch.Tensor] = {}
+        if TASK_SPECIAL_ROWS in files:
+            data = load_tensors(folder / TASK_SPECIAL_ROWS)
+            if set(data) != {"ids", "rows"} or data["ids"].shape[0] != data["rows"].shape[0]:
+                raise CorruptArtifactError(f"{folder / TASK_SPECIAL_ROWS} must hold matching 'ids' and 'rows'")
+            special = {int(i): row for i, row in zip(data["ids"].tolist(), data["rows"])}
+        adapter_config = config.get("adapter_config")
+        return cls(
+            task=require(config, "task", str, folder),
+            labels=require(config, "labels", list, folder),
+            head=load_tensors(folder / TASK_HEAD_WEIGHTS),
+            body_fingerprint=require(config, "body_fingerprint", str, folder),
+            mode=require(config, "mode", str, folder),
+            body_delta=load_tensors(folder / TASK_DELTA_WEIGHTS) if TASK_DELTA_WEIGHTS in files else {},
+            special_rows=special,
+            adapter_config=adapter_config,
+            adapter_tensors=load_tensors(folder / TASK_ADAPTER_WEIGHTS) if adapter_config else None,
+            settings=config.get("settings", {}),
+            provenance=config.get("provenance", {}),
+        )
+
+
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    """A fast tokenizer from a pack's tokenizer folder; never runs remote code."""
+    if not (folder / "tokenizer.json").is_file():
+        raise CorruptArtifactError(f"{folder} has no tokenizer.json; the pack is incomplete")
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), use_fast=True, trust_remote_code=False)
+    except (OSError, ValueError, json.JSONDecodeError, Exception) as err:  # tokenizers raises plain Exception
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CorruptArtifactError(f"{folder}: the tokenizer does not load ({first}); the pack is corrupt") from None
+
+
+def check_compatible(body: Body, artifact: LanguagePack | TaskModule, name: str = "") -> None:
+    """A pack or task module composes only onto the body it was trained for."""
+    label = name or (f"pack {artifact.language!r}" if isinstance(artifact, LanguagePack) else f"task {artifact.task!r}")
+    if artifact.body_fingerprint != body.fingerprint:
+        raise IncompatibleArtifactError(
+            f"{label} was trained for body {artifact.body_fingerprint[:12]}, but this body is {body.short_fingerprint}; "
+            "use the body it was trained with, or train it again for this body"
+        )
+    if isinstance(artifact, LanguagePack):
+        if artifact.hidden_size != body.embedding_dim:
+            raise IncompatibleArtifactError(
+                f"{label} has {artifact.hidden_size}-dimensional embeddings, the body expects {body.embedding_dim}"
+            )
+        ids = {role: getattr(artifact.tokenizer, f"{role}_token_id", None) for role in body.special_tokens}
+        if ids != body.special_tokens:
+            raise IncompatibleArtifactError(
+                f"{label}: special-token ids {ids} differ from the body's {body.special_tokens}; "
+                "train the tokenizer with `embswap tokenizer train --body ...` so the shared tokens keep their ids"
+            )

@@ -1,0 +1,136 @@
+"""The composer: body + language pack (+ task module) -> an ordinary transformers model.
+
+The result is a plain ``*ForMaskedLM`` / ``*ForSequenceClassification`` / ``*ForQuestionAnswering``
+(or bare encoder for sentence embeddings) with the output layer tied to the pack's matrix, so it
+can be saved and loaded by transformers with no embswap installed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+from transformers.modeling_utils import no_init_weights
+
+from . import adapters_support
+from .architectures import auto_class, pack_parameter_names
+from .artifacts import Body, LanguagePack, TaskModule, check_compatible
+from .errors import IncompatibleArtifactError
+from .io import atomic_folder
+
+LANGUAGE_ADAPTER = "language"
+TASK_ADAPTER = "task"
+
+
+def as_artifact(value, cls):
+    """Accept an artifact object or a path / Hub id of one."""
+    if isinstance(value, cls):
+        return value
+    return cls.from_pretrained(value)
+
+
+def build_empty_model(body: Body, vocab_size: int, task: TaskModule | None = None) -> PreTrainedModel:
+    """The right transformers class for body (+task), with weights allocated but not initialised."""
+    overrides = {}
+    task_type = task.task if task is not None else ("encoder" if body.head == "none" else None)
+    if task is not None and task.task in ("classification", "pair-classification"):
+        overrides["id2label"] = dict(enumerate(task.labels))
+        overrides["label2id"] = {label: i for i, label in enumerate(task.labels)}
+    config = body.hf_config(vocab_size, **overrides)
+    with no_init_weights():
+        model = auto_class(task_type).from_config(config)
+    model.tie_weights()  # skipped under no_init_weights; the pack's matrix must feed both ends
+    return model
+
+
+def special_rows_applied(pack: LanguagePack, task: TaskModule | None) -> torch.Tensor:
+    """The pack's matrix with the task's fine-tuned special-token rows written in."""
+    if task is None or not task.special_rows:
+        return pack.word_embeddings
+    matrix = pack.word_embeddings.clone()
+    for token_id, row in task.special_rows.items():
+        if not 0 <= token_id < matrix.shape[0]:
+            raise IncompatibleArtifactError(
+                f"task {task.task!r} has a special-token row for id {token_id}, outside pack {pack.language!r}'s vocabulary"
+            )
+        matrix[token_id] = row
+    return matrix
+
+
+def composed_state_dict(model: PreTrainedModel, body: Body, pack: LanguagePack, task: TaskModule | None) -> dict:
+    """Every tensor ``model`` needs, drawn from the pack, the task (head, body delta) and the body."""
+    aliases = pack_parameter_names(model)
+    from_pack: dict[str, torch.Tensor | None] = {}
+    matrix = special_rows_applied(pack, task)
+    for name in aliases["word_embeddings"]:
+        from_pack[name] = matrix
+    for name in aliases["output_bias"]:
+        from_pack[name] = pack.output_bias
+    if pack.position_embeddings is not None:
+        for name in aliases["position_embeddings"]:
+            from_pack[name] = pack.position_embeddings
+    prefix = model.base_model_prefix
+    headless = model is model.base_model
+    delta = task.body_delta if task is not None else {}
+    head = task.head if task is not None else {}
+    state, used_head = {}, set()
+    for name in model.state_dict():
+        key = f"{prefix}.{name}" if headless else name
+        if name in from_pack:
+            if from_pack[name] is None:
+                raise IncompatibleArtifactError(
+                    f"pack {pack.language!r} has no MLM output bias, which the masked-LM model needs; "
+                    "compose it with a task, or train the pack on a body with an MLM head"
+                )
+            state[name] = from_pack[name]
+        elif key in head:
+            state[name] = head[key]
+            used_head.add(key)
+        elif key in delta:
+            state[name] = delta[key]
+        elif key in body.tensors:
+            state[name] = body.tensors[key]
+        else:
+            raise IncompatibleArtifactError(
+                f"no artifact provides {key!r} for a {type(model).__name__}; the task module or body is incomplete"
+            )
+    unused = sorted(set(head) - used_head)
+    if unused:
+        raise IncompatibleArtifactError(
+            f"task {task.task!r} holds tensors a {type(model).__name__} does not have ({unused[0]}, ...); "
+            "it was trained for another model family"
+        )
+    return state
+
+
+def compose(body, pack, task=None, *, device: str | torch.device | None = None):
+    """Assemble body + pack (+ task) into a live transformers model and return (model, tokenizer).
+
+    ``body``, ``pack`` and ``task`` are artifacts or paths / Hub ids of them. A pack or task trained
+    for another body is refused with both fingerprints named.
+    """
+    body = as_artifact(body, Body)
+    pack = as_artifact(pack, LanguagePack)
+    task = as_artifact(task, TaskModule) if task is not None else None
+    check_compatible(body, pack)
+    if task is not None:
+        check_compatible(body, task)
+    model = build_empty_model(body, pack.vocab_size, task)
+    model.load_state_dict(composed_state_dict(model, body, pack, task), strict=True)
+    adapters_support.attach(model, pack, task)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, pack.tokenizer
+
+
+def export(body, pack, task, output: str | os.PathLike) -> Path:
+    """Write a standard Hugging Face model folder (weights, config, tokenizer), atomically."""
+    model, tokenizer = compose(body, pack, task)
+    adapters_support.refuse_export_with_adapters(model)
+    with atomic_folder(output) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+    return Path(output)

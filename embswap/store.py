@@ -1,0 +1,99 @@
+"""A store: one body, its language packs and its task modules in one folder.
+
+Layout: ``body/``, ``packs/<language>/``, ``tasks/<name>/``. Everything else in embswap can be
+pointed at a store instead of at single artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from .artifacts import Body, LanguagePack, TaskModule
+from .constants import CONFIG_NAME, STORE_BODY, STORE_PACKS, STORE_TASKS
+from .errors import ArtifactNotFoundError
+from .io import read_config
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+class Store:
+    """Opens and lists the artifacts of a store folder (created on first save)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    @property
+    def body_path(self) -> Path:
+        return self.path / STORE_BODY
+
+    def pack_path(self, language: str) -> Path:
+        return self.path / STORE_PACKS / language
+
+    def task_path(self, name: str) -> Path:
+        return self.path / STORE_TASKS / name
+
+    def _listing(self, sub: str) -> list[str]:
+        folder = self.path / sub
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if (p / CONFIG_NAME).is_file() and not p.name.startswith("."))
+
+    @property
+    def languages(self) -> list[str]:
+        return self._listing(STORE_PACKS)
+
+    @property
+    def task_names(self) -> list[str]:
+        return self._listing(STORE_TASKS)
+
+    @cached_property
+    def body(self) -> Body:
+        if not self.body_path.exists():
+            raise ArtifactNotFoundError(f"store {self.path} has no body; create one with `embswap split` or `embswap pretrain`")
+        return Body.from_pretrained(self.body_path)
+
+    def pack(self, language: str) -> LanguagePack:
+        path = self.pack_path(language)
+        if not path.exists():
+            raise ArtifactNotFoundError(
+                f"store {self.path} has no pack {language!r} (it has: {', '.join(self.languages) or 'none'}); "
+                "train one with `embswap transfer`"
+            )
+        return LanguagePack.from_pretrained(path)
+
+    def task(self, name: str) -> TaskModule:
+        path = self.task_path(name)
+        if not path.exists():
+            raise ArtifactNotFoundError(
+                f"store {self.path} has no task {name!r} (it has: {', '.join(self.task_names) or 'none'}); "
+                "train one with `embswap finetune`"
+            )
+        return TaskModule.from_pretrained(path)
+
+    def save_body(self, body: Body) -> Path:
+        self.__dict__.pop("body", None)
+        return body.save_pretrained(self.body_path)
+
+    def save_pack(self, pack: LanguagePack, name: str | None = None) -> Path:
+        return pack.save_pretrained(self.pack_path(name or pack.language))
+
+    def save_task(self, name: str, task: TaskModule) -> Path:
+        return task.save_pretrained(self.task_path(name))
+
+    def inventory(self) -> list[dict]:
+        """One row per artifact: kind, name, bytes and what its config says about it."""
+        rows = []
+        entries = [("body", "body", self.body_path)] if self.body_path.exists() else []
+        entries += [("language_pack", lang, self.pack_path(lang)) for lang in self.languages]
+        entries += [("task_module", name, self.task_path(name)) for name in self.task_names]
+        for kind, name, path in entries:
+            config = read_config(path, kind)
+            rows.append({"kind": kind, "name": name, "path": str(path), "bytes": folder_bytes(path), "config": config})
+        return rows
