@@ -1,0 +1,1 @@
+"""The embswap command line (installed as ``embswap.cli``; console script ``embswap``)."""

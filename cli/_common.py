@@ -1,0 +1,25 @@
+"""Helpers shared by the command modules: console on stderr, JSON on stdout, path parsing."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+
+# Progress and logs go to stderr; stdout is for results (tables, --json).
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -1,0 +1,141 @@
+"""`embswap split`, `compose` and `inspect`: making, assembling and looking at artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from embswap import Store
+from embswap import compose as compose_lib
+from embswap import split as split_lib
+from embswap.constants import CONFIG_NAME, STORE_BODY, STORE_PACKS
+from embswap.errors import ArtifactNotFoundError, EmbswapError
+from embswap.io import read_config
+from embswap.store import folder_bytes
+
+from ._common import err_console, human_bytes, out_console, print_json
+
+
+def split(
+    model: Annotated[str, typer.Argument(help="A masked-LM checkpoint: local folder or Hub id.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Store folder to write body/ and packs/<lang>/ into.")],
+    lang: Annotated[str, typer.Option("--lang", help="Language code of the model's vocabulary.")] = "en",
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")] = None,
+    headless: Annotated[bool, typer.Option("--headless", help="Accept an encoder without an MLM head.")] = False,
+) -> None:
+    """Split a masked-LM checkpoint into a frozen body and its first language pack.
+
+    Example: embswap split ./bert-en -o store --lang en
+    """
+    body, pack = split_lib.split(model, lang, revision=revision, allow_headless=headless)
+    store = Store(output)
+    store.save_body(body)
+    store.save_pack(pack)
+    err_console.print(f"body {body.short_fingerprint} and pack {lang!r} written to {output}")
+
+
+def compose(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the Hugging Face model.")],
+    body: Annotated[Optional[str], typer.Option(help="Body folder or Hub id.")] = None,
+    pack: Annotated[Optional[str], typer.Option(help="Language pack folder or Hub id.")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Task module folder (or task name with --store).")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="A store; then use --lang and --task NAME.")] = None,
+    lang: Annotated[Optional[str], typer.Option(help="Language of the pack to use from --store.")] = None,
+) -> None:
+    """Write a standard Hugging Face model folder for a language x task.
+
+    Examples: embswap compose --store store --lang de --task genre -o de-genre;
+    embswap compose --body store/body --pack store/packs/de -o de-mlm
+    """
+    if store is not None:
+        if lang is None:
+            raise typer.BadParameter("--store needs --lang", param_hint="--lang")
+        st = Store(store)
+        body_art, pack_art = st.body, st.pack(lang)
+        task_art = (st.task(task) if task in st.task_names or not Path(task).exists() else task) if task else None
+    else:
+        if body is None or pack is None:
+            raise typer.BadParameter("give --body and --pack, or --store and --lang", param_hint="--body/--pack")
+        body_art, pack_art, task_art = body, pack, task
+    compose_lib.export(body_art, pack_art, task_art, output)
+    err_console.print(f"wrote {output}: load it with transformers' AutoModel*.from_pretrained({str(output)!r})")
+    out_console.print(str(output))
+
+
+def _describe(path: Path) -> dict:
+    config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+    kind = config.get("kind")
+    read_config(path, kind)
+    info = {"kind": kind, "path": str(path), "bytes": folder_bytes(path), "schema_version": config["schema_version"]}
+    if kind == "body":
+        info.update(family=config["family"], fingerprint=config["fingerprint"], head=config["head"],
+                    embedding_dim=config["embedding_dim"], provenance=config.get("provenance", {}))
+    elif kind == "language_pack":
+        info.update(language=config["language"], vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
+                    body_fingerprint=config["body_fingerprint"], position_embeddings=config["position_embeddings"],
+                    adapter=config.get("adapter_config") is not None, provenance=config.get("provenance", {}))
+    elif kind == "task_module":
+        info.update(task=config["task"], labels=config["labels"], mode=config["mode"],
+                    body_fingerprint=config["body_fingerprint"], provenance=config.get("provenance", {}))
+    return info
+
+
+def _store_summary(path: Path) -> dict:
+    rows = Store(path).inventory()
+    body = next((r for r in rows if r["kind"] == "body"), None)
+    packs = [r for r in rows if r["kind"] == "language_pack"]
+    tasks = [r for r in rows if r["kind"] == "task_module"]
+    total = sum(r["bytes"] for r in rows)
+    # What the same language x task models would cost as full, separate copies.
+    full = 0
+    if body is not None:
+        per_model = body["bytes"] + (max(p["bytes"] for p in packs) if packs else 0)
+        full = per_model * max(len(packs), 1) * max(len(tasks), 1)
+    return {
+        "kind": "store",
+        "path": str(path),
+        "fingerprint": body["config"]["fingerprint"] if body else None,
+        "artifacts": [{k: r[k] for k in ("kind", "name", "bytes")} for r in rows],
+        "bytes": total,
+        "full_copies_bytes": full,
+        "models": max(len(packs), 1) * max(len(tasks), 1) if body else 0,
+    }
+
+
+def inspect(
+    path: Annotated[Path, typer.Argument(help="An artifact folder or a store.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Show what an artifact or a store holds: kind, language, sizes, fingerprint, provenance."""
+    if not path.exists():
+        raise ArtifactNotFoundError(f"{path} does not exist; pass an artifact folder or a store")
+    if (path / CONFIG_NAME).is_file():
+        info = _describe(path)
+    elif (path / STORE_BODY).exists() or (path / STORE_PACKS).exists():
+        info = _store_summary(path)
+    else:
+        raise EmbswapError(f"{path} is neither an embswap artifact (no {CONFIG_NAME}) nor a store (no body/ or packs/)")
+    if as_json:
+        print_json(info)
+        return
+    if info["kind"] != "store":
+        table = Table(title=f"{info['kind']} {path}", show_header=False)
+        for key, value in info.items():
+            table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        out_console.print(table)
+        return
+    table = Table(title=f"store {path} (body {str(info['fingerprint'])[:12]})")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("size", justify="right")
+    for row in info["artifacts"]:
+        table.add_row(row["kind"], row["name"], human_bytes(row["bytes"]))
+    out_console.print(table)
+    out_console.print(
+        f"total {human_bytes(info['bytes'])} for {info['models']} language x task models; "
+        f"as full copies: {human_bytes(info['full_copies_bytes'])}"
+    )

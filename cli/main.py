@@ -1,0 +1,58 @@
+"""The Typer app: command groups joined here; known errors become one line and exit code 1."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from embswap.errors import EmbswapError
+
+from . import artifacts as artifacts_cmds
+
+app = typer.Typer(
+    name="embswap",
+    help="Swap token embeddings to make a monolingual transformer speak new languages.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+app.command("split")(artifacts_cmds.split)
+app.command("compose")(artifacts_cmds.compose)
+app.command("inspect")(artifacts_cmds.inspect)
+
+
+def _register_optional() -> None:
+    """Command modules that later parts of the pipeline add; each registers itself."""
+    import importlib
+
+    for name in ("tokenizer", "train", "tasks", "data", "demo", "hub"):
+        try:
+            module = importlib.import_module(f"embswap.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"embswap.cli.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+_register_optional()
+
+
+def main() -> None:
+    try:
+        app()
+    except EmbswapError as err:
+        if os.environ.get("EMBSWAP_DEBUG") == "1":
+            raise
+        typer.echo(f"error: {str(err).splitlines()[0]}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
