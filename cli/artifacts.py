@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from embswap import Store
-from embswap import compose as compose_lib
-from embswap import split as split_lib
+from embswap.compose import export as export_model
+from embswap.split import split as split_checkpoint
 from embswap.constants import CONFIG_NAME, STORE_BODY, STORE_PACKS
 from embswap.errors import ArtifactNotFoundError, EmbswapError
 from embswap.io import read_config
@@ -31,7 +31,7 @@ def split(
 
     Example: embswap split ./bert-en -o store --lang en
     """
-    body, pack = split_lib.split(model, lang, revision=revision, allow_headless=headless)
+    body, pack = split_checkpoint(model, lang, revision=revision, allow_headless=headless)
     store = Store(output)
     store.save_body(body)
     store.save_pack(pack)
@@ -61,7 +61,7 @@ def compose(
         if body is None or pack is None:
             raise typer.BadParameter("give --body and --pack, or --store and --lang", param_hint="--body/--pack")
         body_art, pack_art, task_art = body, pack, task
-    compose_lib.export(body_art, pack_art, task_art, output)
+    export_model(body_art, pack_art, task_art, output)
     err_console.print(f"wrote {output}: load it with transformers' AutoModel*.from_pretrained({str(output)!r})")
     out_console.print(str(output))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -38,17 +39,37 @@ def _register_optional() -> None:
         module.register(app)
 
 
+def _one_line_errors(func):
+    """Known errors become `error: <one line>` on stderr and exit code 1 (traceback with EMBSWAP_DEBUG=1)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EmbswapError as err:
+            if os.environ.get("EMBSWAP_DEBUG") == "1":
+                raise
+            typer.echo(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _wrap_commands(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if not getattr(info.callback, "__wrapped__", None):
+            info.callback = _one_line_errors(info.callback)
+    for group in typer_app.registered_groups:
+        _wrap_commands(group.typer_instance)
+
+
 _register_optional()
+_wrap_commands(app)
 
 
 def main() -> None:
     try:
         app()
-    except EmbswapError as err:
-        if os.environ.get("EMBSWAP_DEBUG") == "1":
-            raise
-        typer.echo(f"error: {str(err).splitlines()[0]}", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -7,7 +7,6 @@ import os
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 
-from . import hub
 from .architectures import embedding_dim, family_of, pack_parameter_names, position_embeddings, special_token_ids
 from .artifacts import Body, LanguagePack, architecture_config
 from .errors import ArtifactNotFoundError, UnsupportedModelError
@@ -53,7 +52,7 @@ def split(
     location: str | os.PathLike, language: str, *, revision: str | None = None, allow_headless: bool = False
 ) -> tuple[Body, LanguagePack]:
     """Split a checkpoint folder or Hub id. Without an MLM head it is refused unless ``allow_headless``."""
-    folder = hub.resolve(location, revision) if os.path.exists(location) else location
+    folder = location  # a local folder, or a Hub id that transformers resolves itself
     try:
         config = AutoConfig.from_pretrained(str(folder), revision=revision, trust_remote_code=False)
     except OSError as err:
