@@ -1,0 +1,170 @@
+"""The alignment objective: pull the frozen body's pooled states on L2 text onto its states on L1.
+
+Teacher = the frozen body read through the L1 pack on the L1 side of parallel text (no gradient,
+computed once and cached on disk); student = the same frozen body read through the new pack on
+the L2 side. Loss = MSE between L2-normalised pooled vectors: un-normalised, the gradient goes
+into the vectors' length and retrieval barely moves (FINDINGS.md §2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import DataError
+from ..io import atomic_folder, load_tensors, save_tensors, tensor_bytes
+
+POOLING_MODES = ("mean", "cls", "max")
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+    """[batch, seq, hidden] -> [batch, hidden] over the unmasked positions."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    if mode == "mean":
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "max":
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values
+    raise DataError(f"unknown pooling {mode!r}; expected one of: {', '.join(POOLING_MODES)}")
+
+
+def pooled_states(model, input_ids, attention_mask, mode: str = "mean", inputs_embeds=None) -> torch.Tensor:
+    """Pooled last-layer states of the model's encoder (the base model, without any head)."""
+    base = model.base_model
+    kwargs = {"attention_mask": attention_mask}
+    if inputs_embeds is not None:
+        kwargs["inputs_embeds"] = inputs_embeds
+    else:
+        kwargs["input_ids"] = input_ids
+    hidden = base(**kwargs).last_hidden_state
+    return pool(hidden, attention_mask, mode)
+
+
+def validate_pairs(pairs: Sequence[dict], origin: str = "parallel data") -> list[dict]:
+    """Every pair needs a non-empty source (L1) and target (L2); errors name the row."""
+    if not pairs:
+        raise DataError(f"{origin} holds no sentence pairs; give parallel text as JSONL {{source, target}} or TSV")
+    for i, pair in enumerate(pairs, start=1):
+        for side in ("source", "target"):
+            value = pair.get(side)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{origin}, pair {i}: the {side} side is empty; remove the pair or fill it in")
+    return list(pairs)
+
+
+def read_parallel(path: str | os.PathLike) -> list[dict]:
+    """Parallel text from JSONL ({"source", "target"}) or TSV (source<TAB>target) files."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"parallel file {path} does not exist")
+    pairs = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if path.suffix in (".jsonl", ".json"):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+                if not isinstance(row, dict) or "source" not in row or "target" not in row:
+                    raise DataError(f"{path}:{number}: expected an object with 'source' and 'target'")
+            else:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) != 2:
+                    raise DataError(f"{path}:{number}: expected 'source<TAB>target', found {len(parts)} fields")
+                row = {"source": parts[0], "target": parts[1]}
+            pairs.append(row)
+    return validate_pairs(pairs, str(path))
+
+
+def teacher_key(body_fingerprint: str, pack, sources: Sequence[str], mode: str, max_length: int) -> str:
+    """Cache key: changes when the body, the L1 pack, the text, pooling or length change."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([body_fingerprint, mode, max_length, len(sources)]).encode())
+    digest.update(tensor_bytes(pack.word_embeddings))
+    digest.update(pack.tokenizer.backend_tokenizer.to_str().encode())
+    for text in sources:
+        digest.update(text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("EMBSWAP_CACHE", Path.home() / ".cache" / "embswap")) / "teacher"
+
+
+@torch.no_grad()
+def teacher_vectors(
+    model,
+    pack,
+    body_fingerprint: str,
+    sources: Sequence[str],
+    *,
+    mode: str = "mean",
+    max_length: int = 128,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    progress=None,
+) -> torch.Tensor:
+    """L2-normalised pooled states of ``model`` (body + L1 pack) on ``sources``, cached on disk."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = teacher_key(body_fingerprint, pack, sources, mode, max_length)
+    folder = cache / key
+    if (folder / "vectors.safetensors").is_file():
+        return load_tensors(folder / "vectors.safetensors")["vectors"]
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # length-grouped: less padding
+    out = torch.empty(0)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = pack.tokenizer([sources[i] for i in index], padding=True, truncation=True,
+                               max_length=max_length, return_tensors="pt")
+        device = next(model.parameters()).device
+        vectors = F.normalize(pooled_states(model, batch["input_ids"].to(device),
+                                            batch["attention_mask"].to(device), mode).float(), dim=-1).cpu()
+        if out.numel() == 0:
+            out = torch.empty(len(sources), vectors.shape[1])
+        out[index] = vectors
+        if progress is not None:
+            progress(len(index))
+    model.train(was_training)
+    with atomic_folder(folder) as tmp:
+        save_tensors({"vectors": out}, tmp / "vectors.safetensors")
+    return out
+
+
+@dataclass
+class AlignmentLoss:
+    """weight * MSE(normalise(student pooled L2 states), cached teacher vectors)."""
+
+    teacher: torch.Tensor  # [pairs, hidden], L2-normalised
+    weight: float = 1.0
+    mode: str = "mean"
+
+    def __call__(self, model, input_ids, attention_mask, index: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        student = F.normalize(pooled_states(model, input_ids, attention_mask, self.mode).float(), dim=-1)
+        target = self.teacher[index.cpu()].to(student.device)
+        mse = F.mse_loss(student, target)
+        cosine = (student * target).sum(-1).mean()
+        return self.weight * mse, {"align_mse": mse.item(), "cosine": cosine.item()}
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Shuffle, then sort within windows of 50 batches by length, so batches have little padding."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    window = batch_size * 50
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in perm]
