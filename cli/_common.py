@@ -8,8 +8,8 @@ import sys
 from rich.console import Console
 
 # Progress and logs go to stderr; stdout is for results (tables, --json).
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 
 def print_json(data) -> None:

@@ -16,6 +16,7 @@ from embswap.constants import CONFIG_NAME, STORE_BODY, STORE_PACKS
 from embswap.errors import ArtifactNotFoundError, EmbswapError
 from embswap.io import read_config
 from embswap.store import folder_bytes
+from embswap.tasks.sentence import read_pooling, sentence_task
 
 from ._common import err_console, human_bytes, out_console, print_json
 
@@ -35,7 +36,12 @@ def split(
     store = Store(output)
     store.save_body(body)
     store.save_pack(pack)
-    err_console.print(f"body {body.short_fingerprint} and pack {lang!r} written to {output}")
+    written = f"body {body.short_fingerprint} and pack {lang!r}"
+    if body.head == "none" and Path(model).is_dir():
+        # A head-less encoder's task is its pooling (sentence-transformers folders say which).
+        store.save_task("sentence-embedding", sentence_task(body, read_pooling(model), source=model))
+        written += " and task 'sentence-embedding'"
+    err_console.print(f"{written} written to {output}")
 
 
 def compose(

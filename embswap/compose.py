@@ -127,7 +127,15 @@ def compose(body, pack, task=None, *, device: str | torch.device | None = None):
 
 
 def export(body, pack, task, output: str | os.PathLike) -> Path:
-    """Write a standard Hugging Face model folder (weights, config, tokenizer), atomically."""
+    """Write a standard Hugging Face model folder (weights, config, tokenizer), atomically.
+
+    A sentence-embedding task also gets the sentence-transformers files (pooling, normalisation).
+    """
+    task = as_artifact(task, TaskModule) if task is not None else None
+    if task is not None and task.task == "sentence-embedding":
+        from .tasks.sentence import export_sentence_transformer
+
+        return export_sentence_transformer(body, pack, task, output)
     model, tokenizer = compose(body, pack, task)
     adapters_support.refuse_export_with_adapters(model)
     with atomic_folder(output) as tmp:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
+from transformers.utils import logging as transformers_logging
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 
 from .architectures import embedding_dim, family_of, pack_parameter_names, position_embeddings, special_token_ids
@@ -59,9 +61,10 @@ def split(
         raise ArtifactNotFoundError(f"cannot read a model config from {location} ({str(err).splitlines()[0]})") from None
     family_of(config)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), revision=revision, use_fast=True, trust_remote_code=False)
-    model, info = AutoModelForMaskedLM.from_pretrained(
-        str(folder), revision=revision, output_loading_info=True, trust_remote_code=False
-    )
+    with _quiet_transformers():  # "newly initialized" warnings are expected for head-less encoders
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            str(folder), revision=revision, output_loading_info=True, trust_remote_code=False
+        )
     if info["missing_keys"]:
         if not allow_headless:
             raise UnsupportedModelError(
@@ -72,6 +75,16 @@ def split(
         model = AutoModel.from_pretrained(str(folder), revision=revision, trust_remote_code=False)
     model.eval()
     return split_model(model, tokenizer, language, provenance={"source": str(location)})
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    previous = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(previous)
 
 
 def clone_position_embeddings(model: PreTrainedModel) -> torch.Tensor | None:

@@ -1,0 +1,136 @@
+"""Sentence embeddings: the task module of a head-less encoder is its pooling.
+
+Reads pooling from a sentence-transformers folder (``modules.json``, ``1_Pooling/config.json``),
+embeds text with any body + pack, scores cross-lingual retrieval, and exports a folder that
+``sentence_transformers.SentenceTransformer`` and plain transformers both load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..artifacts import Body, TaskModule
+from ..compose import compose
+from ..errors import DataError
+from ..io import atomic_folder
+from ..train.align import pool
+
+DEFAULT_POOLING = {"mode": "mean", "normalize": True, "max_length": 256}
+_ST_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
+
+
+def read_pooling(folder: str | os.PathLike) -> dict:
+    """Pooling settings of a sentence-transformers folder; mean pooling when the folder has none."""
+    folder = Path(folder)
+    modules_path = folder / "modules.json"
+    if not modules_path.is_file():
+        return dict(DEFAULT_POOLING)
+    modules = json.loads(modules_path.read_text(encoding="utf-8"))
+    settings = dict(DEFAULT_POOLING, normalize=False)
+    for module in modules:
+        kind = module.get("type", "")
+        if kind.endswith("Pooling"):
+            config = json.loads((folder / module["path"] / "config.json").read_text(encoding="utf-8"))
+            modes = [mode for key, mode in _ST_MODES.items() if config.get(key)]
+            if len(modes) != 1:
+                raise DataError(f"{folder}: pooling {config} combines several modes; embswap supports one of mean/cls/max")
+            settings["mode"] = modes[0]
+        elif kind.endswith("Normalize"):
+            settings["normalize"] = True
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.is_file():
+        settings["max_length"] = int(json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length", 256))
+    return settings
+
+
+def sentence_task(body: Body, pooling: dict | None = None, source: str = "") -> TaskModule:
+    """A sentence-embedding task module: no head, no body change, just how to pool."""
+    return TaskModule(
+        task="sentence-embedding",
+        labels=[],
+        head={},
+        body_fingerprint=body.fingerprint,
+        mode="frozen",
+        settings=dict(pooling or DEFAULT_POOLING),
+        provenance={"source": source} if source else {},
+    )
+
+
+@torch.no_grad()
+def encode(model, tokenizer, texts: Sequence[str], settings: dict | None = None, batch_size: int = 64) -> torch.Tensor:
+    """Sentence vectors [len(texts), hidden] with the task's pooling (and normalisation)."""
+    settings = dict(DEFAULT_POOLING, **(settings or {}))
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
+                          max_length=settings["max_length"], return_tensors="pt").to(device)
+        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        vectors = pool(hidden, batch["attention_mask"], settings["mode"]).float()
+        out.append(F.normalize(vectors, dim=-1) if settings["normalize"] else vectors)
+    return torch.cat(out).cpu() if out else torch.empty(0)
+
+
+def retrieval_scores(source: torch.Tensor, target: torch.Tensor) -> dict:
+    """Top-1 accuracy both ways and MRR for aligned rows (row i of source translates row i of target)."""
+    if source.shape != target.shape or source.shape[0] == 0:
+        raise DataError(f"retrieval needs aligned, non-empty vectors; got {tuple(source.shape)} and {tuple(target.shape)}")
+    sims = F.normalize(source, dim=-1) @ F.normalize(target, dim=-1).T
+    gold = torch.arange(sims.shape[0])
+
+    def direction(matrix: torch.Tensor) -> tuple[float, float]:
+        gold_scores = matrix[gold, gold].unsqueeze(1)
+        ranks = (matrix > gold_scores).sum(1) + 1
+        return (ranks == 1).float().mean().item(), (1.0 / ranks.float()).mean().item()
+
+    top1_st, mrr_st = direction(sims)
+    top1_ts, mrr_ts = direction(sims.T)
+    return {"top1_source_to_target": top1_st, "top1_target_to_source": top1_ts,
+            "mrr_source_to_target": mrr_st, "mrr_target_to_source": mrr_ts, "n": int(sims.shape[0])}
+
+
+def evaluate_retrieval(body, source_pack, target_pack, task: TaskModule, pairs: Sequence[dict]) -> dict:
+    """Embed the source side with the L1 pack and the target side with the L2 pack; score retrieval."""
+    src_model, src_tok = compose(body, source_pack, task)
+    tgt_model, tgt_tok = compose(body, target_pack, task)
+    source = encode(src_model, src_tok, [p["source"] for p in pairs], task.settings)
+    target = encode(tgt_model, tgt_tok, [p["target"] for p in pairs], task.settings)
+    scores = retrieval_scores(target, source)  # queries: L2 sentences; candidates: their L1 translations
+    return {
+        "top1_l2_to_l1": scores["top1_source_to_target"],
+        "top1_l1_to_l2": scores["top1_target_to_source"],
+        "mrr_l2_to_l1": scores["mrr_source_to_target"],
+        "mrr_l1_to_l2": scores["mrr_target_to_source"],
+        "n": scores["n"],
+    }
+
+
+def export_sentence_transformer(body, pack, task: TaskModule, output: str | os.PathLike) -> Path:
+    """A folder that SentenceTransformer(output) and transformers.AutoModel both load."""
+    model, tokenizer = compose(body, pack, task)
+    settings = dict(DEFAULT_POOLING, **task.settings)
+    with atomic_folder(output) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        if settings["normalize"]:
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+            (tmp / "2_Normalize").mkdir()
+        (tmp / "modules.json").write_text(json.dumps(modules, indent=2))
+        (tmp / "1_Pooling").mkdir()
+        pooling = {key: settings["mode"] == mode for key, mode in _ST_MODES.items()}
+        pooling.update(word_embedding_dimension=model.config.hidden_size, pooling_mode_mean_sqrt_len_tokens=False)
+        (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+        (tmp / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": settings["max_length"], "do_lower_case": False}, indent=2))
+    return Path(output)
