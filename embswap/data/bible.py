@@ -122,6 +122,10 @@ _ANGLE = re.compile(r"<([^<>]*)>")
 _SPACE_BEFORE_STOP = re.compile(r"\s+([.,])(?=\s|$)")
 _CJK_PUNCT_SPACE = re.compile(r"(?<=[，。；：、？！])\s+")
 _STRAY_COMMA = re.compile(r"([:;])\s+,\s+")  # Romanian ': , Text' (a lost opening quote)
+_NEEDS_WORK = re.compile(
+    "[()（）\\[\\]［］〔〕﹝<*\x91\x85\xad\u200e\u200f\x7f\x81ａ-ｚ\uff61-\uff9f]"
+    r"|[^\S ]|br?$|\s[.,]|[，。；：、？！]\s|\s\s|[:;]\s+,"
+)
 _PLACEHOLDERS = frozenset({"aynı", "없음", "상동", "앞절과 동일", "本節欠如", "前節に合節"})
 _PLACEHOLDER_RE = re.compile(r"^\d+절과 (?:상동|같음)$")
 
@@ -179,6 +183,10 @@ def clean(text: str) -> str:
     supplied words (``[even]``, ``〔...〕``) but keeps the words. Placeholders such as Bengali ``-``,
     Turkish ``(aynı)``, Korean ``상동`` or Japanese ``［本節欠如］`` become ``""``.
     """
+    text = text.replace("`", "'")  # WEB, Romanian: backtick used as apostrophe/quote
+    if not _NEEDS_WORK.search(text):  # fast path: most verses carry no noise at all
+        text = text.strip()
+        return "" if len(text) < 16 and _is_placeholder(text) else text
     text = _fix_bytes(text)
     if _GARBLED.search(text):
         return ""
@@ -192,7 +200,7 @@ def clean(text: str) -> str:
     text = _STARS.sub(_stars, _USFM.sub("", text))
     text = re.sub(r"\s+-\[", "-[", text)  # WEB 'first -[fruits]'
     text = re.sub(r"[\[\]［］〔〕]", "", _ANGLE.sub(r"\1", text))
-    text = _STRAY_COMMA.sub(r"\1 ", text.replace("`", "'"))
+    text = _STRAY_COMMA.sub(r"\1 ", text)
     text = _SPACE_BEFORE_STOP.sub(r"\1", text)
     text = _CJK_PUNCT_SPACE.sub("", text)
     text = re.sub(r"\s+", " ", text).strip()
@@ -334,6 +342,7 @@ def genre_examples(
     if verses_per_example < 1:
         raise DataError(f"verses_per_example must be >= 1, got {verses_per_example}")
     code = translation or _check_language(lang)[0]
+    _check_language(lang)
     _check_translation(code)
     if TRANSLATIONS[code][0] != lang:
         raise DataError(f"translation {code!r} is not a {lang!r} translation; use {LANGUAGES[lang]}")
@@ -384,7 +393,8 @@ def paraphrase_examples(lang: str, split: str, seed: int = 0) -> list[dict]:
             continue
         book, chapter, verse = key
         near = [(book, chapter, verse + d) for d in (-2, -1, 1, 2)]
-        near = [k for k in near if k in b and b[k] != b[key]]
+        # a neighbour that repeats the verse's wording (Num 7, Ps 136) would be a false negative
+        near = [k for k in near if k in b and b[k] != b[key] and a.get(k) != a[key]]
         if not near:
             continue
         other = rng.choice(near)
