@@ -13,7 +13,8 @@ from embswap import Store
 from embswap.compose import export as export_model
 from embswap.split import split as split_checkpoint
 from embswap.constants import CONFIG_NAME, STORE_BODY, STORE_PACKS
-from embswap.errors import ArtifactNotFoundError, EmbswapError
+from embswap.errors import EmbswapError
+from embswap.hub import resolve as resolve_location
 from embswap.io import read_config
 from embswap.store import folder_bytes
 from embswap.tasks.sentence import read_pooling, sentence_task
@@ -60,7 +61,7 @@ def compose(
     if store is not None:
         if lang is None:
             raise typer.BadParameter("--store needs --lang", param_hint="--lang")
-        st = Store(store)
+        st = Store(resolve_location(store))  # a local store or user/repo[@revision][:subfolder]
         body_art, pack_art = st.body, st.pack(lang)
         task_art = (st.task(task) if task in st.task_names or not Path(task).exists() else task) if task else None
     else:
@@ -118,7 +119,7 @@ def inspect(
 ) -> None:
     """Show what an artifact or a store holds: kind, language, sizes, fingerprint, provenance."""
     if not path.exists():
-        raise ArtifactNotFoundError(f"{path} does not exist; pass an artifact folder or a store")
+        path = resolve_location(str(path))  # a Hub id; a missing local path raises ArtifactNotFoundError
     if (path / CONFIG_NAME).is_file():
         info = _describe(path)
     elif (path / STORE_BODY).exists() or (path / STORE_PACKS).exists():

@@ -8,11 +8,14 @@ The word-embedding matrix and the MLM output layer are found through the model's
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from transformers import (
+    CONFIG_MAPPING,
     AutoModel,
     AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
@@ -56,6 +59,9 @@ class Family:
     # How a sentence pair is framed: "bert" = [CLS] A [SEP] B [SEP]; "roberta" = <s> A </s></s> B </s>.
     pair_style: str = "bert"
     extra: dict = field(default_factory=dict)
+    # (masked LM, hidden states [..., hidden]) -> logits [..., vocab]: the family's MLM head on
+    # any selection of positions, so training can score only the masked ones.
+    mlm_head: Callable[[PreTrainedModel, torch.Tensor], torch.Tensor] | None = None
 
 
 _BERT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -64,13 +70,36 @@ _ROBERTA_SPECIALS = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>"
 _FAMILIES: dict[str, Family] = {}
 
 
+def _bert_mlm_head(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
+    return model.cls(hidden)
+
+
+def _roberta_mlm_head(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
+    return model.lm_head(hidden)
+
+
+def _distilbert_mlm_head(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
+    hidden = model.vocab_layer_norm(model.activation(model.vocab_transform(hidden)))
+    return model.vocab_projector(hidden)
+
+
+def _electra_mlm_head(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
+    return model.generator_lm_head(model.generator_predictions(hidden))
+
+
+def _deberta_v2_mlm_head(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
+    if model.legacy:
+        return model.cls(hidden)
+    return model.lm_predictions(hidden, model.deberta.embeddings.word_embeddings)
+
+
 def register_family(family: Family) -> Family:
     """Add a family to the registry (also usable by plugins)."""
     _FAMILIES[family.name] = family
     return family
 
 
-register_family(Family("bert", ("bert",), "embeddings.position_embeddings", _BERT_SPECIALS))
+register_family(Family("bert", ("bert",), "embeddings.position_embeddings", _BERT_SPECIALS, mlm_head=_bert_mlm_head))
 register_family(
     Family(
         "roberta",
@@ -80,14 +109,31 @@ register_family(
         tokenizer_model="bpe",
         position_offset_from_pad=True,
         pair_style="roberta",
+        mlm_head=_roberta_mlm_head,
     )
 )
 register_family(
-    Family("distilbert", ("distilbert",), "embeddings.position_embeddings", _BERT_SPECIALS, has_token_types=False)
+    Family(
+        "distilbert",
+        ("distilbert",),
+        "embeddings.position_embeddings",
+        _BERT_SPECIALS,
+        has_token_types=False,
+        mlm_head=_distilbert_mlm_head,
+    )
 )
-register_family(Family("electra", ("electra",), "embeddings.position_embeddings", _BERT_SPECIALS))
 register_family(
-    Family("deberta-v2", ("deberta-v2",), "embeddings.position_embeddings", _BERT_SPECIALS, tokenizer_model="unigram")
+    Family("electra", ("electra",), "embeddings.position_embeddings", _BERT_SPECIALS, mlm_head=_electra_mlm_head)
+)
+register_family(
+    Family(
+        "deberta-v2",
+        ("deberta-v2",),
+        "embeddings.position_embeddings",
+        _BERT_SPECIALS,
+        tokenizer_model="unigram",
+        mlm_head=_deberta_v2_mlm_head,
+    )
 )
 
 
@@ -145,6 +191,17 @@ def position_embeddings(model: PreTrainedModel) -> nn.Embedding | None:
     return module
 
 
+def token_type_embeddings(model: PreTrainedModel) -> nn.Embedding | None:
+    """The segment (token-type) table, None where the family or config has none (DistilBERT, DeBERTa-v2)."""
+    family = family_of(model.config)
+    if not family.has_token_types:
+        return None
+    module: nn.Module | None = model.base_model
+    for attr in family.extra.get("token_type_embeddings", "embeddings.token_type_embeddings").split("."):
+        module = getattr(module, attr, None)
+    return module if isinstance(module, nn.Embedding) else None
+
+
 def pack_parameter_names(model: PreTrainedModel) -> dict[str, list[str]]:
     """State-dict names that alias the pack's tensors, found by identity, not by spelling.
 
@@ -170,6 +227,21 @@ def pack_parameter_names(model: PreTrainedModel) -> dict[str, list[str]]:
     return names
 
 
+def mlm_head_logits(model: PreTrainedModel, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Vocabulary logits of a masked LM's head for ``hidden_states`` [..., hidden] -> [..., vocab].
+
+    Applies exactly what the model's own forward applies after the encoder, so scoring only the
+    masked positions gives the same numbers as full-sequence logits at those positions.
+    """
+    family = family_of(model.config)
+    if family.mlm_head is None or model is model.base_model:
+        raise UnsupportedModelError(
+            f"a {type(model).__name__} has no masked-LM head embswap can call; build the *ForMaskedLM model of "
+            f"the {family.name} family (head-less bodies train with the align objective)"
+        )
+    return family.mlm_head(model, hidden_states)
+
+
 def embedding_dim(model: PreTrainedModel) -> int:
     return word_embeddings(model).weight.shape[1]
 
@@ -186,3 +258,47 @@ def special_token_ids(tokenizer, family: Family) -> dict[str, int]:
             )
         ids[role] = int(token_id)
     return ids
+
+
+# The architecture sizes a fresh model is built from (pretraining from scratch).
+MODEL_DIMS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+def pretrainable_families() -> list[str]:
+    """Families whose config takes the standard sizes, so :func:`new_config` can build them."""
+    needed = (*MODEL_DIMS, "max_position_embeddings")
+    return [
+        name
+        for name, fam in sorted(_FAMILIES.items())
+        if all(key in inspect.signature(CONFIG_MAPPING[fam.model_types[0]].__init__).parameters for key in needed)
+    ]
+
+
+def new_config(
+    family: str, dims: dict[str, int], vocab_size: int, special_ids: dict[str, int], max_positions: int
+) -> PretrainedConfig:
+    """A transformers config for a randomly initialised model of ``family``.
+
+    ``dims`` gives MODEL_DIMS; ``max_positions`` is the longest input (special tokens included) the
+    model must read. Families that count positions from ``pad_token_id + 1`` (RoBERTa) get that many
+    extra rows, as roberta-base has 514 for 512 tokens.
+    """
+    fam = get_family(family)
+    if fam.name not in pretrainable_families():
+        raise UnsupportedModelError(
+            f"a fresh {fam.name} model cannot be built from a preset (its config does not take "
+            f"{', '.join(MODEL_DIMS)}); pretrain one of: {', '.join(pretrainable_families())}"
+        )
+    config_class = CONFIG_MAPPING[fam.model_types[0]]
+    unknown = sorted(set(dims) - set(MODEL_DIMS))
+    if unknown:
+        raise UnsupportedModelError(f"unknown model sizes {unknown}; a preset gives {', '.join(MODEL_DIMS)}")
+    offset = special_ids["pad"] + 1 if fam.position_offset_from_pad else 0
+    return config_class(
+        vocab_size=vocab_size,
+        max_position_embeddings=max_positions + offset,
+        pad_token_id=special_ids["pad"],
+        bos_token_id=special_ids.get("cls"),
+        eos_token_id=special_ids.get("sep"),
+        **dims,
+    )

@@ -34,7 +34,18 @@ from .constants import (
     WORD_EMBEDDINGS,
 )
 from .errors import CorruptArtifactError, IncompatibleArtifactError
-from .io import atomic_folder, load_tensors, read_config, require, save_tensors, tensor_bytes, write_config
+from .safety import SHA256_HEX
+from .io import (
+    atomic_folder,
+    load_tensors,
+    read_config,
+    read_consistently,
+    require,
+    save_tensors,
+    settle,
+    tensor_bytes,
+    write_config,
+)
 
 # Config keys that say nothing about the architecture (or differ per language) and so stay out of
 # the body fingerprint and of the stored body config.
@@ -73,10 +84,29 @@ class _Artifact:
 
     @classmethod
     def from_pretrained(cls, location: str | os.PathLike, revision: str | None = None, *, verify: bool = True):
-        """Load from a local folder or ``user/repo[@revision][:subfolder]`` on the Hub."""
+        """Load from a local folder or ``user/repo[@revision][:subfolder]`` on the Hub.
+
+        ``verify`` checks every file against the SHA-256 its config records (streaming); a read
+        that overlapped a save of the same path is repeated, so it sees one whole artifact.
+        """
+        settle(location)
         folder = hub.resolve(location, revision)
-        config = read_config(folder, cls.kind, verify=verify)
-        return cls._read(folder, config)
+        return read_consistently(folder, lambda: cls._read(folder, read_config(folder, cls.kind, verify=verify)))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        revision: str | None = None,
+        subfolder: str | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        **card_options,
+    ):
+        """Upload to the Hub as one commit with a generated model card; see ``embswap.hub.push_folder``."""
+        return hub.push_artifact(self, repo_id, private=private, revision=revision, subfolder=subfolder, token=token,
+                                 commit_message=commit_message, **card_options)
 
     def _write(self, folder: Path) -> dict:
         raise NotImplementedError
@@ -156,12 +186,13 @@ class Body(_Artifact):
             family=family,
             model_config=require(config, "model_config", dict, folder),
             special_tokens=require(config, "special_tokens", dict, folder),
-            tensors=load_tensors(folder / BODY_WEIGHTS),
+            tensors=load_tensors(folder / BODY_WEIGHTS, check_finite_values=True),
             embedding_dim=require(config, "embedding_dim", int, folder),
             head=require(config, "head", str, folder),
             provenance=config.get("provenance", {}),
         )
-        recorded = require(config, "fingerprint", str, folder)
+        _check_model_config(body, folder)
+        recorded = _fingerprint(config, "fingerprint", folder)
         if body.fingerprint != recorded:
             raise CorruptArtifactError(
                 f"{folder}: the body's tensors hash to {body.short_fingerprint}, its config records {recorded[:12]}; "
@@ -231,22 +262,27 @@ class LanguagePack(_Artifact):
 
     @classmethod
     def _read(cls, folder: Path, config: dict) -> LanguagePack:
-        tensors = load_tensors(folder / PACK_WEIGHTS)
-        if WORD_EMBEDDINGS not in tensors:
-            raise CorruptArtifactError(f"{folder / PACK_WEIGHTS} has no {WORD_EMBEDDINGS!r} tensor; save the pack again")
         vocab, hidden = require(config, "vocab_size", int, folder), require(config, "hidden_size", int, folder)
+        expected = {WORD_EMBEDDINGS: (vocab, hidden)}
+        if config.get("has_output_bias") is True:
+            expected[OUTPUT_BIAS] = (vocab,)
+        if config.get("position_embeddings") is True:
+            expected[POSITION_EMBEDDINGS] = (None, hidden)
+        tensors = load_tensors(folder / PACK_WEIGHTS, expected_shapes=expected, check_finite_values=True)
         matrix = tensors[WORD_EMBEDDINGS]
+        if not matrix.is_floating_point():
+            raise CorruptArtifactError(f"{folder / PACK_WEIGHTS}: word embeddings have dtype {matrix.dtype}, expected floats")
         if tuple(matrix.shape) != (vocab, hidden):
             raise CorruptArtifactError(
                 f"{folder}: word embeddings have shape {tuple(matrix.shape)}, config says ({vocab}, {hidden})"
             )
-        adapter_config = config.get("adapter_config")
-        adapter = load_tensors(folder / PACK_ADAPTER_WEIGHTS) if adapter_config else None
+        adapter_config = _optional_dict(config, "adapter_config", folder)
+        adapter = load_tensors(folder / PACK_ADAPTER_WEIGHTS, check_finite_values=True) if adapter_config else None
         return cls(
             language=require(config, "language", str, folder),
             tokenizer=load_tokenizer(folder / TOKENIZER_DIR),
             word_embeddings=matrix,
-            body_fingerprint=require(config, "body_fingerprint", str, folder),
+            body_fingerprint=_fingerprint(config, "body_fingerprint", folder),
             output_bias=tensors.get(OUTPUT_BIAS),
             position_embeddings=tensors.get(POSITION_EMBEDDINGS),
             adapter_config=adapter_config,
@@ -308,21 +344,23 @@ class TaskModule(_Artifact):
         files = config["files"]
         special: dict[int, torch.Tensor] = {}
         if TASK_SPECIAL_ROWS in files:
-            data = load_tensors(folder / TASK_SPECIAL_ROWS)
-            if set(data) != {"ids", "rows"} or data["ids"].shape[0] != data["rows"].shape[0]:
+            data = load_tensors(
+                folder / TASK_SPECIAL_ROWS, expected_shapes={"ids": (None,), "rows": (None, None)}, check_finite_values=True
+            )
+            if set(data) != {"ids", "rows"} or data["ids"].shape[0] != data["rows"].shape[0] or data["ids"].is_floating_point():
                 raise CorruptArtifactError(f"{folder / TASK_SPECIAL_ROWS} must hold matching 'ids' and 'rows'")
             special = {int(i): row for i, row in zip(data["ids"].tolist(), data["rows"])}
-        adapter_config = config.get("adapter_config")
+        adapter_config = _optional_dict(config, "adapter_config", folder)
         return cls(
             task=require(config, "task", str, folder),
             labels=require(config, "labels", list, folder),
-            head=load_tensors(folder / TASK_HEAD_WEIGHTS),
-            body_fingerprint=require(config, "body_fingerprint", str, folder),
+            head=load_tensors(folder / TASK_HEAD_WEIGHTS, check_finite_values=True),
+            body_fingerprint=_fingerprint(config, "body_fingerprint", folder),
             mode=require(config, "mode", str, folder),
-            body_delta=load_tensors(folder / TASK_DELTA_WEIGHTS) if TASK_DELTA_WEIGHTS in files else {},
+            body_delta=load_tensors(folder / TASK_DELTA_WEIGHTS, check_finite_values=True) if TASK_DELTA_WEIGHTS in files else {},
             special_rows=special,
             adapter_config=adapter_config,
-            adapter_tensors=load_tensors(folder / TASK_ADAPTER_WEIGHTS) if adapter_config else None,
+            adapter_tensors=load_tensors(folder / TASK_ADAPTER_WEIGHTS, check_finite_values=True) if adapter_config else None,
             settings=config.get("settings", {}),
             provenance=config.get("provenance", {}),
         )
@@ -334,9 +372,36 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
         raise CorruptArtifactError(f"{folder} has no tokenizer.json; the pack is incomplete")
     try:
         return AutoTokenizer.from_pretrained(str(folder), use_fast=True, trust_remote_code=False)
-    except (OSError, ValueError, json.JSONDecodeError, Exception) as err:  # tokenizers raises plain Exception
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # tokenizers raises plain Exception, and a Rust panic is a BaseException
+        first = next((line.strip()[:200] for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise CorruptArtifactError(f"{folder}: the tokenizer does not load ({first}); the pack is corrupt") from None
+
+
+def _fingerprint(config: dict, key: str, folder: Path) -> str:
+    value = require(config, key, str, folder)
+    if not SHA256_HEX.fullmatch(value):
+        raise CorruptArtifactError(f"{folder}/config.json: field {key!r} is not a SHA-256 hex digest; save the artifact again")
+    return value
+
+
+def _optional_dict(config: dict, key: str, folder: Path) -> dict | None:
+    value = config.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise CorruptArtifactError(f"{folder}/config.json: field {key!r} has type {type(value).__name__}, expected an object")
+    return value
+
+
+def _check_model_config(body: Body, folder: Path) -> None:
+    """The stored architecture config builds a transformers config (checked on load, not at compose time)."""
+    if not isinstance(body.model_config.get("model_type"), str):
+        raise CorruptArtifactError(f"{folder}/config.json: model_config has no 'model_type'; save the body again")
+    try:
+        body.hf_config(vocab_size=1)
+    except Exception as err:  # transformers raises many kinds on a bad config
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CorruptArtifactError(f"{folder}/config.json: model_config is not a valid transformers config ({first})") from None
 
 
 def check_compatible(body: Body, artifact: LanguagePack | TaskModule, name: str = "") -> None:

@@ -37,3 +37,11 @@ class DataError(EmbswapError, ValueError):
 
 class TrainingError(EmbswapError, RuntimeError):
     """A training run cannot start or continue (bad resume state, diverged loss)."""
+
+
+class ArtifactBusyError(EmbswapError, TimeoutError):
+    """Another process holds an artifact path's lock (a save in progress) for longer than the timeout."""
+
+
+class ArtifactWriteError(EmbswapError, OSError):
+    """Saving an artifact failed (no space, file too large, no permission); the previous one is unchanged."""

@@ -1,0 +1,282 @@
+"""`embswap finetune` (step 3) and `embswap evaluate` (scores per language)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from embswap.errors import EmbswapError
+
+from ._common import err_console, out_console, print_json
+
+TASK_CHOICES = ("classification", "pair-classification", "qa")
+MODE_CHOICES = ("full", "adapter", "frozen")
+
+DatasetOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--dataset", help="A `datasets` name (xnli, paws-x, xquad, ...) instead of files; needs embswap[data]."
+    ),
+]
+ConfigOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--config", help="Dataset config (for xnli / paws-x / xquad: the language, e.g. de); may hold {lang}."
+    ),
+]
+TextColOpt = Annotated[
+    Optional[str],
+    typer.Option("--text-column", help="Dataset column with the text (default: the dataset's own, else 'text')."),
+]
+PairColOpt = Annotated[
+    Optional[str], typer.Option("--pair-column", help="Dataset column with the second text of a pair.")
+]
+LabelColOpt = Annotated[
+    Optional[str], typer.Option("--label-column", help="Dataset column with the label (default 'label').")
+]
+DeviceOpt = Annotated[
+    Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, mps; default: a GPU when there is one.")
+]
+
+
+def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(choices)}", param_hint=flag)
+
+
+def _dataset_options(dataset, config, split, text_column, pair_column, label_column) -> dict:
+    if not dataset:
+        return {}
+    return {
+        "dataset": dataset,
+        "config": config,
+        "split": split,
+        "text_column": text_column,
+        "pair_column": pair_column,
+        "label_column": label_column,
+    }
+
+
+def _rows(source: Optional[str], task: str, options: dict, flag: str) -> list[dict]:
+    from embswap.tasks.data import load_rows
+
+    if not options and not source:
+        raise typer.BadParameter(
+            "give a file, a named source (e.g. bible-genre:en:train) or --dataset", param_hint=flag
+        )
+    return load_rows(source or "", task, **dict(options))
+
+
+def finetune(
+    body: Annotated[str, typer.Option("--body", help="Body folder (STORE/body) or Hub id.")],
+    pack: Annotated[str, typer.Option("--pack", help="The L1 language pack (STORE/packs/en).")],
+    task: Annotated[str, typer.Option("--task", help="classification, pair-classification or qa.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Task module folder to write (STORE/tasks/NAME).")],
+    train: Annotated[
+        Optional[str],
+        typer.Option(
+            "--train", help="Training rows: JSONL, SQuAD JSON (qa), or a named source such as bible-genre:en:train."
+        ),
+    ] = None,
+    dev: Annotated[
+        Optional[str], typer.Option("--dev", help="Dev rows, scored after every epoch (same formats as --train).")
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="full (the paper: body + head), adapter (task adapter, body untouched) or frozen (head only).",
+        ),
+    ] = "full",
+    noise: Annotated[
+        float,
+        typer.Option(
+            "--noise",
+            help="Std of Gaussian noise on word/position/segment embeddings in training (the paper's +noise: 0.075).",
+        ),
+    ] = 0.0,
+    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the training rows.")] = 2.0,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, 10% warm-up, linear decay).")] = 2e-5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per step.")] = 32,
+    seq_len: Annotated[
+        int,
+        typer.Option("--seq-len", help="Longest input in tokens (longer inputs are cut; QA contexts are windowed)."),
+    ] = 128,
+    max_steps: Annotated[
+        Optional[int], typer.Option("--max-steps", help="Stop after this many steps (overrides --epochs).")
+    ] = None,
+    max_minutes: Annotated[
+        Optional[float], typer.Option("--max-minutes", help="Stop after this many minutes; the model so far is saved.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the head init, shuffles, dropout and noise.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint of this output.")] = False,
+    device: DeviceOpt = None,
+    robust_packs: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--robust-packs",
+            help="Extra L1 pack folder to alternate with --pack batch by batch (swap-robust fine-tuning); repeat for several.",
+        ),
+    ] = None,
+    labels: Annotated[
+        Optional[str],
+        typer.Option(
+            "--labels", help="Comma-separated label names in class order (default: sorted labels of --train)."
+        ),
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 500,
+    dataset: DatasetOpt = None,
+    config: ConfigOpt = None,
+    split: Annotated[str, typer.Option("--split", help="Dataset split to train on.")] = "train",
+    dev_split: Annotated[
+        Optional[str], typer.Option("--dev-split", help="Dataset split for the dev set (e.g. validation).")
+    ] = None,
+    text_column: TextColOpt = None,
+    pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Step 3: fine-tune body + head on L1 task data with the word embeddings frozen.
+
+    Example: embswap finetune --body store/body --pack store/packs/en --task classification
+    --train bible-genre:en:train --dev bible-genre:en:dev -o store/tasks/genre --noise 0.075
+    """
+    from embswap.tasks.data import describe_source
+    from embswap.train.finetune import finetune as run_finetune
+
+    _check_choice(task, TASK_CHOICES, "--task")
+    _check_choice(mode, MODE_CHOICES, "--mode")
+    options = _dataset_options(dataset, config, split, text_column, pair_column, label_column)
+    train_rows = _rows(train, task, options, "--train")
+    dev_rows = None
+    if dev is not None or (dataset and dev_split):
+        dev_options = {**options, "split": dev_split} if dataset and dev_split else {}
+        dev_rows = _rows(dev, task, dev_options, "--dev")
+    label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+    err_console.print(
+        f"fine-tuning {task} ({mode}) on {len(train_rows)} rows" + (f", dev {len(dev_rows)}" if dev_rows else "")
+    )
+    module = run_finetune(
+        body,
+        pack,
+        task,
+        train_rows,
+        dev_rows=dev_rows,
+        labels=label_list,
+        output=output,
+        mode=mode,
+        noise=noise,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        seed=seed,
+        resume=resume,
+        device=device,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        extra_packs=robust_packs or None,
+        checkpoint_every=checkpoint_every,
+        data_description=describe_source(train or "", **options),
+    )
+    summary = {
+        "output": str(output),
+        "task": module.task,
+        "mode": module.mode,
+        "labels": module.labels,
+        "steps": module.provenance.get("steps"),
+        "dev_metrics": module.provenance.get("dev_metrics", {}),
+    }
+    if "batches_per_pack" in module.provenance:
+        summary["batches_per_pack"] = module.provenance["batches_per_pack"]
+    if as_json:
+        print_json(summary)
+        return
+    dev_text = ", ".join(f"{k} {v:.1f}" for k, v in summary["dev_metrics"].items())
+    err_console.print(
+        f"task module written to {output} ({summary['steps']} steps{'; dev ' + dev_text if dev_text else ''})"
+    )
+    out_console.print(str(output))
+
+
+def _metric_columns(results: dict[str, dict]) -> list[str]:
+    first = next(iter(results.values()))
+    return [k for k in ("accuracy", "macro_f1", "exact", "f1") if k in first] + ["n"]
+
+
+def evaluate(
+    data: Annotated[
+        Optional[str],
+        typer.Option(
+            "--data",
+            help="Rows to score: file, named source, or a pattern with {lang} (test.{lang}.jsonl, bible-genre:{lang}:test).",
+        ),
+    ] = None,
+    task: Annotated[
+        Optional[str], typer.Option("--task", help="Task module folder, or a task name with --store.")
+    ] = None,
+    body: Annotated[Optional[str], typer.Option("--body", help="Body folder or Hub id.")] = None,
+    pack: Annotated[Optional[str], typer.Option("--pack", help="Language pack folder or Hub id.")] = None,
+    store: Annotated[Optional[Path], typer.Option("--store", help="A store; then --task NAME and --lang.")] = None,
+    lang: Annotated[
+        Optional[str], typer.Option("--lang", help="Comma-separated languages of the store to score (default: all).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per forward pass.")] = 64,
+    device: DeviceOpt = None,
+    dataset: DatasetOpt = None,
+    config: ConfigOpt = None,
+    split: Annotated[str, typer.Option("--split", help="Dataset split to score.")] = "test",
+    text_column: TextColOpt = None,
+    pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout (per language when several).")
+    ] = False,
+) -> None:
+    """Score a language x task: accuracy and macro-F1, or SQuAD exact match and F1 (percent).
+
+    Examples: embswap evaluate --body store/body --pack store/packs/de --task store/tasks/genre
+    --data bible-genre:de:test; embswap evaluate --store store --task genre --lang de,ru --data 'test.{lang}.jsonl'
+    """
+    from embswap.evaluate import evaluate as run_evaluate
+    from embswap.evaluate import evaluate_languages
+
+    if task is None:
+        raise typer.BadParameter("give --task (a task folder, or a task name with --store)", param_hint="--task")
+    options = _dataset_options(dataset, config, split, text_column, pair_column, label_column)
+    if not data and not options:
+        raise typer.BadParameter("give --data (file, named source or {lang} pattern) or --dataset", param_hint="--data")
+    if store is not None:
+        from embswap import Store
+
+        st = Store(store)
+        languages = [x.strip() for x in lang.split(",") if x.strip()] if lang else st.languages
+        if not languages:
+            raise EmbswapError(f"store {store} has no language packs; train one with `embswap transfer`")
+        results = evaluate_languages(st, task, languages, data or "", batch_size=batch_size, device=device, **options)
+    else:
+        if body is None or pack is None:
+            raise typer.BadParameter("give --body and --pack, or --store with --lang", param_hint="--body/--pack")
+        if lang and "," in lang:
+            raise typer.BadParameter("several languages need --store", param_hint="--lang")
+        name = lang or "-"
+        results = {name: run_evaluate(body, pack, task, data or "", batch_size, device=device, **options)}
+    if as_json:
+        print_json(next(iter(results.values())) if len(results) == 1 else results)
+        return
+    columns = _metric_columns(results)
+    table = Table(title=f"task {task}")
+    table.add_column("language")
+    for column in columns:
+        table.add_column(column.replace("_", "-"), justify="right")
+    for language, metrics in results.items():
+        table.add_row(language, *(str(metrics[c]) if c == "n" else f"{metrics[c]:.2f}" for c in columns))
+    out_console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("finetune")(finetune)
+    app.command("evaluate")(evaluate)

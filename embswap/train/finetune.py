@@ -1,0 +1,585 @@
+"""Step 3: fine-tune a task on L1 with the word embeddings frozen; the result is a TaskModule.
+
+Modes (``TaskModule.mode``):
+
+- ``full`` (the paper): body and head train; the word-embedding matrix stays frozen except the
+  shared special-token rows ([CLS], [SEP], ...), which every language uses and which do train.
+  The special rows are one small trainable table written over the lookup of those ids (a
+  forward hook), so the pack's matrix itself never receives a gradient and its other rows stay
+  bit-identical; composing writes the same rows into whichever pack is swapped in.
+- ``adapter``: the body is untouched; a Houlsby task adapter and the head train (MAD-X style).
+- ``frozen``: only the head trains.
+
+``noise`` adds N(0, noise²) to the outputs of the word, position and segment embeddings in
+training only (the paper's +noise). ``extra_packs`` makes fine-tuning swap-robust (issue 12):
+each batch reads through the original pack or one of the extra L1 packs, round-robin, by
+re-pointing the embedding module's weight (no copy); the batches per pack are recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import adapters_support
+from ..architectures import pack_parameter_names, position_embeddings, token_type_embeddings, word_embeddings
+from ..artifacts import Body, LanguagePack, TaskModule, check_compatible
+from ..compose import as_artifact
+from ..errors import DataError, IncompatibleArtifactError
+from ..evaluate import score_model
+from ..io import tensor_bytes
+from ..tasks.data import CLASSIFICATION_TASKS, SUPERVISED_TASKS, check_labels_subset, label_names
+from ..tasks.heads import (
+    MAX_ANSWER_TOKENS,
+    build_task_model,
+    doc_stride,
+    encode_classification,
+    head_tensors,
+    model_inputs,
+    pad_features,
+    prepare_qa,
+)
+from .loop import CURVE_NAME, LOG_NAME, LoopConfig, TrainResult, derive_seed, train
+
+MODES = ("full", "adapter", "frozen")
+_NO_DECAY_MARKERS = ("bias", "LayerNorm", "layer_norm", "layernorm", "norm.weight", "special_rows")
+
+
+@dataclass
+class FinetuneConfig:
+    """Every choice of a fine-tuning run (recorded in the task module and checked on resume)."""
+
+    task: str
+    mode: str = "full"
+    noise: float = 0.0
+    epochs: float = 2.0
+    lr: float = 2e-5
+    batch_size: int = 32
+    seq_len: int = 128
+    seed: int = 0
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    checkpoint_every: int | None = 500
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.task not in SUPERVISED_TASKS:
+            raise DataError(f"cannot fine-tune task type {self.task!r}; expected one of: {', '.join(SUPERVISED_TASKS)}")
+        if self.mode not in MODES:
+            raise DataError(f"unknown mode {self.mode!r}; expected one of: {', '.join(MODES)}")
+        if self.noise < 0:
+            raise DataError(f"noise is a standard deviation, got {self.noise}; give 0 or more (the paper: 0.075)")
+        if self.batch_size < 1 or self.seq_len < 8:
+            raise DataError(f"batch size {self.batch_size} and seq_len {self.seq_len} must be >= 1 and >= 8")
+        if self.epochs <= 0 and self.max_steps is None:
+            raise DataError(f"epochs is {self.epochs}; give a positive number of epochs or --max-steps")
+
+
+# --------------------------------------------------------------------------- hooks on the embeddings
+
+
+class SpecialRows(nn.Module):
+    """The shared special-token rows as one trainable table, written over the word-embedding lookup."""
+
+    def __init__(self, matrix: torch.Tensor, special_ids: Sequence[int]):
+        super().__init__()
+        ids = sorted(set(int(i) for i in special_ids))
+        self.ids = ids
+        self.rows = nn.Parameter(matrix[ids].detach().clone())  # [n_special, dim]
+        slot = torch.full((max(ids) + 1,), -1, dtype=torch.long)
+        slot[torch.tensor(ids)] = torch.arange(len(ids))
+        self.register_buffer("slot_of", slot, persistent=False)
+
+    def hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        ids = args[0]
+        inside = ids < self.slot_of.shape[0]
+        slot = torch.where(inside, self.slot_of[ids.clamp(max=self.slot_of.shape[0] - 1)], -1)
+        chosen = self.rows.to(output.dtype)[slot.clamp(min=0)]
+        return torch.where((slot >= 0).unsqueeze(-1), chosen, output)
+
+    def as_dict(self) -> dict[int, torch.Tensor]:
+        rows = self.rows.detach().cpu()
+        return {token_id: rows[i].clone() for i, token_id in enumerate(self.ids)}
+
+
+def _noise_hook(std: float):
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        if not module.training:
+            return output
+        return output + torch.randn_like(output) * std
+
+    return hook
+
+
+class PackSwitch(nn.Module):
+    """Several packs' word-embedding matrices; ``select(k)`` re-points the embedding module at one."""
+
+    def __init__(self, embedding: nn.Embedding, extra: Sequence[torch.Tensor]):
+        super().__init__()
+        embedding.weight.requires_grad_(False)
+        self.embedding = [embedding]  # a list: the module belongs to the model, not to this switch
+        self.tables = nn.ParameterList(
+            [embedding.weight] + [nn.Parameter(t.detach(), requires_grad=False) for t in extra]
+        )
+        self.current = 0
+        self.counts = [0] * len(self.tables)  # training forwards per pack
+
+    def select(self, index: int) -> None:
+        self.embedding[0].weight = self.tables[index]
+        self.current = index
+
+
+# --------------------------------------------------------------------------- batches
+
+
+class TaskBatches:
+    """The batch of any step from (seed, step) alone, so a resumed run continues exactly.
+
+    Each epoch is a seeded shuffle of the training units (rows; context windows for QA). With
+    several packs the pack of step ``s`` is ``s mod (number of packs)``.
+    """
+
+    def __init__(
+        self,
+        units: list[list],
+        tokenizers: list,
+        task: str,
+        labels: Sequence[str],
+        batch_size: int,
+        seq_len: int,
+        seed: int,
+    ):
+        self.units, self.tokenizers = units, tokenizers
+        self.task, self.batch_size, self.seq_len, self.seed = task, batch_size, seq_len, seed
+        self.label_index = {label: i for i, label in enumerate(labels)}
+        self._orders: dict[tuple[int, int], list[int]] = {}
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.units[0]) / self.batch_size))
+
+    def pack_of(self, step: int) -> int:
+        return step % len(self.units)
+
+    def _order(self, epoch: int, pack: int) -> list[int]:
+        key = (epoch, pack)
+        if key not in self._orders:
+            if len(self._orders) > 2 * len(self.units):
+                self._orders.clear()
+            # Packs that share the rows (classification) share one shuffle per epoch.
+            salt = pack if self.task == "qa" else 0
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, "finetune", epoch, salt))
+            self._orders[key] = torch.randperm(len(self.units[pack]), generator=generator).tolist()
+        return self._orders[key]
+
+    def __call__(self, step: int, process_index: int = 0, num_processes: int = 1) -> dict:
+        pack = self.pack_of(step)
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = self._order(epoch, pack)
+        start = position * self.batch_size
+        end = min(start + self.batch_size, len(self.units[0]))  # the last batch of an epoch is short
+        chosen = [order[i % len(order)] for i in range(start, end)][process_index::num_processes]
+        units = [self.units[pack][i] for i in chosen]
+        tokenizer = self.tokenizers[pack]
+        if self.task == "qa":
+            batch = pad_features(tokenizer, [u[0] for u in units])
+            batch["start_positions"] = torch.tensor([u[1] for u in units], dtype=torch.long)
+            batch["end_positions"] = torch.tensor([u[2] for u in units], dtype=torch.long)
+        else:
+            batch = encode_classification(tokenizer, units, self.seq_len)
+            batch["labels"] = torch.tensor([self.label_index[u["label"]] for u in units], dtype=torch.long)
+        batch["pack_index"] = pack
+        return batch
+
+
+def _qa_units(tokenizer, rows: Sequence[dict], seq_len: int) -> list[tuple]:
+    features = prepare_qa(tokenizer, rows, seq_len)
+    return list(zip(features.inputs, features.start_positions, features.end_positions))
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class FinetuneModule(nn.Module):
+    """What the training loop drives: picks the batch's pack, runs the task model, returns the loss."""
+
+    def __init__(self, model: nn.Module, packs: PackSwitch, special: SpecialRows | None):
+        super().__init__()
+        self.model = model
+        self.packs = packs
+        self.special = special
+
+    def forward(self, batch: dict) -> dict:
+        batch = dict(batch)
+        index = int(batch.pop("pack_index", 0))
+        self.packs.select(index)
+        if self.training:
+            self.packs.counts[index] += 1
+        outputs = self.model(**model_inputs(self.model, batch))
+        return {"loss": outputs.loss}
+
+
+def _tensor_digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor_bytes(tensor)).hexdigest()[:16]
+
+
+def _rows_digest(rows: Sequence[dict]) -> str:
+    return hashlib.sha256(json.dumps(list(rows), sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+class FinetuneRun:
+    """A task model being fine-tuned: build it, train it (resumably), read it out as a TaskModule.
+
+    ``model`` is the live transformers model (hooks included); in eval mode it computes exactly
+    what the composed TaskModule computes.
+    """
+
+    def __init__(
+        self,
+        body: Body,
+        pack: LanguagePack,
+        train_rows: Sequence[dict],
+        config: FinetuneConfig,
+        *,
+        dev_rows: Sequence[dict] | None = None,
+        labels: Sequence[str] | None = None,
+        extra_packs: Sequence[LanguagePack] = (),
+        data_description: str = "",
+    ):
+        check_compatible(body, pack)
+        for i, extra in enumerate(extra_packs):
+            check_compatible(body, extra, f"robust pack {i + 1} ({extra.language!r})")
+            if extra.position_embeddings is not None or extra.adapter_config is not None:
+                raise IncompatibleArtifactError(
+                    f"robust pack {i + 1} ({extra.language!r}) has its own position embeddings or adapter; "
+                    "swap-robust fine-tuning alternates plain word-embedding packs"
+                )
+        if not train_rows:
+            raise DataError("no training rows; give a task file with at least one row")
+        self.body, self.pack, self.config = body, pack, config
+        self.extra_packs = list(extra_packs)
+        self.train_rows, self.dev_rows = list(train_rows), list(dev_rows or [])
+        self.data_description = data_description
+        task = config.task
+        if task in CLASSIFICATION_TASKS:
+            self.labels = label_names(self.train_rows, labels)
+            if self.dev_rows:
+                check_labels_subset((r["label"] for r in self.dev_rows), self.labels, "the dev data")
+        else:
+            self.labels = []
+
+        self.model = build_task_model(body, pack, task, self.labels, seed=derive_seed(config.seed, "head"))
+        self.head_names = sorted(head_tensors(self.model, body))
+        self.tokenizer = pack.tokenizer
+        embedding = word_embeddings(self.model)
+        self.special: SpecialRows | None = None
+        if config.mode == "full":
+            self.special = SpecialRows(embedding.weight, body.special_tokens.values())
+            embedding.register_forward_hook(self.special.hook)
+        self.packs = PackSwitch(embedding, [p.word_embeddings for p in self.extra_packs])
+        if config.noise > 0:
+            hook = _noise_hook(config.noise)
+            for module in (embedding, position_embeddings(self.model), token_type_embeddings(self.model)):
+                if module is not None:
+                    module.register_forward_hook(hook)
+        self.adapter_config: dict | None = None
+        self._set_trainable()
+        self.module = FinetuneModule(self.model, self.packs, self.special)
+
+        tokenizers = [pack.tokenizer] + [p.tokenizer for p in self.extra_packs]
+        if task == "qa":
+            units = [_qa_units(tok, self.train_rows, config.seq_len) for tok in tokenizers]
+        else:
+            units = [self.train_rows for _ in tokenizers]
+        self.batches = TaskBatches(units, tokenizers, task, self.labels, config.batch_size, config.seq_len, config.seed)
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self.max_steps = (
+            config.max_steps if config.max_steps is not None else math.ceil(config.epochs * self.steps_per_epoch)
+        )
+
+    def _set_trainable(self) -> None:
+        """requires_grad per mode; the pack's tensors (word embeddings, +pos table) never train."""
+        model, mode = self.model, self.config.mode
+        pack_tensors = {id(self.packs.tables[0])}
+        pos = position_embeddings(model)
+        if self.pack.position_embeddings is not None and pos is not None:
+            pack_tensors.add(id(pos.weight))
+        if self.pack.adapter_config is not None:  # a language adapter (MAD-X): stays frozen, stacked under the task
+            adapters_support.load(model, adapters_support.LANGUAGE, self.pack.adapter_config, self.pack.adapter_tensors)
+        if mode == "adapter":
+            torch.manual_seed(derive_seed(self.config.seed, "adapter"))
+            self.adapter_config = adapters_support.houlsby_config()
+            adapters_support.add_adapter(model, adapters_support.TASK, self.adapter_config)
+        if self.pack.adapter_config is not None or mode == "adapter":
+            from adapters.composition import Stack
+
+            active = [
+                n for n in (adapters_support.LANGUAGE, adapters_support.TASK) if n in model.adapters_config.adapters
+            ]
+            model.set_active_adapters(Stack(*active) if len(active) > 1 else active[0])
+        head = set(self.head_names)
+        task_adapter = (
+            set(adapters_support.adapter_parameter_names(model, adapters_support.TASK)) if mode == "adapter" else set()
+        )
+        self.trained: dict[str, nn.Parameter] = {}
+        for name, param in model.named_parameters():
+            if mode == "full":
+                wanted = id(param) not in pack_tensors and ".adapters." not in name
+            else:
+                wanted = name in head or name in task_adapter
+            param.requires_grad_(wanted)
+            if wanted:
+                self.trained[name] = param
+        if self.special is not None:
+            self.trained["special_rows"] = self.special.rows
+
+    # ------------------------------------------------------------------ training
+
+    def settings(self) -> dict:
+        """What a resumed run must share with the interrupted one."""
+        return {
+            **{
+                k: v
+                for k, v in asdict(self.config).items()
+                if k not in ("max_minutes", "device", "progress", "checkpoint_every")
+            },
+            "max_steps": self.max_steps,
+            "labels": self.labels,
+            "train_data": _rows_digest(self.train_rows),
+            "pack": _tensor_digest(self.pack.word_embeddings),
+            "extra_packs": [_tensor_digest(p.word_embeddings) for p in self.extra_packs],
+            "body": self.body.fingerprint,
+        }
+
+    def _optimizer(self, params: list[nn.Parameter], loop: LoopConfig) -> torch.optim.Optimizer:
+        no_decay_ids = {id(p) for name, p in self.trained.items() if any(m in name for m in _NO_DECAY_MARKERS)}
+        groups = [
+            {"params": [p for p in params if id(p) not in no_decay_ids], "weight_decay": self.config.weight_decay},
+            {"params": [p for p in params if id(p) in no_decay_ids], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=loop.lr)
+
+    def dev_metrics(self) -> dict:
+        """Dev-set metrics of the live model through the original pack."""
+        if not self.dev_rows:
+            return {}
+        self.packs.select(0)
+        metrics = score_model(
+            self.model, self.tokenizer, self.config.task, self.labels, self.dev_rows, seq_len=self.config.seq_len
+        )
+        return {k: v for k, v in metrics.items() if k != "n"}
+
+    def train(self, checkpoint_dir: str | os.PathLike, *, resume: bool = False) -> TrainResult:
+        cfg = self.config
+        loop = LoopConfig(
+            max_steps=self.max_steps,
+            lr=cfg.lr,
+            warmup_steps=int(cfg.warmup_ratio * self.max_steps),
+            weight_decay=cfg.weight_decay,
+            seed=cfg.seed,
+            checkpoint_every=cfg.checkpoint_every,
+            log_every=max(1, min(50, self.steps_per_epoch)),
+            eval_every=self.steps_per_epoch if self.dev_rows else None,
+            eval_at_start=False,
+            max_minutes=cfg.max_minutes,
+            device=cfg.device,
+            progress=cfg.progress,
+            description=f"finetune {cfg.task} ({cfg.mode})",
+        )
+        self.result = train(
+            self.module,
+            self.trained,
+            self.batches,
+            loop,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            eval_fn=self.dev_metrics if self.dev_rows else None,
+            optimizer_factory=self._optimizer,
+            settings=self.settings(),
+        )
+        self.packs.select(0)
+        self.model.eval()
+        return self.result
+
+    def batches_per_pack(self, steps: int) -> list[int]:
+        """How many of the first ``steps`` training batches read through each pack."""
+        counts = [0] * len(self.packs.tables)
+        for step in range(steps):
+            counts[self.batches.pack_of(step)] += 1
+        return counts
+
+    # ------------------------------------------------------------------ the artifact
+
+    def task_module(self) -> TaskModule:
+        """The trained head, body changes, special rows and adapter, as a TaskModule."""
+        cfg = self.config
+        state = {name: t.detach().cpu() for name, t in self.model.state_dict().items()}
+        head = {name: state[name].clone() for name in self.head_names}
+        body_delta: dict[str, torch.Tensor] = {}
+        if cfg.mode == "full":
+            # A +pos pack's position table is the pack's, not a change to the body.
+            from_pack = (
+                set(pack_parameter_names(self.model)["position_embeddings"])
+                if self.pack.position_embeddings is not None
+                else set()
+            )
+            for name, tensor in state.items():
+                if (
+                    name in self.body.tensors
+                    and name not in head
+                    and name not in from_pack
+                    and not torch.equal(tensor, self.body.tensors[name])
+                ):
+                    body_delta[name] = tensor.clone()
+        adapter_tensors = adapters_support.extract(self.model, adapters_support.TASK) if cfg.mode == "adapter" else None
+        adapter_tensors = {k: v.cpu() for k, v in adapter_tensors.items()} if adapter_tensors is not None else None
+        result = getattr(self, "result", None)
+        steps = result.step if result is not None else 0
+        settings = {"seq_len": cfg.seq_len, "noise": cfg.noise, "mode": cfg.mode}
+        if cfg.task == "qa":
+            settings.update(max_answer_tokens=MAX_ANSWER_TOKENS, doc_stride=doc_stride(cfg.seq_len))
+        provenance = {
+            "stage": "finetune",
+            "pack_language": self.pack.language,
+            "epochs": cfg.epochs,
+            "steps": steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "lr": cfg.lr,
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed,
+            "warmup_ratio": cfg.warmup_ratio,
+            "weight_decay": cfg.weight_decay,
+            "train_rows": len(self.train_rows),
+            "dev_rows": len(self.dev_rows),
+            "data": self.data_description,
+            "train_data_digest": _rows_digest(self.train_rows),
+        }
+        if result is not None:
+            provenance.update(
+                stopped_by=result.stopped_by,
+                elapsed_seconds=round(result.elapsed_seconds, 3),
+                final_train_loss=result.train_loss,
+                dev_metrics={k[5:]: v for k, v in _last_eval(result.history).items()},
+                resumed_from=result.resumed_from,
+            )
+        if self.extra_packs:
+            provenance["robust_packs"] = [
+                {"language": p.language, "digest": _tensor_digest(p.word_embeddings), "provenance": p.provenance}
+                for p in self.extra_packs
+            ]
+            provenance["batches_per_pack"] = self.batches_per_pack(steps)
+        return TaskModule(
+            task=cfg.task,
+            labels=list(self.labels),
+            head=head,
+            body_fingerprint=self.body.fingerprint,
+            mode=cfg.mode,
+            body_delta=body_delta,
+            special_rows=self.special.as_dict() if self.special is not None else {},
+            adapter_config=self.adapter_config,
+            adapter_tensors=adapter_tensors,
+            settings=settings,
+            provenance=provenance,
+        )
+
+
+def _last_eval(history: list[dict]) -> dict:
+    for record in reversed(history):
+        metrics = {k: v for k, v in record.items() if k.startswith("eval_")}
+        if metrics:
+            return metrics
+    return {}
+
+
+def checkpoint_dir_for(output: str | os.PathLike) -> Path:
+    """Where a run writing ``output`` keeps its checkpoints: a hidden sibling folder."""
+    output = Path(output)
+    return output.parent / f".{output.name}.checkpoint"
+
+
+def finetune(
+    body,
+    pack,
+    task_type: str,
+    train_rows: Sequence[dict],
+    *,
+    dev_rows: Sequence[dict] | None = None,
+    labels: Sequence[str] | None = None,
+    output: str | os.PathLike,
+    mode: str = "full",
+    noise: float = 0.0,
+    epochs: float = 2,
+    lr: float = 2e-5,
+    batch_size: int = 32,
+    seq_len: int = 128,
+    seed: int = 0,
+    resume: bool = False,
+    device: str | None = None,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    extra_packs: Sequence | None = None,
+    checkpoint_every: int | None = 500,
+    progress: bool = True,
+    data_description: str = "",
+    keep_checkpoint: bool = False,
+) -> TaskModule:
+    """Fine-tune ``task_type`` on ``train_rows`` through ``pack`` and save the TaskModule to ``output``.
+
+    ``body`` / ``pack`` / ``extra_packs`` are artifacts or their folders. The training log and
+    learning curve are written beside the task's files; checkpoints go to a hidden sibling folder
+    (``.NAME.checkpoint``) that ``resume=True`` continues from and that is removed once the run has
+    finished all its steps (``keep_checkpoint`` keeps it).
+    """
+    body = as_artifact(body, Body)
+    pack = as_artifact(pack, LanguagePack)
+    extras = [as_artifact(p, LanguagePack) for p in (extra_packs or [])]
+    config = FinetuneConfig(
+        task=task_type,
+        mode=mode,
+        noise=noise,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        seed=seed,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        progress=progress,
+    )
+    run = FinetuneRun(
+        body,
+        pack,
+        train_rows,
+        config,
+        dev_rows=dev_rows,
+        labels=labels,
+        extra_packs=extras,
+        data_description=data_description,
+    )
+    ckpt = checkpoint_dir_for(output)
+    result = run.train(ckpt, resume=resume)
+    task = run.task_module()
+    task.save_pretrained(output)
+    for name in (LOG_NAME, CURVE_NAME):
+        if (ckpt / name).is_file():
+            shutil.copyfile(ckpt / name, Path(output) / name)
+    if result.stopped_by == "max_steps" and not keep_checkpoint:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return task
+
+
+__all__ = ["FinetuneConfig", "FinetuneRun", "finetune", "checkpoint_dir_for", "MODES"]

@@ -1,0 +1,519 @@
+"""Step 2: learn a new language pack on a frozen body.
+
+The model is composed from the body and a freshly initialised pack; every body tensor is frozen
+(``requires_grad=False``) and only the pack trains: word embeddings and MLM output bias, plus the
+position table with ``pos=True`` and a Houlsby language adapter with ``adapters=True``.
+
+What the pack learns from is a list of weighted loss terms ``(model, batch) -> loss``. ``mlm`` is
+the paper's objective; another objective registers a builder with :func:`register_objective` and
+is then named in ``objective`` ("align", "mlm+align") without touching the loop or this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from .. import adapters_support
+from ..architectures import get_family, output_layer, position_embeddings, word_embeddings
+from ..artifacts import Body, LanguagePack, check_compatible
+from ..compose import LANGUAGE_ADAPTER, as_artifact, build_empty_model, composed_state_dict
+from ..errors import DataError, EmbswapError, IncompatibleArtifactError, TrainingError
+from ..init import InitResult, initialize_embeddings
+from ..io import atomic_folder
+from .loop import (
+    CURVE_NAME,
+    LOG_NAME,
+    BatchSource,
+    LoopConfig,
+    TrainResult,
+    derive_seed,
+    make_accelerator,
+    process_state,
+    train,
+)
+from .mlm import MLMBatches, build_sequences, mean_mlm_loss, mlm_loss, tokenize_texts
+
+ANCHOR_MODES = ("free", "frozen")
+TOKENIZER_SUBDIR = "tokenizer"
+
+
+@dataclass
+class LossTerm:
+    """One part of the step-2 objective: ``weight * loss(model, batch)``.
+
+    ``batches`` gives the term its own data (e.g. parallel sentence pairs); None means the term
+    reads the MLM text batches.
+    """
+
+    name: str
+    loss: Callable[[PreTrainedModel, dict], torch.Tensor]
+    weight: float = 1.0
+    batches: BatchSource | None = None
+
+
+@dataclass
+class ObjectiveContext:
+    """What an objective builder may use to make its loss terms."""
+
+    body: Body
+    tokenizer: object
+    reference_pack: LanguagePack | None
+    text_batches: MLMBatches | None
+    seed: int
+    batch_size: int
+    seq_len: int
+    options: dict = field(default_factory=dict)
+
+
+_OBJECTIVES: dict[str, Callable[[ObjectiveContext], list[LossTerm]]] = {}
+
+
+def register_objective(name: str, build: Callable[[ObjectiveContext], list[LossTerm]]) -> None:
+    """Make ``name`` usable in ``transfer(objective=...)``, alone or joined with ``+``."""
+    _OBJECTIVES[name] = build
+
+
+def objective_names() -> list[str]:
+    return sorted(_OBJECTIVES)
+
+
+def _mlm_terms(context: ObjectiveContext) -> list[LossTerm]:
+    if context.body.head != "mlm":
+        raise IncompatibleArtifactError(
+            "the mlm objective needs a body with an MLM head; this body is head-less (a sentence encoder): "
+            "use an alignment objective"
+        )
+    return [LossTerm("mlm", mlm_loss, weight=float(context.options.get("mlm_weight", 1.0)))]
+
+
+register_objective("mlm", _mlm_terms)
+
+
+def build_loss_terms(objective: str, context: ObjectiveContext) -> list[LossTerm]:
+    names = [part.strip() for part in objective.split("+") if part.strip()]
+    unknown = [n for n in names if n not in _OBJECTIVES]
+    if not names or unknown:
+        raise EmbswapError(
+            f"unknown objective {objective!r}; available: {', '.join(objective_names())} (join several with '+')"
+        )
+    return [term for name in names for term in _OBJECTIVES[name](context)]
+
+
+class ObjectiveModule(nn.Module):
+    """What the loop trains: the composed model and the weighted sum of the loss terms."""
+
+    def __init__(self, model: PreTrainedModel, terms: Sequence[LossTerm]):
+        super().__init__()
+        self.model = model
+        self.terms = list(terms)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        total, parts = None, {}
+        for term in self.terms:
+            value = term.loss(self.model, batch[term.name] if term.batches is not None else batch["text"])
+            parts[f"{term.name}_loss"] = value.detach()
+            weighted = term.weight * value
+            total = weighted if total is None else total + weighted
+        return {"loss": total, **(parts if len(parts) > 1 else {})}
+
+
+class _CombinedBatches:
+    def __init__(self, text: MLMBatches | None, terms: Sequence[LossTerm]):
+        self.text = text if any(t.batches is None for t in terms) else None
+        self.own = [t for t in terms if t.batches is not None]
+
+    def __call__(self, step: int, process_index: int = 0, num_processes: int = 1) -> dict:
+        batch = {} if self.text is None else {"text": self.text(step, process_index, num_processes)}
+        for term in self.own:
+            batch[term.name] = term.batches(step, process_index, num_processes)
+        return batch
+
+
+@dataclass
+class TransferOutcome:
+    pack: LanguagePack
+    model: PreTrainedModel  # the live training model (pack tensors trained, body tensors untouched)
+    result: TrainResult
+    init: InitResult
+
+
+def checkpoint_dir_for(output: str | os.PathLike) -> Path:
+    """Where a run writing ``output`` keeps its checkpoints: a hidden sibling folder."""
+    output = Path(output)
+    return output.parent / f".{output.name}.checkpoint"
+
+
+def saved_tokenizer(output: str | os.PathLike):
+    """The tokenizer an interrupted run into ``output`` trained with, or None."""
+    from ..artifacts import load_tokenizer
+
+    folder = checkpoint_dir_for(output) / TOKENIZER_SUBDIR
+    return load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
+
+
+def tokenizer_for_run(output: str | os.PathLike, train_new: Callable[[], object], *, resume: bool = False,
+                      device: str | None = None):
+    """The tokenizer of a run into ``output``: the saved one when resuming, else a new one.
+
+    Tokenizer training is not deterministic (ties), so with several processes only the main one
+    trains; it saves the result beside the checkpoints and the others load that.
+    """
+    if resume and (saved := saved_tokenizer(output)) is not None:
+        return saved
+    state = process_state(device)
+    if state.num_processes == 1:
+        return train_new()
+    folder = checkpoint_dir_for(output) / TOKENIZER_SUBDIR
+    with state.main_process_first():
+        if state.is_main_process:
+            tokenizer = train_new()
+            _save_tokenizer(tokenizer, folder)
+            return tokenizer
+    from ..artifacts import load_tokenizer
+
+    return load_tokenizer(folder)
+
+
+def check_tokenizer(body: Body, tokenizer) -> None:
+    ids = {role: getattr(tokenizer, f"{role}_token_id", None) for role in body.special_tokens}
+    if ids != body.special_tokens:
+        raise IncompatibleArtifactError(
+            f"the tokenizer's special-token ids {ids} differ from the body's {body.special_tokens}; train it with "
+            "`embswap tokenizer train --body STORE/body ...` so the shared tokens keep their ids"
+        )
+
+
+def _max_sequence(body: Body, tokenizer) -> int:
+    positions = body.model_config.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return 1 << 30
+    if get_family(body.family).position_offset_from_pad:
+        positions -= tokenizer.pad_token_id + 1
+    return positions
+
+
+def _texts_sha256(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _vocab_sha256(tokenizer) -> str:
+    items = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha256("\n".join(token for token, _ in items).encode("utf-8")).hexdigest()
+
+
+def _trainable_tensors(model: PreTrainedModel, *, pos: bool, adapter_names: Sequence[str]) -> dict[str, nn.Parameter]:
+    for param in model.parameters():
+        param.requires_grad_(False)
+    trainable = {"word_embeddings": word_embeddings(model).weight}
+    out = output_layer(model)
+    if out is not None and out.bias is not None:
+        trainable["output_bias"] = out.bias
+    if pos:
+        table = position_embeddings(model)
+        if table is None:
+            raise IncompatibleArtifactError("--pos needs a body with a learned position table; this family has none")
+        trainable["position_embeddings"] = table.weight
+    params = dict(model.named_parameters())
+    for name in adapter_names:
+        trainable[f"adapter.{name}"] = params[name]
+    for param in trainable.values():
+        param.requires_grad_(True)
+    return trainable
+
+
+def _freeze_rows(trainable: Mapping[str, nn.Parameter], rows: set[int]) -> list:
+    """Zero the gradients of anchored rows (embedding and bias); with no weight decay they never move."""
+    handles = []
+    if not rows:
+        return handles
+    index = torch.tensor(sorted(rows), dtype=torch.long)
+    for name in ("word_embeddings", "output_bias"):
+        if name not in trainable:
+            continue
+        param = trainable[name]
+        keep = torch.ones(param.shape[0], dtype=param.dtype)
+        keep[index] = 0
+        keep = keep.view(-1, *([1] * (param.dim() - 1)))
+        handles.append(param.register_hook(lambda grad, keep=keep: grad * keep.to(grad.device)))
+    return handles
+
+
+def _held_out_mlm(model, tokenizer, texts, seq_len, batch_size, seed, packing, max_batches):
+    """An eval hook: mean MLM loss on held-out text, with masks fixed once so values compare."""
+    sequences = build_sequences(
+        tokenize_texts(tokenizer, texts), seq_len, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
+        mode=packing,
+    )
+    if not sequences:
+        return None
+    fixed = MLMBatches(sequences, tokenizer, batch_size=batch_size, seed=seed, label="eval").fixed_batches(max_batches)
+
+    def held_out_loss() -> dict[str, float]:
+        return {"mlm_loss": mean_mlm_loss(model, fixed, device=word_embeddings(model).weight.device)}
+
+    return held_out_loss
+
+
+def _save_tokenizer(tokenizer, folder: Path) -> None:
+    with atomic_folder(folder) as tmp:
+        tokenizer.save_pretrained(str(tmp))
+
+
+def transfer(body, tokenizer, texts: Sequence[str], **kwargs) -> LanguagePack:
+    """Step 2: learn a pack for ``tokenizer``'s language on the frozen ``body``; see :func:`run_transfer`."""
+    return run_transfer(body, tokenizer, texts, **kwargs).pack
+
+
+def run_transfer(
+    body,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    language: str,
+    output: str | os.PathLike | None,
+    init: str = "random",
+    reference_pack=None,
+    dictionary=None,
+    pos: bool = False,
+    adapters: bool = False,
+    anchors: str = "free",
+    max_steps: int = 1000,
+    max_minutes: float | None = None,
+    seq_len: int = 128,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    resume: bool = False,
+    device: str | None = None,
+    eval_texts: Sequence[str] | None = None,
+    objective: str = "mlm",
+    extra_loss: LossTerm | Sequence[LossTerm] | None = None,
+    objective_options: dict | None = None,
+    warmup_steps: int | None = None,
+    checkpoint_every: int | None = 500,
+    log_every: int = 10,
+    packing: str = "pack",
+    special_rows: Mapping[int, torch.Tensor] | None = None,
+    dictionary_limit: int | None = None,
+    data_description: object = None,
+    eval_batches: int = 20,
+    progress: bool = True,
+) -> TransferOutcome:
+    """Train a new language pack and save it to ``output`` (atomically; None: do not save).
+
+    ``init`` is one of :data:`embswap.init.INIT_METHODS` (all but random need ``reference_pack``;
+    dictionary needs ``dictionary``, a ``{word: [translations]}`` dict or TSV path). ``pos`` adds
+    position embeddings and ``adapters`` a Houlsby language adapter to what trains; ``anchors=
+    "frozen"`` keeps the rows set from the reference fixed. ``objective`` names registered loss
+    builders joined by ``+``; ``extra_loss`` adds loss terms directly. Training stops at
+    ``max_steps`` (which also sets the learning-rate schedule) or after ``max_minutes``.
+    Checkpoints go to a hidden sibling of ``output`` (:func:`checkpoint_dir_for`); ``resume``
+    continues from the last one and ends bit-identical to an uninterrupted run. The pack's
+    provenance records the init counts, steps, tokens, data, seed, lr and MLM losses.
+    """
+    body = as_artifact(body, Body)
+    reference = as_artifact(reference_pack, LanguagePack) if reference_pack is not None else None
+    if reference is not None:
+        check_compatible(body, reference, name=f"reference pack {reference.language!r}")
+    if anchors not in ANCHOR_MODES:
+        raise EmbswapError(f"unknown anchors mode {anchors!r}; expected one of: {', '.join(ANCHOR_MODES)}")
+    check_tokenizer(body, tokenizer)
+    if output is None and resume:
+        raise TrainingError("resume needs the output folder of the interrupted run; pass output")
+    limit = _max_sequence(body, tokenizer)
+    if seq_len > limit:
+        raise DataError(f"seq_len {seq_len} is longer than the body's {limit} positions; use --seq-len {limit} or less")
+
+    texts = [t for t in texts if t and t.strip()]
+    token_lists = tokenize_texts(tokenizer, texts)
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    sequences = build_sequences(token_lists, seq_len, cls_id=cls_id, sep_id=sep_id, mode=packing)
+    if not sequences and "mlm" in (part.strip() for part in objective.split("+")):
+        raise DataError("no text to train on: give UTF-8 text files with one sentence or document per line")
+    text_batches = None
+    if sequences:  # objectives with their own data (e.g. align alone) may train without plain text
+        text_batches = MLMBatches(
+            sequences, tokenizer, batch_size=batch_size, seed=seed, group_by_length=packing == "group"
+        )
+
+    frequencies = None
+    if init == "dictionary" and dictionary_limit is not None:
+        frequencies = {}
+        for ids in token_lists:
+            for token_id in ids:
+                frequencies[token_id] = frequencies.get(token_id, 0) + 1
+    start = initialize_embeddings(
+        body,
+        tokenizer,
+        init,
+        reference_pack=reference,
+        dictionary=dictionary,
+        special_rows=special_rows,
+        seed=seed,
+        dictionary_limit=dictionary_limit,
+        token_frequencies=frequencies,
+    )
+    pack0 = LanguagePack(
+        language=language,
+        tokenizer=tokenizer,
+        word_embeddings=start.word_embeddings,
+        body_fingerprint=body.fingerprint,
+        output_bias=start.output_bias,
+    )
+    model = build_empty_model(body, pack0.vocab_size)
+    model.load_state_dict(composed_state_dict(model, body, pack0, None), strict=True)
+    adapter_names: list[str] = []
+    adapter_config = None
+    if adapters:
+        adapter_config = adapters_support.houlsby_config()
+        torch.manual_seed(derive_seed(seed, "adapter"))
+        adapter_names = adapters_support.add_adapter(model, LANGUAGE_ADAPTER, adapter_config)
+        model.set_active_adapters(LANGUAGE_ADAPTER)
+    trainable = _trainable_tensors(model, pos=pos, adapter_names=adapter_names)
+
+    context = ObjectiveContext(
+        body=body,
+        tokenizer=tokenizer,
+        reference_pack=reference,
+        text_batches=text_batches,
+        seed=seed,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        options=dict(objective_options or {}),
+    )
+    terms = build_loss_terms(objective, context)
+    if extra_loss is not None:
+        terms += [extra_loss] if isinstance(extra_loss, LossTerm) else list(extra_loss)
+    if text_batches is None and any(term.batches is None for term in terms):
+        raise DataError("no text to train on: give UTF-8 text files with one sentence or document per line")
+    module = ObjectiveModule(model, terms)
+
+    eval_fn = _held_out_mlm(model, tokenizer, eval_texts, seq_len, batch_size, seed, packing, eval_batches) if (
+        eval_texts and body.head == "mlm"
+    ) else None
+
+    settings = {
+        "stage": "transfer",
+        "language": language,
+        "vocab_sha256": _vocab_sha256(tokenizer),
+        "data_sha256": _texts_sha256(texts),
+        "init": init,
+        "anchors": anchors,
+        "pos": pos,
+        "adapters": adapters,
+        "objective": objective,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "lr": lr,
+        "packing": packing,
+        "reference_pack": reference.body_fingerprint + ":" + reference.language if reference is not None else None,
+    }
+    config = LoopConfig(
+        max_steps=max_steps,
+        lr=lr,
+        warmup_steps=min(100, max_steps // 10) if warmup_steps is None else warmup_steps,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
+        max_minutes=max_minutes,
+        device=device,
+        progress=progress,
+        description=f"transfer {language}",
+    )
+    accelerator = make_accelerator(device)
+    # Without an output (benchmarks, experiments) checkpoints go to a temporary folder.
+    ckpt = checkpoint_dir_for(output) if output is not None else Path(tempfile.mkdtemp(prefix="embswap-transfer-"))
+    if accelerator.is_main_process:
+        if not resume or not (ckpt / TOKENIZER_SUBDIR).is_dir():
+            ckpt.mkdir(parents=True, exist_ok=True)
+            _save_tokenizer(tokenizer, ckpt / TOKENIZER_SUBDIR)
+    handles = _freeze_rows(trainable, start.anchored) if anchors == "frozen" else []
+    try:
+        result = train(
+            module,
+            trainable,
+            _CombinedBatches(text_batches, terms),
+            config,
+            checkpoint_dir=ckpt,
+            resume=resume,
+            eval_fn=eval_fn,
+            settings=settings,
+            accelerator=accelerator,
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    model.eval()
+
+    provenance = {
+        "stage": "transfer",
+        "init": {**start.provenance(), "reference_pack": reference.language if reference is not None else None},
+        "objective": objective,
+        "loss_terms": {term.name: term.weight for term in terms},
+        "anchors": anchors,
+        "pos": pos,
+        "adapters": adapters,
+        "steps": result.step,
+        "tokens_seen": result.tokens_seen,
+        "minutes": round(result.elapsed_seconds / 60, 3),
+        "stopped_by": result.stopped_by,
+        "seed": seed,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "packing": packing,
+        "num_processes": result.num_processes,
+        "data": {
+            "texts": len(texts),
+            "tokens": sum(len(ids) for ids in token_lists),
+            "sequences": len(sequences),
+            "sha256": settings["data_sha256"],
+            "source": data_description,
+        },
+        "mlm_loss": {
+            "train_final": result.train_loss,
+            "eval_initial": result.first_metric("eval_mlm_loss"),
+            "eval_final": result.last_metric("eval_mlm_loss"),
+        },
+    }
+    table = position_embeddings(model) if pos else None
+    pack = LanguagePack(
+        language=language,
+        tokenizer=tokenizer,
+        word_embeddings=trainable["word_embeddings"].detach().cpu().clone(),
+        body_fingerprint=body.fingerprint,
+        output_bias=trainable["output_bias"].detach().cpu().clone() if "output_bias" in trainable else None,
+        position_embeddings=table.weight.detach().cpu().clone() if table is not None else None,
+        adapter_config=adapter_config,
+        adapter_tensors=(
+            {k: v.cpu() for k, v in adapters_support.extract(model, LANGUAGE_ADAPTER).items()} if adapters else None
+        ),
+        provenance=provenance,
+    )
+    if output is not None and accelerator.is_main_process:
+        pack.save_pretrained(output)
+        for name in (LOG_NAME, CURVE_NAME):
+            if (ckpt / name).is_file():
+                shutil.copyfile(ckpt / name, Path(output) / name)
+    accelerator.wait_for_everyone()
+    if output is None and accelerator.is_main_process:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return TransferOutcome(pack=pack, model=model, result=result, init=start)
+
+
+transfer.__signature__ = inspect.signature(run_transfer).replace(return_annotation="LanguagePack")
