@@ -8,6 +8,7 @@ into the vectors' length and retrieval barely moves (FINDINGS.md §2).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -91,7 +92,8 @@ def teacher_key(body_fingerprint: str, pack, sources: Sequence[str], mode: str, 
     digest = hashlib.sha256()
     digest.update(json.dumps([body_fingerprint, mode, max_length, len(sources)]).encode())
     digest.update(tensor_bytes(pack.word_embeddings))
-    digest.update(pack.tokenizer.backend_tokenizer.to_str().encode())
+    # The vocabulary, not the tokenizer JSON: that JSON also records padding/truncation state.
+    digest.update(json.dumps(sorted(pack.tokenizer.get_vocab().items())).encode())
     for text in sources:
         digest.update(text.encode() + b"\0")
     return digest.hexdigest()
@@ -216,6 +218,18 @@ class ParallelBatches:
 DEFAULT_ALIGN_WEIGHT = 5000.0
 
 
+@contextlib.contextmanager
+def _teacher_progress(total: int):
+    """A rich progress bar on stderr while the teacher vectors are computed (skipped when cached)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("teacher vectors"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("teacher", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
 def _align_terms(context) -> list:
     """Builder of the ``align`` objective for :func:`embswap.train.transfer.register_objective`."""
     from ..compose import build_empty_model, composed_state_dict
@@ -234,11 +248,16 @@ def _align_terms(context) -> list:
     max_length = int(options.get("align_max_length", context.seq_len))
     teacher_model = build_empty_model(context.body, reference.vocab_size)
     teacher_model.load_state_dict(composed_state_dict(teacher_model, context.body, reference, None), strict=True)
-    teacher = teacher_vectors(
-        teacher_model, reference, context.body.fingerprint, [p["source"] for p in pairs],
-        mode=mode, max_length=max_length, cache_dir=options.get("teacher_cache"),
-    )
+    # Several L2 translations often share one L1 sentence: encode each distinct source once.
+    sources = sorted({p["source"] for p in pairs})
+    row_of = {text: i for i, text in enumerate(sources)}
+    with _teacher_progress(len(sources)) as advance:
+        unique = teacher_vectors(
+            teacher_model, reference, context.body.fingerprint, sources,
+            mode=mode, max_length=max_length, cache_dir=options.get("teacher_cache"), progress=advance,
+        )
     del teacher_model
+    teacher = unique[torch.tensor([row_of[p["source"]] for p in pairs])]
     batches = ParallelBatches(context.tokenizer, [p["target"] for p in pairs],
                               batch_size=int(options.get("align_batch_size", context.batch_size)),
                               seed=context.seed, max_length=max_length)

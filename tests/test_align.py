@@ -1,0 +1,86 @@
+"""The alignment objective: only pack rows train, teacher vectors are cached by content, bad pairs fail early."""
+
+import pytest
+import torch
+
+from embswap import DataError, split_model
+from embswap.compose import build_empty_model, composed_state_dict
+from embswap.train.align import read_parallel, teacher_key, teacher_vectors
+from embswap.train.tokenizer import train_tokenizer
+from embswap.train.transfer import run_transfer
+
+from conftest import DE_TEXT, EN_TEXT, make_mlm
+
+PAIRS = [{"source": en, "target": de} for en, de in zip(EN_TEXT[:8], DE_TEXT[:8])] * 2
+
+
+@pytest.fixture
+def parts():
+    model, tok = make_mlm("bert")
+    body, en = split_model(model, tok, "en")
+    de_tok = train_tokenizer(DE_TEXT, 90, family="bert", special_ids=body.special_tokens, min_frequency=1)
+    return body, en, de_tok
+
+
+@pytest.mark.parametrize("objective", ["align", "mlm+align"])
+def test_align_trains_only_pack_tensors(tmp_path, parts, objective):
+    body, en, de_tok = parts
+    before = {k: v.clone() for k, v in body.tensors.items()}
+    out = run_transfer(body, de_tok, DE_TEXT, language="de", output=tmp_path / "de", init="random",
+                       reference_pack=en, objective=objective,
+                       objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path / "cache")},
+                       max_steps=6, batch_size=4, seq_len=32, lr=1e-2, checkpoint_every=None, progress=False)
+    for key, tensor in before.items():
+        assert torch.equal(body.tensors[key], tensor), key
+    model = out.model
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"bert.embeddings.word_embeddings.weight", "cls.predictions.bias"}
+    assert out.result.step == 6
+    assert out.pack.provenance["objective"] == objective
+    assert out.pack.provenance["loss_terms"]["align"] == 5000.0
+    assert "align_loss" in out.result.history[-1] or "loss" in out.result.history[-1]
+
+
+def test_align_lowers_loss(tmp_path, parts):
+    body, en, de_tok = parts
+    out = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="random", reference_pack=en,
+                       objective="align", objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)},
+                       max_steps=40, batch_size=8, seq_len=32, lr=2e-2, warmup_steps=0, log_every=5,
+                       checkpoint_every=None, progress=False)
+    losses = [r["loss"] for r in out.result.history if "loss" in r]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_teacher_cache_key_and_reuse(tmp_path, parts):
+    body, en, _ = parts
+    sources = [p["source"] for p in PAIRS[:5]]
+    model = build_empty_model(body, en.vocab_size)
+    model.load_state_dict(composed_state_dict(model, body, en, None))
+    first = teacher_vectors(model, en, body.fingerprint, sources, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+    again = teacher_vectors(model, en, body.fingerprint, sources, cache_dir=tmp_path)
+    assert torch.equal(first, again) and len(list(tmp_path.iterdir())) == 1
+    assert torch.allclose(first.norm(dim=-1), torch.ones(5))
+    key = teacher_key(body.fingerprint, en, sources, "mean", 128)
+    other_body, _ = split_model(*make_mlm("bert", seed=3), "en")
+    assert teacher_key(other_body.fingerprint, en, sources, "mean", 128) != key
+    changed = type(en)(language="en", tokenizer=en.tokenizer, word_embeddings=en.word_embeddings + 1,
+                       output_bias=en.output_bias, body_fingerprint=body.fingerprint)
+    assert teacher_key(body.fingerprint, changed, sources, "mean", 128) != key
+    assert teacher_key(body.fingerprint, en, sources[:4], "mean", 128) != key
+
+
+def test_bad_parallel_input(tmp_path, parts):
+    body, en, de_tok = parts
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("one\ttwo\nonly one field\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.tsv:2: expected 'source<TAB>target', found 1 fields"):
+        read_parallel(bad)
+    empty = [{"source": "x", "target": " "}]
+    with pytest.raises(DataError, match="pair 1: the target side is empty"):
+        run_transfer(body, de_tok, DE_TEXT, language="de", output=tmp_path / "out", reference_pack=en,
+                     objective="align", objective_options={"parallel": empty}, max_steps=2, progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DataError, match="needs parallel text"):
+        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, reference_pack=en, objective="align",
+                     max_steps=2, progress=False)
