@@ -50,6 +50,26 @@ def sibling_packs(body: str, exclude: set[str]) -> list[Path]:
     return [store.pack_path(lang) for lang in store.languages if lang not in exclude]
 
 
+def read_parallel_specs(specs: list[str]) -> list[dict]:
+    """Sentence pairs from files (JSONL/TSV) and named sources such as bible:4-e,4-s."""
+    from embswap.train.align import read_parallel
+
+    pairs: list[dict] = []
+    for spec in specs:
+        if Path(spec).exists():
+            pairs += read_parallel(spec)
+            continue
+        from embswap.data.bible import is_named_source, resolve_source
+
+        if not is_named_source(spec):
+            raise typer.BadParameter(f"{spec} is neither a file nor a named source like bible:4-e", param_hint="--parallel")
+        rows = resolve_source(spec)
+        if not rows or not isinstance(rows[0], dict) or "source" not in rows[0]:
+            raise typer.BadParameter(f"{spec} is not a parallel source (use bible:<src>-<tgt>)", param_hint="--parallel")
+        pairs += rows
+    return pairs
+
+
 def transfer(
     body: Annotated[str, typer.Option("--body", help="The frozen body: STORE/body (or a Hub id).")],
     lang: Annotated[str, typer.Option("--lang", help="Language code of the new pack.")],
@@ -81,7 +101,17 @@ def transfer(
     anchors: Annotated[
         str, typer.Option("--anchors", help="free: rows set from the reference train on; frozen: they stay fixed.")
     ] = "free",
-    objective: Annotated[str, typer.Option("--objective", help="What the pack learns from (mlm).")] = "mlm",
+    objective: Annotated[
+        str, typer.Option("--objective", help="What the pack learns from: mlm (the paper), align, or mlm+align.")
+    ] = "mlm",
+    parallel: Annotated[
+        Optional[list[str]],
+        typer.Option("--parallel", help="Parallel text for align: JSONL {source,target}, TSV, or bible:4-e. Repeatable."),
+    ] = None,
+    align_weight: Annotated[
+        Optional[float], typer.Option("--align-weight", help="Weight of the alignment loss (default 5000).")
+    ] = None,
+    pooling: Annotated[str, typer.Option("--pooling", help="Pooled states the alignment compares: mean, cls, max.")] = "mean",
     max_steps: Annotated[int, typer.Option("--max-steps", help="Training steps (also the schedule's length).")] = 1000,
     max_minutes: Annotated[
         Optional[float], typer.Option("--max-minutes", help="Stop after this many minutes (checkpoint kept).")
@@ -120,8 +150,11 @@ def transfer(
         raise typer.BadParameter(f"expected one of: {', '.join(INIT_METHODS)}", param_hint="--init")
     if anchors not in ANCHOR_MODES:
         raise typer.BadParameter(f"expected one of: {', '.join(ANCHOR_MODES)}", param_hint="--anchors")
-    if not text and dataset is None:
+    needs_text = "mlm" in objective.split("+")
+    if needs_text and not text and dataset is None:
         raise typer.BadParameter("give at least one --text FILE (or --dataset NAME)", param_hint="--text")
+    if "align" in objective.split("+") and not parallel:
+        raise typer.BadParameter("the align objective needs --parallel FILE (or bible:4-e)", param_hint="--parallel")
     if init == "dictionary" and dictionary is None:
         raise typer.BadParameter("--init dictionary needs --dictionary FILE", param_hint="--dictionary")
     set_threads(threads)
@@ -141,6 +174,9 @@ def transfer(
     reference_art = LanguagePack.from_pretrained(reference) if reference is not None else None
 
     texts = read_texts(text or [], dataset=dataset, dataset_config=dataset_config, split=split, column=column)
+    pairs = read_parallel_specs(parallel or [])
+    if not texts and pairs:
+        texts = [p["target"] for p in pairs]  # the tokenizer (and the MLM term, if any) reads the L2 side
     eval_texts = read_texts(eval_text) if eval_text else None
     if tokenizer is not None:
         tok = load_tokenizer(tokenizer)
@@ -179,6 +215,12 @@ def transfer(
         device=device,
         eval_texts=eval_texts,
         objective=objective,
+        objective_options={
+            "parallel": pairs,
+            "pooling": pooling,
+            "parallel_description": ", ".join(parallel or []),
+            **({"align_weight": align_weight} if align_weight is not None else {}),
+        },
         checkpoint_every=checkpoint_every,
         data_description=describe(text or [], dataset, config=dataset_config, split=split if dataset else None),
         progress=not quiet,

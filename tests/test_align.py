@@ -84,3 +84,27 @@ def test_bad_parallel_input(tmp_path, parts):
     with pytest.raises(DataError, match="needs parallel text"):
         run_transfer(body, de_tok, DE_TEXT, language="de", output=None, reference_pack=en, objective="align",
                      max_steps=2, progress=False)
+
+
+def test_cli_transfer_align(tmp_path, parts):
+    from typer.testing import CliRunner
+
+    from embswap import LanguagePack, Store
+    from embswap.cli.main import app
+
+    body, en, de_tok = parts
+    store = Store(tmp_path / "store")
+    store.save_body(body)
+    store.save_pack(en)
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{p['source']}\t{p['target']}\n" for p in PAIRS), encoding="utf-8")
+    args = ["transfer", "--body", str(store.body_path), "--lang", "de", "-o", str(store.pack_path("de")),
+            "--objective", "align", "--parallel", str(tsv), "--vocab-size", "90", "--max-steps", "3",
+            "--batch-size", "4", "--seq-len", "32", "--init", "overlap", "--quiet", "--align-weight", "100"]
+    result = CliRunner().invoke(app, args, env={"EMBSWAP_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 0, result.output
+    pack = LanguagePack.from_pretrained(store.pack_path("de"))
+    assert pack.provenance["objective"] == "align" and pack.provenance["loss_terms"] == {"align": 100.0}
+    no_pairs = [a for i, a in enumerate(args) if a != "--parallel" and (i == 0 or args[i - 1] != "--parallel")]
+    missing = CliRunner().invoke(app, no_pairs)
+    assert missing.exit_code == 2 and "--parallel" in missing.output
