@@ -18,7 +18,7 @@ MODE_CHOICES = ("full", "adapter", "frozen")
 DatasetOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--dataset", help="A `datasets` name (xnli, paws-x, xquad, ...) instead of files; needs embswap[data]."
+        "--dataset", help="A `datasets` name (xnli, paws-x, xquad, ...) instead of files; needs the datasets library."
     ),
 ]
 ConfigOpt = Annotated[

@@ -18,7 +18,7 @@ from .artifacts import TaskModule
 from .compose import as_artifact, compose
 from .errors import EmbswapError
 from .store import Store
-from .tasks.data import CLASSIFICATION_TASKS, check_labels_subset, load_rows
+from .tasks.data import CLASSIFICATION_TASKS, check_labels_subset, load_rows, validate_rows
 from .tasks.heads import best_span, encode_classification, model_inputs, pad_features, prepare_qa
 from .tasks.metrics import classification_scores, squad_scores
 
@@ -114,8 +114,10 @@ def evaluate(body, pack, task, rows, batch_size: int = 64, *, device=None, **dat
     QA, all metrics in percent.
     """
     task = as_artifact(task, TaskModule)
-    if not isinstance(rows, list):
+    if isinstance(rows, (str, os.PathLike)) or dataset_options.get("dataset"):
         rows = load_rows(rows, task.task, **dataset_options)
+    else:
+        rows = validate_rows(rows, task.task, "evaluation row")
     model, tokenizer = compose(body, pack, task, device=device or default_device())
     seq_len = int(task.settings.get("seq_len", DEFAULT_SEQ_LEN))
     return score_model(model, tokenizer, task.task, task.labels, rows, seq_len=seq_len, batch_size=batch_size)

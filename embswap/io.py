@@ -358,17 +358,23 @@ def read_consistently(folder: Path, read: Callable[[], T], attempts: int = 8) ->
     """Run ``read`` again when a save replaced ``folder`` meanwhile, so it sees one whole artifact.
 
     Files are opened by path, so a read that overlaps a swap could mix the old config with the new
-    weights; a swap gives the folder a new inode, which is how such a read is recognised.
+    weights, or find a file gone; a swap gives the folder a new inode, which is how such a read is
+    recognised. An OSError that no swap explains becomes a CorruptArtifactError.
     """
     for _ in range(attempts):
         settle(folder)
         before = _identity(folder)
         try:
             result = read()
-        except EmbswapError:
+        except (EmbswapError, OSError) as err:
             if _identity(folder) != before:
                 continue
-            raise
+            if isinstance(err, EmbswapError):
+                raise
+            raise CorruptArtifactError(
+                f"{folder} cannot be read ({err.strerror or type(err).__name__}: {shown_name(str(err.filename or ''))}); "
+                "check its permissions, or download or save it again"
+            ) from None
         if _identity(folder) == before:
             return result
     raise ArtifactBusyError(f"{folder} was replaced {attempts} times while being read; read it when no save is running")
@@ -480,7 +486,11 @@ def present_files(folder: Path) -> dict[str, Path]:
     """
     roots = allowed_roots(folder)
     files = {}
-    for path in sorted(folder.rglob("*")):
+    try:
+        found = sorted(folder.rglob("*"))
+    except OSError as err:  # a folder removed or unreadable while listed
+        raise CorruptArtifactError(f"{folder} cannot be listed ({err.strerror or type(err).__name__})") from None
+    for path in found:
         if path.is_symlink():
             check_inside(path, roots)
         if path.is_dir():
@@ -519,7 +529,10 @@ def check_files(folder: Path, config: dict, *, verify: bool) -> None:
         )
     if verify:
         for name, expected in listed.items():
-            actual = file_sha256(present[name])
+            try:
+                actual = file_sha256(present[name])
+            except OSError as err:
+                raise CorruptArtifactError(f"{folder / name} cannot be read ({err.strerror}); check its permissions") from None
             if actual != expected:
                 raise CorruptArtifactError(
                     f"{folder / name} has SHA-256 {actual[:12]}…, its config records {expected[:12]}…; "

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embswap import Body, LanguagePack, Store, TaskModule, split_model
-from embswap.errors import EmbswapError
+from embswap.errors import ArtifactNotFoundError, EmbswapError
 from embswap.io import load_tensors, read_config
 from embswap.verify import verify
 
@@ -402,13 +402,12 @@ class ForkServer:
         return self.wait(pid)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
-            self.process.stdin.flush()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        """Stop the server (its jobs are all waited for; it holds no state worth a clean exit)."""
+        self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def wait_for(path: Path, timeout: float = 60.0) -> None:
@@ -417,6 +416,50 @@ def wait_for(path: Path, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} did not appear within {timeout} s")
         time.sleep(0.002)
+
+
+def holds(target: Path, expected: dict[str, dict]) -> str:
+    """Which of the expected packs ``target`` loads as (hashes verified), bit for bit; fails on anything else."""
+    found = pack_identity(LanguagePack.from_pretrained(target))
+    tags = [tag for tag, identity in expected.items() if identity == found]
+    assert tags, f"{target} holds none of {sorted(expected)}: {found}"
+    return tags[0]
+
+
+# Steps of a save (embswap.io.atomic_folder) and whether the new artifact is in place after each.
+SAVE_STEPS = [("locked", False), ("tmp_created", False), ("written", False), ("synced", False), ("swapped", True),
+              ("cleaned", True)]  # fmt: skip
+FALLBACK_STEPS = SAVE_STEPS + [("moved_aside", False)]  # between the two renames of the fallback
+
+
+def step_sweep(server: ForkServer, sources: dict[str, Path], root: Path, *, fallback: bool, first_save: bool = False) -> Counter:
+    """SIGKILL a save of B over A at each step of ``atomic_folder``; the path must hold exactly A or B as
+    the step implies (nothing, for a first save killed before its swap), and the next save must clean up."""
+    expected = {tag: pack_identity(LanguagePack.from_pretrained(path)) for tag, path in sources.items()}
+    counts: Counter = Counter()
+    mode = "fallback" if fallback else "exchange"
+    for step, new_in_place in FALLBACK_STEPS if fallback else SAVE_STEPS:
+        target = root / f"step-{mode}-{'first' if first_save else 'over'}-{step}"
+        if not first_save:
+            LanguagePack.from_pretrained(sources["A"]).save_pretrained(target)
+        status, _ = server.run("save_once", source=str(sources["B"]), target=str(target), fault=step, fallback=fallback)
+        assert status["signal"] == signal.SIGKILL, (step, status)
+        counts["crash_points"] += 1
+        if new_in_place:
+            assert holds(target, expected) == "B", step
+        elif first_save:
+            assert not target.exists(), step
+            try:
+                LanguagePack.from_pretrained(target)
+                raise AssertionError(f"{target} loaded although its first save died at {step}")
+            except ArtifactNotFoundError:
+                pass
+        else:
+            assert holds(target, expected) == "A", step
+        LanguagePack.from_pretrained(sources["A"]).save_pretrained(target)
+        assert holds(target, expected) == "A" and leftovers(target) == [], step
+        counts["intact"] += 1
+    return counts
 
 
 def random_kill_campaign(server: ForkServer, sources: dict[str, Path], target: Path, kills: int, *,
@@ -429,9 +472,11 @@ def random_kill_campaign(server: ForkServer, sources: dict[str, Path], target: P
     expected = {tag: pack_identity(LanguagePack.from_pretrained(path)) for tag, path in sources.items()}
     rng = random.Random(seed)
     counts: Counter = Counter()
+    current = holds(target, expected)
     for i in range(kills):
         ready = server.workdir / f"ready-{seed}-{i}"
-        pid, _ = server.spawn("save_loop", sources=[str(p) for p in sources.values()], target=str(target),
+        order = sorted(sources, key=lambda tag: tag == current)  # first save the one not in place yet
+        pid, _ = server.spawn("save_loop", sources=[str(sources[tag]) for tag in order], target=str(target),
                               ready=str(ready), fallback=fallback)  # fmt: skip
         wait_for(ready)
         time.sleep(rng.uniform(0, window_s))
@@ -440,9 +485,39 @@ def random_kill_campaign(server: ForkServer, sources: dict[str, Path], target: P
         counts["kills"] += 1
         if any(name.startswith(".embswap-tmp-") or name.startswith(".embswap-old-") for name in leftovers(target)):
             counts["mid_save"] += 1
-        found = pack_identity(LanguagePack.from_pretrained(target))
-        assert found in expected.values(), f"kill {i}: {target} holds neither A nor B: {found}"
-        counts[f"holds_{found['tag']}"] += 1
+        current = holds(target, expected)
+        counts[f"holds_{current}"] += 1
         stray = [n for n in leftovers(target) if not n.startswith((".embswap-tmp-", ".embswap-old-", ".embswap-lock-"))]
         assert not stray, stray
+    return counts
+
+
+def concurrency_round(server: ForkServer, sources: dict[str, Path], target: Path, *, saves: int, readers: int,
+                      fallback: bool) -> Counter:  # fmt: skip
+    """Two processes save A and B to one path ``saves`` times each while ``readers`` processes load it.
+
+    Both writers must finish every save (the second waits for the lock), every read must be
+    exactly A or exactly B, and the path must end whole with no leftovers.
+    """
+    expected = {tag: pack_identity(LanguagePack.from_pretrained(path)) for tag, path in sources.items()}
+    LanguagePack.from_pretrained(sources["A"]).save_pretrained(target)
+    stop = server.workdir / f"stop-{target.name}-{time.monotonic_ns()}"
+    reading = [server.spawn("read_until", target=str(target), stop=str(stop), min=5) for _ in range(readers)]
+    writing = [server.spawn("save_n", source=str(sources[tag]), target=str(target), n=saves, fallback=fallback)
+               for tag in sources]  # fmt: skip
+    counts: Counter = Counter()
+    for pid, out in writing:
+        assert server.wait(pid)["exit"] == 0
+        result = json.loads(out.read_text())
+        assert result == {"saved": saves, "errors": []}, result
+        counts["saves"] += result["saved"]
+    stop.touch()
+    for pid, out in reading:
+        assert server.wait(pid)["exit"] == 0
+        result = json.loads(out.read_text())
+        assert "crash" not in result and result["errors"] == [], result
+        counts["reads"] += len(result["loads"])
+        counts["whole_reads"] += sum(load in expected.values() for load in result["loads"])
+    holds(target, expected)
+    assert leftovers(target) == []
     return counts

@@ -144,3 +144,48 @@ def test_two_process_transfer_with_torchrun(tmp_path, bert_store, de_file):
     model, tok = compose(bert_store.body_path, out)  # fits the untouched body
     with torch.no_grad():
         model(**tok(DE_TEXT[:2], padding=True, return_tensors="pt"))
+
+
+def test_read_texts_from_files_jsonl_named_sources_and_datasets(tmp_path, monkeypatch):
+    from embswap.data.text import read_texts
+    from embswap.errors import DataError
+
+    plain = tmp_path / "a.txt"
+    plain.write_text("first line\n\n  second line  \n", encoding="utf-8")
+    rows = tmp_path / "b.jsonl"
+    rows.write_text('{"text": "from jsonl"}\n\n{"text": "again"}\n', encoding="utf-8")
+    assert read_texts([plain, rows]) == ["first line", "second line", "from jsonl", "again"]
+    with pytest.raises(DataError, match="does not exist"):
+        read_texts([tmp_path / "missing.txt"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"label": 1}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl:1"):
+        read_texts([bad])
+
+    import datasets
+
+    class FakeSplit:
+        column_names = ["text", "label"]
+
+        def __getitem__(self, column):
+            return ["online one", "", "online two"]
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or FakeSplit())
+    assert read_texts([], dataset="wiki", dataset_config="de", split="train") == ["online one", "online two"]
+    assert calls == [(("wiki", "de"), {"split": "train"})]
+    with pytest.raises(DataError, match="no column 'body'"):
+        read_texts([], dataset="wiki", column="body")
+
+
+def test_read_texts_named_bible_source():
+    from embswap.data.text import read_texts
+    from embswap.errors import DataError, EmbswapError
+
+    try:
+        texts = read_texts(["bible:de:dev"])
+    except EmbswapError as err:
+        pytest.skip(f"the offline Bible is not installed ({err})")
+    assert len(texts) > 100 and all(isinstance(t, str) and t for t in texts)
+    with pytest.raises(DataError, match="not text"):
+        read_texts(["bible:4-e:dev"])

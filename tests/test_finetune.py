@@ -221,6 +221,8 @@ def test_dev_labels_must_be_known(bert_parts):
     body, pack = bert_parts
     with pytest.raises(DataError, match="dev data has label"):
         FinetuneRun(body, pack, ROWS, _config(), dev_rows=[{"text": "x", "label": "unseen"}])
+    with pytest.raises(DataError, match="training row 2: missing field 'label'"):
+        FinetuneRun(body, pack, [ROWS[0], {"text": "x"}], _config())
     with pytest.raises(DataError, match="unknown mode"):
         _config(mode="partial")
 

@@ -15,8 +15,6 @@ import reliability_kit as kit
 from conftest import make_mlm
 from embswap import LanguagePack, split_model
 
-# Steps of a save (embswap.io.atomic_folder) and whether the new artifact is in place after each.
-STEPS = [("locked", False), ("tmp_created", False), ("written", False), ("synced", False), ("swapped", True), ("cleaned", True)]
 MODES = {"exchange": False, "fallback": True}  # fallback: the two renames systems without RENAME_EXCHANGE get
 
 
@@ -47,51 +45,41 @@ def _fresh_target(world, name: str, tag: str | None = "A"):
 
 
 def _holds(world, target) -> str:
-    found = kit.pack_identity(LanguagePack.from_pretrained(target))
-    tags = [tag for tag, identity in world["ids"].items() if identity == found]
-    assert tags, f"{target} holds neither A nor B"
-    return tags[0]
+    return kit.holds(target, world["ids"])
 
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_sigkill_at_every_step_of_a_save(world, mode):
-    steps = STEPS + ([("moved_aside", False)] if mode == "fallback" else [])
-    for step, new_in_place in steps:
-        target = _fresh_target(world, f"step-{mode}-{step}")
-        status, _ = world["server"].run("save_once", source=str(world["sources"]["B"]), target=str(target),
-                                        fault=step, fallback=MODES[mode])  # fmt: skip
-        assert status["signal"] == signal.SIGKILL, (step, status)
-        assert _holds(world, target) == ("B" if new_in_place else "A"), step
-        # the next save cleans what the killed one left, and works
-        LanguagePack.from_pretrained(world["sources"]["A"]).save_pretrained(target)
-        assert _holds(world, target) == "A" and kit.leftovers(target) == []
+    counts = kit.step_sweep(world["server"], world["sources"], world["root"] / "store", fallback=MODES[mode])
+    assert counts["crash_points"] == counts["intact"] == len(kit.FALLBACK_STEPS if MODES[mode] else kit.SAVE_STEPS)
 
 
 def test_sigkill_during_the_first_save_leaves_nothing_or_everything(world):
-    for step, new_in_place in STEPS:
-        target = _fresh_target(world, f"first-{step}", tag=None)
-        status, _ = world["server"].run("save_once", source=str(world["sources"]["B"]), target=str(target), fault=step)
-        assert status["signal"] == signal.SIGKILL
-        if new_in_place:
-            assert _holds(world, target) == "B"
-        else:
-            assert not target.exists()
-            with pytest.raises(Exception) as err:
-                LanguagePack.from_pretrained(target)
-            assert type(err.value).__name__ == "ArtifactNotFoundError"
+    counts = kit.step_sweep(world["server"], world["sources"], world["root"] / "store", fallback=False, first_save=True)
+    assert counts["intact"] == len(kit.SAVE_STEPS)  # before the swap: nothing there, and a clean "not found"
 
 
-@pytest.mark.parametrize("mode", list(MODES))
-def test_sigkill_at_random_moments_of_saves(world, mode):
-    target = _fresh_target(world, f"random-{mode}")
+def _random_kills(world, mode: str, kills: int, seed: int) -> None:
+    target = _fresh_target(world, f"random-{mode}-{seed}")
     source = LanguagePack.from_pretrained(world["sources"]["A"])
     start = time.perf_counter()
     source.save_pretrained(target)
     one_save = time.perf_counter() - start
-    counts = kit.random_kill_campaign(world["server"], world["sources"], target, kills=20, fallback=MODES[mode],
-                                      window_s=3 * one_save, seed=1 if mode == "exchange" else 2)  # fmt: skip
+    counts = kit.random_kill_campaign(world["server"], world["sources"], target, kills=kills, fallback=MODES[mode],
+                                      window_s=3 * one_save, seed=seed)  # fmt: skip
     print(f"{mode}: one save {one_save * 1000:.0f} ms; {dict(counts)}")
-    assert counts["kills"] == 20 and counts["mid_save"] >= 1  # some kills really landed inside a save
+    assert counts["kills"] == kills and counts["mid_save"] >= 1  # some kills really landed inside a save
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_sigkill_at_random_moments_of_saves(world, mode):
+    _random_kills(world, mode, kills=12, seed=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(MODES))
+def test_sigkill_at_random_moments_of_saves_long(world, mode):
+    _random_kills(world, mode, kills=150, seed=int(time.time()))
 
 
 def test_disk_full_fails_clearly_and_keeps_the_previous_artifact(world):
@@ -107,28 +95,16 @@ def test_disk_full_fails_clearly_and_keeps_the_previous_artifact(world):
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_two_writers_and_a_reader(world, mode):
-    server, target = world["server"], _fresh_target(world, f"concurrent-{mode}")
-    stop = world["root"] / "work" / f"stop-{mode}"
-    reader, reader_out = server.spawn("read_until", target=str(target), stop=str(stop), min=5)
-    writers = [server.spawn("save_n", source=str(world["sources"][tag]), target=str(target), n=8, fallback=MODES[mode])
-               for tag in "AB"]  # fmt: skip
-    for pid, out in writers:
-        assert server.wait(pid)["exit"] == 0
-        result = json.loads(out.read_text())
-        assert result == {"saved": 8, "errors": []}  # the second writer waited for the lock
-    stop.touch()
-    assert server.wait(reader)["exit"] == 0
-    read = json.loads(reader_out.read_text())
-    assert read["errors"] == [] and len(read["loads"]) >= 5
-    assert all(load in world["ids"].values() for load in read["loads"])
-    print(f"{mode}: {len(read['loads'])} reads during 16 saves, all whole")
-    assert _holds(world, target) in "AB" and kit.leftovers(target) == []
+def test_two_writers_and_two_readers(world, mode):
+    counts = kit.concurrency_round(world["server"], world["sources"], world["root"] / "store" / "packs" / f"concurrent-{mode}",
+                                   saves=12, readers=2, fallback=MODES[mode])  # fmt: skip
+    print(f"{mode}: {dict(counts)}")
+    assert counts["saves"] == 24 and counts["reads"] >= 10 and counts["whole_reads"] == counts["reads"]
 
 
 def test_a_writer_that_cannot_get_the_lock_gives_a_clear_error(world):
     server, target = world["server"], _fresh_target(world, "busy")
-    holder, holder_out = server.spawn("save_n", source=str(world["sources"]["B"]), target=str(target), n=1, hold_s=3)
+    holder, holder_out = server.spawn("save_n", source=str(world["sources"]["B"]), target=str(target), n=1, hold_s=1.5)
     deadline = time.monotonic() + 30
     while not any(name.startswith(".embswap-tmp-") for name in kit.leftovers(target)):  # the holder is inside its save
         assert time.monotonic() < deadline

@@ -95,6 +95,11 @@ def validate_row(row, task: str, where: str) -> dict:
     raise DataError(f"task type {task!r} has no labelled rows; expected one of: {', '.join(SUPERVISED_TASKS)}")
 
 
+def validate_rows(rows: Iterable, task: str, what: str = "row") -> list[dict]:
+    """Validated copies of rows handed in from Python (errors name the row number from 1)."""
+    return [validate_row(row, task, f"{what} {i}") for i, row in enumerate(rows, start=1)]
+
+
 def _validate_qa(row: dict, where: str) -> dict:
     question = _text(row, "question", where)
     context = _text(row, "context", where)

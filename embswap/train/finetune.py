@@ -37,7 +37,7 @@ from ..compose import as_artifact
 from ..errors import DataError, IncompatibleArtifactError
 from ..evaluate import score_model
 from ..io import tensor_bytes
-from ..tasks.data import CLASSIFICATION_TASKS, SUPERVISED_TASKS, check_labels_subset, label_names
+from ..tasks.data import CLASSIFICATION_TASKS, SUPERVISED_TASKS, check_labels_subset, label_names, validate_rows
 from ..tasks.heads import (
     MAX_ANSWER_TOKENS,
     build_task_model,
@@ -270,7 +270,8 @@ class FinetuneRun:
             raise DataError("no training rows; give a task file with at least one row")
         self.body, self.pack, self.config = body, pack, config
         self.extra_packs = list(extra_packs)
-        self.train_rows, self.dev_rows = list(train_rows), list(dev_rows or [])
+        self.train_rows = validate_rows(train_rows, config.task, "training row")
+        self.dev_rows = validate_rows(dev_rows or [], config.task, "dev row")
         self.data_description = data_description
         task = config.task
         if task in CLASSIFICATION_TASKS:

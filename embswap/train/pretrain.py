@@ -512,6 +512,7 @@ def run_pretrain(
     provenance = {
         "stage": "pretrain",
         "baseline": _baseline_name(languages, vocab),
+        "family": fam.name,
         "preset": preset_name,
         "dims": dims,
         "languages": languages,
@@ -527,6 +528,7 @@ def run_pretrain(
         "weight_decay": weight_decay,
         "batch_size": batch_size,
         "seq_len": seq_len,
+        "max_positions": max_positions or seq_len,
         "num_processes": result.num_processes,
         "data": {**data, "source": data_description},
         "mlm_loss": {
