@@ -44,6 +44,7 @@ class DemoConfig:
     transfer_minutes: float = 1.0
     transfer_steps: int = 400
     transfer_lr: float = 2e-3
+    transfer_warmup: int = 10  # runs are short: a long warm-up would spend them at a low rate
     objective: str = "mlm+align"
     init: str = "overlap"
     align_weight: float = 5000.0
@@ -172,7 +173,7 @@ class Demo:
             body, tokenizer, texts, language=language, output=path, init=cfg.init,
             reference_pack=self.store.pack("en"), objective=cfg.objective if "align" in cfg.objective else "mlm",
             objective_options=options | {"align_max_length": cfg.seq_len}, max_steps=cfg.transfer_steps,
-            max_minutes=cfg.transfer_minutes, seq_len=cfg.mlm_seq_len, batch_size=cfg.batch_size, lr=cfg.transfer_lr, seed=cfg.seed, resume=True,
+            max_minutes=cfg.transfer_minutes, warmup_steps=cfg.transfer_warmup, seq_len=cfg.mlm_seq_len, batch_size=cfg.batch_size, lr=cfg.transfer_lr, seed=cfg.seed, resume=True,
             data_description={"mlm": f"bible:{language}", "parallel": f"bible:4-{language}, train books"},
         )
 
