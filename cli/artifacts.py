@@ -15,7 +15,8 @@ from embswap.split import split as split_checkpoint
 from embswap.constants import CONFIG_NAME, STORE_BODY, STORE_PACKS
 from embswap.errors import EmbswapError
 from embswap.hub import resolve as resolve_location
-from embswap.io import read_config
+from embswap.errors import CorruptArtifactError
+from embswap.io import load_json, read_config
 from embswap.store import folder_bytes
 from embswap.tasks.sentence import read_pooling, sentence_task
 
@@ -73,21 +74,25 @@ def compose(
     out_console.print(str(output))
 
 
+_FIELDS = {
+    "body": ("family", "fingerprint", "head", "embedding_dim"),
+    "language_pack": ("language", "vocab_size", "hidden_size", "body_fingerprint", "position_embeddings"),
+    "task_module": ("task", "labels", "mode", "body_fingerprint"),
+}
+
+
 def _describe(path: Path) -> dict:
-    config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
-    kind = config.get("kind")
-    read_config(path, kind)
+    """What an artifact's config says, after the same validation every loader does."""
+    config = load_json(path / CONFIG_NAME)
+    kind = config.get("kind") if isinstance(config, dict) else None
+    if kind not in _FIELDS:
+        raise CorruptArtifactError(f"{path / CONFIG_NAME} names no known artifact kind (found {kind!r})")
+    config = read_config(path, kind)
     info = {"kind": kind, "path": str(path), "bytes": folder_bytes(path), "schema_version": config["schema_version"]}
-    if kind == "body":
-        info.update(family=config["family"], fingerprint=config["fingerprint"], head=config["head"],
-                    embedding_dim=config["embedding_dim"], provenance=config.get("provenance", {}))
-    elif kind == "language_pack":
-        info.update(language=config["language"], vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
-                    body_fingerprint=config["body_fingerprint"], position_embeddings=config["position_embeddings"],
-                    adapter=config.get("adapter_config") is not None, provenance=config.get("provenance", {}))
-    elif kind == "task_module":
-        info.update(task=config["task"], labels=config["labels"], mode=config["mode"],
-                    body_fingerprint=config["body_fingerprint"], provenance=config.get("provenance", {}))
+    info.update({key: config.get(key) for key in _FIELDS[kind]})
+    if kind == "language_pack":
+        info["adapter"] = config.get("adapter_config") is not None
+    info["provenance"] = config.get("provenance", {})
     return info
 
 

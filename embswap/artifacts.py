@@ -6,6 +6,7 @@ so one body serves the masked LM and every task model built on it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,18 +35,18 @@ from .constants import (
     WORD_EMBEDDINGS,
 )
 from .errors import CorruptArtifactError, IncompatibleArtifactError
-from .safety import SHA256_HEX
 from .io import (
     atomic_folder,
     load_tensors,
+    locate,
     read_config,
     read_consistently,
     require,
     save_tensors,
-    settle,
     tensor_bytes,
     write_config,
 )
+from .safety import SHA256_HEX
 
 # Config keys that say nothing about the architecture (or differ per language) and so stay out of
 # the body fingerprint and of the stored body config.
@@ -89,8 +90,7 @@ class _Artifact:
         ``verify`` checks every file against the SHA-256 its config records (streaming); a read
         that overlapped a save of the same path is repeated, so it sees one whole artifact.
         """
-        settle(location)
-        folder = hub.resolve(location, revision)
+        folder = locate(location, lambda: hub.resolve(location, revision))
         return read_consistently(folder, lambda: cls._read(folder, read_config(folder, cls.kind, verify=verify)))
 
     def push_to_hub(
@@ -238,6 +238,24 @@ class LanguagePack(_Artifact):
     @property
     def hidden_size(self) -> int:
         return self.word_embeddings.shape[1]
+
+    def to(self, dtype: torch.dtype) -> LanguagePack:
+        """A copy with every floating-point tensor in ``dtype`` (e.g. ``torch.bfloat16`` halves the
+        pack on disk and in memory); composing it casts the tensors back to the body's precision."""
+        if not dtype.is_floating_point:
+            raise IncompatibleArtifactError(f"a pack's tensors must stay floating point; got {dtype}")
+
+        def cast(tensor):
+            return tensor.to(dtype) if tensor is not None and tensor.is_floating_point() else tensor
+
+        return dataclasses.replace(
+            self,
+            word_embeddings=cast(self.word_embeddings),
+            output_bias=cast(self.output_bias),
+            position_embeddings=cast(self.position_embeddings),
+            adapter_tensors={k: cast(v) for k, v in self.adapter_tensors.items()} if self.adapter_tensors else self.adapter_tensors,
+            provenance={**self.provenance, "dtype": str(dtype).removeprefix("torch.")},
+        )
 
     def _write(self, folder: Path) -> dict:
         tensors = {WORD_EMBEDDINGS: self.word_embeddings}

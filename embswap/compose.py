@@ -24,11 +24,11 @@ LANGUAGE_ADAPTER = "language"
 TASK_ADAPTER = "task"
 
 
-def as_artifact(value, cls):
-    """Accept an artifact object or a path / Hub id of one."""
+def as_artifact(value, cls, *, verify: bool = True):
+    """Accept an artifact object or a path / Hub id of one (``verify``: check its file hashes)."""
     if isinstance(value, cls):
         return value
-    return cls.from_pretrained(value)
+    return cls.from_pretrained(value, verify=verify)
 
 
 def build_empty_model(body: Body, vocab_size: int, task: TaskModule | None = None) -> PreTrainedModel:
@@ -105,20 +105,50 @@ def composed_state_dict(model: PreTrainedModel, body: Body, pack: LanguagePack, 
     return state
 
 
-def compose(body, pack, task=None, *, device: str | torch.device | None = None):
+def load_composed(model: PreTrainedModel, state: dict[str, torch.Tensor], *, take_over: bool = False) -> None:
+    """Load ``state`` (which names every tensor of ``model``) into ``model``.
+
+    ``take_over``: the tensors belong to nobody else, so the model adopts them instead of copying
+    (safetensors reads are memory-mapped: the weights are then read from disk once, on use). Only
+    when every tensor already has its parameter's dtype and shape, so the values are the same
+    either way; names that shared one tensor (tied weights) share one parameter again afterwards.
+    """
+    targets = model.state_dict(keep_vars=True)
+    if not take_over or any(
+        state[name].dtype != target.dtype or state[name].shape != target.shape or state[name].device != target.device
+        for name, target in targets.items()
+    ):
+        model.load_state_dict(state, strict=True)
+        return
+    model.load_state_dict(state, strict=True, assign=True)
+    first_name: dict[int, str] = {}
+    for name, tensor in state.items():
+        if id(tensor) not in first_name:
+            first_name[id(tensor)] = name
+            continue
+        first_owner, _, first_attr = first_name[id(tensor)].rpartition(".")
+        owner, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(owner), attr, getattr(model.get_submodule(first_owner), first_attr))
+
+
+def compose(body, pack, task=None, *, device: str | torch.device | None = None, verify: bool = True):
     """Assemble body + pack (+ task) into a live transformers model and return (model, tokenizer).
 
     ``body``, ``pack`` and ``task`` are artifacts or paths / Hub ids of them. A pack or task trained
-    for another body is refused with both fingerprints named.
+    for another body is refused with both fingerprints named. ``verify=False`` skips the SHA-256
+    check of the files read from paths (the fingerprint and finiteness checks still run).
     """
-    body = as_artifact(body, Body)
-    pack = as_artifact(pack, LanguagePack)
-    task = as_artifact(task, TaskModule) if task is not None else None
+    # Artifacts read here from paths belong to this call alone: the model may take over their tensors.
+    owned = all(not isinstance(value, cls) for value, cls in ((body, Body), (pack, LanguagePack), (task, TaskModule))
+                if value is not None)
+    body = as_artifact(body, Body, verify=verify)
+    pack = as_artifact(pack, LanguagePack, verify=verify)
+    task = as_artifact(task, TaskModule, verify=verify) if task is not None else None
     check_compatible(body, pack)
     if task is not None:
         check_compatible(body, task)
     model = build_empty_model(body, pack.vocab_size, task)
-    model.load_state_dict(composed_state_dict(model, body, pack, task), strict=True)
+    load_composed(model, composed_state_dict(model, body, pack, task), take_over=owned)
     adapters_support.attach(model, pack, task)
     model.eval()
     if device is not None:

@@ -73,7 +73,7 @@ _use_rename_exchange = sys.platform.startswith("linux")
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, streamed through one reused buffer (about 1.4 GB/s on one core)."""
+    """SHA-256 of a file, streamed through one reused buffer (about 1 GB/s on one core)."""
     digest = hashlib.sha256()
     buffer = bytearray(_HASH_BUFFER)
     view = memoryview(buffer)
@@ -344,6 +344,24 @@ def settle(location: str | os.PathLike) -> None:
         raise
     except OSError:  # read-only place: nothing we may repair
         return
+
+
+def locate(location: str | os.PathLike, resolve: Callable[[], Path], attempts: int = 8) -> Path:
+    """``resolve()`` the folder of ``location``, waiting out saves that have it moved aside right now.
+
+    Only the two-rename fallback ever leaves a saved path missing, and only while its writer
+    holds the lock; a local path missing for any other reason fails at once.
+    """
+    for attempt in range(attempts):
+        settle(location)
+        try:
+            return resolve()
+        except ArtifactNotFoundError:
+            target = Path(location)
+            busy = os.path.lexists(target) or _lock_path(target).exists() or _siblings(target, "old")
+            if attempt == attempts - 1 or not busy:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _identity(folder: Path) -> tuple | None:

@@ -2,6 +2,10 @@
 
 All packs' rows live in one embedding table; a language is an offset into it. Switching sets an
 offset (and re-points the tied output layer at the language's rows) and copies no weights.
+
+``table_dtype=torch.bfloat16`` (or float16) keeps that table in half precision: rows are cast to
+the model's precision as they are looked up, so a model serves many languages in about half the
+memory, with outputs equal to those of packs stored in that precision (``LanguagePack.to``).
 """
 
 from __future__ import annotations
@@ -21,20 +25,32 @@ from .store import Store
 
 
 class LanguageEmbedding(nn.Embedding):
-    """Every loaded language's word embeddings in one table; ``offsets`` selects rows per example."""
+    """Every loaded language's word embeddings in one table; ``offsets`` selects rows per example.
 
-    def __init__(self, table: torch.Tensor):
+    ``output_dtype``: the precision looked-up rows are cast to (for a table kept in half precision).
+    """
+
+    def __init__(self, table: torch.Tensor, output_dtype: torch.dtype | None = None):
         super().__init__(table.shape[0], table.shape[1], _weight=table)
         self.offsets: torch.Tensor = torch.zeros((), dtype=torch.long)
+        self.output_dtype = output_dtype
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(input_ids + self.offsets, self.weight)
+        rows = F.embedding(input_ids + self.offsets, self.weight)
+        return rows if self.output_dtype is None else rows.to(self.output_dtype)
 
 
 class MultiLanguageModel(nn.Module):
     """A transformers model whose language is chosen per call (``set_language`` or per example)."""
 
-    def __init__(self, body: Body, packs: dict[str, LanguagePack], task: TaskModule | None = None):
+    def __init__(
+        self,
+        body: Body,
+        packs: dict[str, LanguagePack],
+        task: TaskModule | None = None,
+        *,
+        table_dtype: torch.dtype | None = None,
+    ):
         super().__init__()
         if not packs:
             raise EmbswapError("load at least one language pack")
@@ -54,38 +70,81 @@ class MultiLanguageModel(nn.Module):
         self.model = build_empty_model(body, first.vocab_size, task)
         self.model.load_state_dict(composed_state_dict(self.model, body, first, task), strict=True)
         self.model.eval()
+        # The model computes in its own precision (the body's); packs saved in another are cast to it,
+        # or, with table_dtype, the table keeps that precision and rows are cast as they are read.
+        compute = self.model.get_input_embeddings().weight.dtype
+        stored = table_dtype or compute
+        if not stored.is_floating_point:
+            raise EmbswapError(f"table_dtype must be a floating-point dtype, got {stored}")
         tables, biases, self._ranges, start = [], [], {}, 0
         for lang, pack in packs.items():
-            tables.append(special_rows_applied(pack, task))
-            biases.append(pack.output_bias)
+            tables.append(special_rows_applied(pack, task).to(stored))
+            biases.append(_through(pack.output_bias, stored, compute))
             self._ranges[lang] = (start, start + pack.vocab_size)
             start += pack.vocab_size
-        self.embedding = LanguageEmbedding(torch.cat(tables))
+        self._compute_dtype = compute
+        self.embedding = LanguageEmbedding(torch.cat(tables), output_dtype=compute if stored != compute else None)
+        del tables
         self.model.set_input_embeddings(self.embedding)
         self._output = output_layer(self.model) if task is None and body.head == "mlm" else None
         self._bias = nn.Parameter(torch.cat(biases)) if self._output is not None else None
-        self._positions = {lang: p.position_embeddings for lang, p in packs.items() if p.position_embeddings is not None}
+        self._positions = {
+            lang: _through(p.position_embeddings, stored, compute) for lang, p in packs.items()
+            if p.position_embeddings is not None
+        }
         self._base_positions = None
-        pos = position_embeddings(self.model)
-        if pos is not None:
-            self._base_positions = pos.weight
+        self._position_table = position_embeddings(self.model)
+        if self._position_table is not None:
+            self._base_positions = self._position_table.weight
+        self._switches: dict[str, dict] = {}  # per language: what a switch sets, built on first use
         self.language: str | None = None
         self.set_language(self.languages[0])
 
-    def set_language(self, language: str) -> None:
-        """Make ``language`` the current one: O(1), no weights copied."""
-        if language not in self._ranges:
-            raise EmbswapError(f"language {language!r} is not loaded; loaded: {', '.join(self.languages)}")
+    def _switch_state(self, language: str) -> dict:
         start, end = self._ranges[language]
-        self.embedding.offsets = torch.tensor(start)
-        if self._output is not None:
-            self._output.weight = nn.Parameter(self.embedding.weight[start:end], requires_grad=False)
-            self._output.bias = nn.Parameter(self._bias[start:end], requires_grad=False)
-        pos = position_embeddings(self.model)
-        if pos is not None and self._base_positions is not None:
+        state: dict = {"offsets": torch.tensor(start, device=self.embedding.weight.device)}
+        if self._output is not None and self.embedding.output_dtype is None:  # views: nothing is copied
+            state["weight"] = nn.Parameter(self.embedding.weight[start:end], requires_grad=False)
+            state["bias"] = nn.Parameter(self._bias[start:end], requires_grad=False)
+        if self._position_table is not None and self._base_positions is not None:
             table = self._positions.get(language)
-            pos.weight = nn.Parameter(table, requires_grad=False) if table is not None else self._base_positions
+            state["positions"] = nn.Parameter(table, requires_grad=False) if table is not None else self._base_positions
+        return state
+
+    def set_language(self, language: str) -> None:
+        """Make ``language`` the current one: O(1), no weights copied.
+
+        (A masked LM with a half-precision table is the exception: its output layer needs the
+        language's rows in the model's precision, so they are converted once per switch.)
+        """
+        state = self._switches.get(language)
+        if state is None:
+            if language not in self._ranges:
+                raise EmbswapError(f"language {language!r} is not loaded; loaded: {', '.join(self.languages)}")
+            state = self._switches[language] = self._switch_state(language)
+        self.embedding.offsets = state["offsets"]
+        # Parameters go straight into the modules' parameter dicts: nn.Module.__setattr__ would cost
+        # more than the rest of the switch.
+        if self._output is not None:
+            if "weight" in state:
+                weight, bias = state["weight"], state["bias"]
+            else:
+                start, end = self._ranges[language]
+                weight = nn.Parameter(self.embedding.weight[start:end].to(self._compute_dtype), requires_grad=False)
+                bias = nn.Parameter(self._bias[start:end], requires_grad=False)
+            self._output._parameters["weight"] = weight
+            self._output._parameters["bias"] = bias
+        if "positions" in state:
+            self._position_table._parameters["weight"] = state["positions"]
         self.language = language
+
+    def _apply(self, fn, recurse=True):
+        # .to(device) / .half() move the tables: views prepared for switching would point at the old ones.
+        result = super()._apply(fn, recurse)
+        self._switches = {}
+        if self.language is not None:
+            self.set_language(self.language)
+        return result
 
     @property
     def tokenizer(self):
@@ -132,11 +191,18 @@ class MultiLanguageModel(nn.Module):
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def load(source, languages: Sequence[str] | None = None, task=None) -> MultiLanguageModel:
+def _through(tensor: torch.Tensor | None, stored: torch.dtype, compute: torch.dtype) -> torch.Tensor | None:
+    """A pack tensor as the model uses it when the pack is kept in ``stored`` precision."""
+    return None if tensor is None else tensor.to(stored).to(compute)
+
+
+def load(
+    source, languages: Sequence[str] | None = None, task=None, *, table_dtype: torch.dtype | None = None
+) -> MultiLanguageModel:
     """Load one body with several packs (and a task) from a store path, a Store, or a dict.
 
     ``source`` is a store folder / Store, or ``{"body": path, "packs": {lang: path}}``; ``task`` is a
-    task name in the store, a path, or a TaskModule.
+    task name in the store, a path, or a TaskModule. ``table_dtype``: see :class:`MultiLanguageModel`.
     """
     if isinstance(source, dict):
         body = as_artifact(source["body"], Body)
@@ -144,7 +210,7 @@ def load(source, languages: Sequence[str] | None = None, task=None) -> MultiLang
         langs = list(languages or pack_paths)
         packs = {lang: as_artifact(pack_paths[lang], LanguagePack) for lang in langs}
         task_module = as_artifact(task, TaskModule) if task is not None else None
-        return MultiLanguageModel(body, packs, task_module)
+        return MultiLanguageModel(body, packs, task_module, table_dtype=table_dtype)
     store = source if isinstance(source, Store) else Store(os.fspath(source))
     langs = list(languages or store.languages)
     packs = {lang: store.pack(lang) for lang in langs}
@@ -154,4 +220,4 @@ def load(source, languages: Sequence[str] | None = None, task=None) -> MultiLang
         task_module = store.task(task)
     else:
         task_module = as_artifact(task, TaskModule)
-    return MultiLanguageModel(store.body, packs, task_module)
+    return MultiLanguageModel(store.body, packs, task_module, table_dtype=table_dtype)

@@ -78,6 +78,7 @@ def job_save_n(args: dict) -> dict:
     if args.get("hold_s"):  # stay inside the save (holding the lock) for a while
         eio._fault_hook = lambda step: time.sleep(args["hold_s"]) if step == "written" else None
     saved, errors = 0, []
+    start = time.perf_counter()
     for _ in range(args["n"]):
         try:
             with eio.atomic_folder(args["target"], lock_timeout=args.get("lock_timeout")) as tmp:
@@ -86,7 +87,7 @@ def job_save_n(args: dict) -> dict:
             saved += 1
         except EmbswapError as err:
             errors.append({"type": type(err).__name__, "message": str(err)})
-    return {"saved": saved, "errors": errors}
+    return {"saved": saved, "errors": errors, "seconds": time.perf_counter() - start}
 
 
 def job_read_until(args: dict) -> dict:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -340,6 +341,28 @@ def test_reader_recovers_from_a_crash_between_the_two_renames(saved):
     loaded = LanguagePack.from_pretrained(tmp / "pack")
     assert torch.equal(loaded.word_embeddings, pack.word_embeddings)
     assert sorted(p.name for p in tmp.iterdir()) == ["body", "pack"]
+
+
+def test_a_reader_waits_out_a_save_that_has_the_path_moved_aside(saved):
+    """The two-rename fallback leaves the path missing for a moment, inside the writer's lock."""
+    tmp, body, pack = saved
+    aside = tmp / ".embswap-old-pack-0123abcd"
+    locked, release = threading.Event(), threading.Event()
+
+    def writer():
+        with path_lock(tmp / "pack"):
+            os.rename(tmp / "pack", aside)
+            locked.set()
+            release.wait(10)
+            os.rename(aside, tmp / "pack")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    locked.wait(10)
+    threading.Timer(0.3, release.set).start()
+    loaded = LanguagePack.from_pretrained(tmp / "pack")  # neither "not found" nor a recovery under the writer
+    thread.join()
+    assert torch.equal(loaded.word_embeddings, pack.word_embeddings)
 
 
 def test_read_consistently_repeats_a_read_that_overlapped_a_swap(tmp_path):

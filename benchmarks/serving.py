@@ -1,0 +1,280 @@
+"""Serving many languages: one body with swappable packs against one full model per language.
+
+    nice -n 15 python benchmarks/serving.py            # BERT-base shape, 32k vocabularies, 10 languages
+    nice -n 15 python benchmarks/serving.py --quick    # tiny shape (under 2 minutes)
+
+Measures, side by side in this process (or in a fresh subprocess per configuration for memory):
+
+- language switch on a loaded ``MultiLanguageModel`` vs ``AutoModelForMaskedLM.from_pretrained`` of
+  that language's exported full model;
+- resident memory of one body + 10 packs (float32, and with the table in bfloat16) vs 10 full
+  models in one process, after one forward pass per language;
+- mixed-language batches (4 languages in one batch) vs single-language batches of the same size;
+- ``embswap.compose`` from a store on disk vs ``from_pretrained`` of the equivalent exported folder,
+  with the parts of compose timed separately (integrity checks, assembly).
+
+Weights are random (built from a config): speed and memory do not depend on their values.
+Writes benchmarks/results/serving[.quick].json.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModelForMaskedLM, AutoTokenizer  # noqa: E402
+
+from embswap import Body, LanguagePack, Store, TaskModule, compose, load  # noqa: E402
+from embswap.compose import build_empty_model, composed_state_dict, export, load_composed  # noqa: E402
+
+NAME = "serving"
+QUICK = {"shape": "tiny", "vocab": 32000, "languages": 10, "batch": 16, "seq": 128, "rounds": 2, "switches": 500}
+DEFAULT = {"shape": "base", "vocab": 32000, "languages": 10, "batch": 16, "seq": 128, "rounds": 3, "switches": 2000}
+
+
+def build_store(root: Path, shape: str, vocab: int, languages: int) -> dict:
+    """A store with one random body and ``languages`` random packs, and one exported full model."""
+    body = common.random_body(shape)
+    store = Store(root / "store")
+    store.save_body(body)
+    tokenizer = common.synthetic_tokenizer(vocab)
+    for i in range(languages):
+        store.save_pack(common.random_pack(body, f"l{i}", vocab, seed=i, tokenizer=tokenizer))
+    export(body, store.pack("l0"), None, root / "export-l0")
+    return {"store": root / "store", "export": root / "export-l0", "body": body}
+
+
+def random_task(body: Body, vocab: int) -> TaskModule:
+    """A 3-class classification task module with a random head (stands in for a fine-tuned one)."""
+    import transformers
+
+    config = body.hf_config(vocab, num_labels=3)
+    model = transformers.AutoModelForSequenceClassification.from_config(config)
+    head = {k: v.clone() for k, v in model.state_dict().items() if k not in body.tensors and "word_embeddings" not in k}
+    return TaskModule(task="classification", labels=["a", "b", "c"], head=head, body_fingerprint=body.fingerprint,
+                      mode="frozen")
+
+
+# ------------------------------------------------------------------------------------ measurements
+
+
+def switch_vs_reload(paths: dict, sizes: dict) -> dict:
+    multi = load(paths["store"])
+    languages = multi.languages
+    n = sizes["switches"]
+    start = time.perf_counter()
+    for i in range(n):
+        multi.set_language(languages[i % len(languages)])
+    per_switch = (time.perf_counter() - start) / n
+    reloads = [common.clock(lambda: AutoModelForMaskedLM.from_pretrained(paths["export"])) for _ in range(sizes["rounds"])]
+    ready = [common.clock(lambda: _first_forward(AutoModelForMaskedLM.from_pretrained(paths["export"]), sizes["seq"]))
+             for _ in range(sizes["rounds"])]
+    del multi
+    common.settle_memory()
+    return {
+        "switch_us": round(per_switch * 1e6, 2),
+        "from_pretrained_s": round(common.median(reloads), 4),
+        "from_pretrained_plus_first_forward_s": round(common.median(ready), 4),
+        "speedup": round(common.median(reloads) / per_switch, 1),
+        "load_average": common.load_average(),
+    }
+
+
+def _first_forward(model, seq: int):
+    with torch.no_grad():
+        model(input_ids=torch.randint(5, 1000, (1, seq)))
+    return model
+
+
+def compose_vs_from_pretrained(paths: dict, sizes: dict) -> dict:
+    store = Store(paths["store"])
+    timings: dict[str, list[float]] = {}
+
+    def record(key, fn):
+        timings.setdefault(key, []).append(common.clock(fn))
+
+    for r in range(sizes["rounds"]):
+        record("from_pretrained", lambda: AutoModelForMaskedLM.from_pretrained(paths["export"]))
+        record("from_pretrained_with_tokenizer",
+               lambda: (AutoModelForMaskedLM.from_pretrained(paths["export"]), AutoTokenizer.from_pretrained(paths["export"])))
+        record("compose", lambda: compose(store.body_path, store.pack_path("l0")))
+        record("compose_no_file_hashes", lambda: compose(store.body_path, store.pack_path("l0"), verify=False))
+        record("compose_plus_first_forward", lambda: _first_forward(compose(store.body_path, store.pack_path("l0"))[0], sizes["seq"]))
+        record("from_pretrained_plus_first_forward",
+               lambda: _first_forward(AutoModelForMaskedLM.from_pretrained(paths["export"]), sizes["seq"]))
+        # The parts of compose: reading with integrity checks, reading without file hashes, assembling.
+        record("read_body_verified", lambda: Body.from_pretrained(store.body_path))
+        record("read_body_no_file_hashes", lambda: Body.from_pretrained(store.body_path, verify=False))
+        record("read_pack_verified", lambda: LanguagePack.from_pretrained(store.pack_path("l0")))
+        body, pack = Body.from_pretrained(store.body_path, verify=False), LanguagePack.from_pretrained(store.pack_path("l0"), verify=False)
+
+        def assemble():
+            model = build_empty_model(body, pack.vocab_size)
+            load_composed(model, composed_state_dict(model, body, pack, None), take_over=True)
+
+        record("assemble_only", assemble)
+        record("assemble_copying", lambda: compose(body, pack))
+        del body, pack
+    out = {key: round(common.median(values), 4) for key, values in timings.items()}
+    base = out["from_pretrained"]
+    out["compose_vs_from_pretrained"] = round(out["compose"] / base, 2)
+    out["compose_no_file_hashes_vs_from_pretrained"] = round(out["compose_no_file_hashes"] / base, 2)
+    out["compose_vs_from_pretrained_with_tokenizer"] = round(out["compose"] / out["from_pretrained_with_tokenizer"], 2)
+    out["ready_to_serve_ratio"] = round(out["compose_plus_first_forward"] / out["from_pretrained_plus_first_forward"], 2)
+    out["assembly_vs_from_pretrained"] = round(out["assemble_only"] / base, 2)
+    out["load_average"] = common.load_average()
+    return out
+
+
+def mixed_batches(paths: dict, sizes: dict) -> dict:
+    store = Store(paths["store"])
+    task = random_task(store.body, sizes["vocab"])
+    languages = store.languages[:4]
+    multi = load(store, languages=languages, task=task)
+    batch, seq = sizes["batch"], sizes["seq"]
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, sizes["vocab"], (batch, seq), generator=generator)
+    mask = torch.ones_like(ids)
+    mixed_tags = [languages[i % 4] for i in range(batch)]
+    with torch.no_grad():
+        mixed_out = multi(ids, languages=mixed_tags, attention_mask=mask).logits
+        for lang in languages:  # exactness: each row equals its single-language run
+            rows = [i for i, tag in enumerate(mixed_tags) if tag == lang]
+            single = multi(ids, languages=[lang] * batch, attention_mask=mask).logits
+            if not torch.allclose(mixed_out[rows], single[rows], rtol=0, atol=1e-5):
+                raise AssertionError(f"mixed batch differs from single-language batch for {lang}")
+        mixed, single = [], []
+        for r in range(sizes["rounds"] + 1):  # the first round warms up
+            mixed.append(common.clock(lambda: multi(ids, languages=mixed_tags, attention_mask=mask)))
+            single.append(common.clock(lambda: multi(ids, languages=[languages[r % 4]] * batch, attention_mask=mask)))
+    m, s = common.median(mixed[1:]), common.median(single[1:])
+    return {"batch": batch, "seq": seq, "languages_in_mixed_batch": 4, "mixed_sequences_per_s": round(batch / m, 2),
+            "single_sequences_per_s": round(batch / s, 2), "mixed_vs_single_throughput": round(s / m, 3),
+            "rounds": {"mixed_s": [round(x, 3) for x in mixed[1:]], "single_s": [round(x, 3) for x in single[1:]]},
+            "load_average": common.load_average()}
+
+
+# ------------------------------------------------------------------------------------ memory (subprocesses)
+
+
+def child_memory(payload: dict) -> dict:
+    import transformers
+
+    common.settle_memory()
+    before = common.rss_mb()
+    seq = payload["seq"]
+    if payload["kind"] == "full-models":
+        config = common.bert_config(payload["shape"], payload["vocab"])
+        models = []
+        for i in range(payload["languages"]):
+            torch.manual_seed(i)
+            models.append(transformers.BertForMaskedLM(config).eval())
+        for model in models:
+            _first_forward(model, seq)
+    else:
+        dtype = {"float32": None, "bfloat16": torch.bfloat16}[payload["table_dtype"]]
+        multi = load(payload["store"], table_dtype=dtype)
+        for lang in multi.languages:
+            multi.set_language(lang)
+            _first_forward(multi.model, seq)
+    common.settle_memory()
+    return {"rss_before_mb": round(before, 1), "rss_mb": round(common.rss_mb(), 1), "peak_rss_mb": round(common.peak_rss_mb(), 1)}
+
+
+def memory(args, paths: dict, sizes: dict) -> dict:
+    base = {"shape": sizes["shape"], "vocab": sizes["vocab"], "languages": sizes["languages"], "seq": sizes["seq"],
+            "store": str(paths["store"])}
+    out = {"child_env": common.CHILD_ENV, "load_average": common.load_average()}
+    out["full_models"] = common.in_subprocess(Path(__file__), {**base, "kind": "full-models"}, args.threads)
+    for dtype in ("float32", "bfloat16"):
+        out[f"body_plus_packs_{dtype}"] = common.in_subprocess(
+            Path(__file__), {**base, "kind": "packs", "table_dtype": dtype}, args.threads
+        )
+    full = out["full_models"]
+    for dtype in ("float32", "bfloat16"):
+        entry = out[f"body_plus_packs_{dtype}"]
+        if "rss_mb" in entry and "rss_mb" in full:
+            entry["rss_vs_full_models"] = round(entry["rss_mb"] / full["rss_mb"], 3)
+            entry["growth_vs_full_models"] = round(
+                (entry["rss_mb"] - entry["rss_before_mb"]) / (full["rss_mb"] - full["rss_before_mb"]), 3
+            )
+    body = paths["body"]
+    body_bytes = sum(t.numel() * t.element_size() for t in body.tensors.values())
+    pack_bytes = sizes["vocab"] * (body.embedding_dim + 1) * 4
+    out["tensor_arithmetic"] = {
+        "body_mb": round(body_bytes / 2**20, 1),
+        "pack_mb": round(pack_bytes / 2**20, 1),
+        "ratio_float32": round((body_bytes + sizes["languages"] * pack_bytes) / (sizes["languages"] * (body_bytes + pack_bytes)), 3),
+        "ratio_bfloat16_table": round(
+            (body_bytes + sizes["languages"] * pack_bytes / 2) / (sizes["languages"] * (body_bytes + pack_bytes)), 3
+        ),
+    }
+    return out
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def main() -> None:
+    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    common.setup(args)
+    payload = common.child_payload(args)
+    if payload is not None:
+        common.reply(child_memory(payload))
+        return
+    sizes = QUICK if args.quick else DEFAULT
+    results: dict = {"benchmark": NAME, "quick": args.quick, "environment": common.environment(args), "sizes": sizes}
+    root = Path(tempfile.mkdtemp(prefix="embswap-serving-"))
+    started = time.perf_counter()
+    try:
+        paths = build_store(root, sizes["shape"], sizes["vocab"], sizes["languages"])
+        print(f"[{time.perf_counter() - started:.0f}s] store written", file=sys.stderr)
+        results["switch"] = switch_vs_reload(paths, sizes)
+        results["compose"] = compose_vs_from_pretrained(paths, sizes)
+        print(f"[{time.perf_counter() - started:.0f}s] switch and compose done", file=sys.stderr)
+        results["mixed_batches"] = mixed_batches(paths, sizes)
+        print(f"[{time.perf_counter() - started:.0f}s] mixed batches done", file=sys.stderr)
+        paths_for_children = {**paths}
+        results["memory"] = memory(args, paths_for_children, sizes)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    report(results)
+    print(f"wrote {common.save(args, NAME, results)}")
+
+
+def report(results: dict) -> None:
+    s, c, mb, mem = results["switch"], results["compose"], results["mixed_batches"], results["memory"]
+    label = f"{results['sizes']['shape']} shape, {results['sizes']['vocab'] // 1000}k vocabularies"
+    print(common.table(f"Language switch ({label})", ["measure", "value"], [
+        ["set_language (us)", s["switch_us"]], ["from_pretrained (s)", s["from_pretrained_s"]],
+        ["from_pretrained + first forward (s)", s["from_pretrained_plus_first_forward_s"]],
+        ["speedup", s["speedup"]], ["load average", s["load_average"]]]))
+    print(common.table("Compose from a store vs from_pretrained (median seconds)", ["step", "seconds"],
+                       [[k, v] for k, v in c.items() if k != "load_average"]))
+    print(common.table("Mixed-language batches", ["measure", "value"], [[k, v] for k, v in mb.items() if k != "rounds"]))
+    rows = [[name, e.get("rss_before_mb"), e.get("rss_mb"), e.get("rss_vs_full_models"), e.get("growth_vs_full_models"),
+             e.get("error")] for name, e in mem.items() if isinstance(e, dict) and ("rss_mb" in e or "error" in e)]
+    print(common.table("Resident memory after one forward per language (fresh process each)",
+                       ["configuration", "RSS before MiB", "RSS MiB", "x full models", "growth x", "error"], rows))
+    targets = [
+        common.target("language switch vs from_pretrained", s["speedup"], 1000, True),
+        common.target("RSS body + packs (float32) vs full models", mem.get("body_plus_packs_float32", {}).get("rss_vs_full_models"), 0.25, False),
+        common.target("RSS body + packs (bf16 table) vs full models", mem.get("body_plus_packs_bfloat16", {}).get("rss_vs_full_models"), 0.25, False),
+        common.target("mixed vs single-language throughput", mb["mixed_vs_single_throughput"], 0.9, True),
+        common.target("compose vs from_pretrained time", c["compose_vs_from_pretrained"], 1.0, False),
+        common.target("compose + first forward vs from_pretrained + first forward", c["ready_to_serve_ratio"], 1.0, False),
+    ]
+    results["targets"] = targets
+    common.print_targets(targets)
+
+
+if __name__ == "__main__":
+    main()

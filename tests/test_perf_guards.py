@@ -1,0 +1,241 @@
+"""Correctness guards for the speed and memory optimisations (benchmarks/ measures their effect).
+
+Covered elsewhere, not repeated here: masked-only logits equal full logits in loss and gradients
+(test_mlm.py, every family); mixed-language batches equal single-language runs
+(test_core_multilang.py). Row-sparse optimizer updates are not used: the output layer is tied to
+the matrix, so every row has a gradient at every step (benchmarks/transfer_speed.py shows it).
+"""
+
+import hashlib
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from embswap import LanguagePack, MultiLanguageModel, compose, split_model
+from embswap.architectures import output_layer, word_embeddings
+from embswap.errors import EmbswapError, IncompatibleArtifactError
+from embswap.train.loop import LoopConfig, default_optimizer
+from embswap.train.transfer import _transfer_optimizer, run_transfer
+from embswap.train.tokenizer import train_tokenizer
+
+from conftest import DE_TEXT, EN_TEXT, FAMILIES, make_mlm
+from test_core_multilang import random_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _two_packs(name):
+    model, tokenizer = make_mlm(name)
+    body, en = split_model(model, tokenizer, "en")
+    generator = torch.Generator().manual_seed(1)
+    de = LanguagePack(language="de", tokenizer=tokenizer, body_fingerprint=body.fingerprint,
+                      word_embeddings=torch.randn(en.word_embeddings.shape, generator=generator),
+                      output_bias=torch.randn(en.output_bias.shape, generator=generator))
+    return body, en, de, tokenizer
+
+
+def _tie_groups(model):
+    groups = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(name)
+    return sorted(tuple(sorted(names)) for names in groups.values())
+
+
+# --- fused AdamW in step 2 ------------------------------------------------------------------------
+
+
+def test_fused_adamw_makes_the_same_updates_as_adamw():
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(300, 16, generator=generator), torch.randn(300, generator=generator)]
+    grads = [[torch.randn(p.shape, generator=generator) for p in start] for _ in range(5)]
+    config = LoopConfig(max_steps=5, lr=1e-2)
+    results = []
+    for factory in (default_optimizer, _transfer_optimizer):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        optimizer = factory(params, config)
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = g.clone()
+            optimizer.step()
+        results.append(params)
+    assert _transfer_optimizer([torch.nn.Parameter(start[0].clone())], config).defaults["fused"] is True
+    for plain, fused in zip(*results):
+        assert torch.allclose(plain, fused, rtol=1e-6, atol=1e-7)
+
+
+# --- bfloat16 autocast in step 2 ------------------------------------------------------------------
+
+
+def test_bf16_transfer_trains_a_float32_pack_and_leaves_the_body_alone(tmp_path):
+    model, tokenizer = make_mlm("bert")
+    body, _ = split_model(model, tokenizer, "en")
+    before = {k: v.clone() for k, v in body.tensors.items()}
+    de_tok = train_tokenizer(DE_TEXT, 120, family="bert", special_ids=body.special_tokens, min_frequency=1)
+    common = dict(language="de", seq_len=32, batch_size=4, lr=1e-2, progress=False, checkpoint_every=None,
+                  max_steps=6, eval_texts=DE_TEXT[:8])
+    half = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "bf16", precision="bf16", **common)
+    full = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "fp32", **common)
+    assert half.pack.word_embeddings.dtype == torch.float32
+    assert half.pack.provenance["precision"] == "bf16" and "precision" not in full.pack.provenance
+    assert all(torch.equal(before[k], body.tensors[k]) for k in before)
+    # Same data, same start: bf16 changes rounding, not what is learned.
+    assert half.result.first_metric("eval_mlm_loss") == full.result.first_metric("eval_mlm_loss")
+    assert abs(half.result.last_metric("eval_mlm_loss") - full.result.last_metric("eval_mlm_loss")) < 0.05
+    assert half.result.last_metric("eval_mlm_loss") < half.result.first_metric("eval_mlm_loss")
+    with pytest.raises(EmbswapError, match="unknown precision"):
+        run_transfer(body, de_tok, DE_TEXT, output=None, precision="fp8", **common)
+
+
+# --- compose: memory-mapped tensors taken over, not copied -----------------------------------------
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_compose_from_paths_equals_compose_from_objects(tmp_path, name):
+    model, tokenizer = make_mlm(name)
+    body, pack = split_model(model, tokenizer, "en")
+    body.save_pretrained(tmp_path / "body")
+    pack.save_pretrained(tmp_path / "pack")
+    copied, _ = compose(body, pack)
+    adopted, _ = compose(tmp_path / "body", tmp_path / "pack")
+    batch = tokenizer(EN_TEXT[:3], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(copied(**batch).logits, adopted(**batch).logits)
+    assert output_layer(adopted).weight is word_embeddings(adopted).weight
+    assert _tie_groups(adopted) == _tie_groups(copied)
+    assert all(p.dtype == torch.float32 for p in adopted.parameters())
+
+
+def test_compose_takes_over_only_what_it_read_itself(tmp_path, monkeypatch):
+    composing = importlib.import_module("embswap.compose")  # the package exports a function of that name
+
+    body, en, _, _ = _two_packs("bert")
+    body.save_pretrained(tmp_path / "body")
+    en.save_pretrained(tmp_path / "pack")
+    seen = []
+    real = composing.load_composed
+    monkeypatch.setattr(composing, "load_composed", lambda model, state, take_over: seen.append(take_over) or
+                        real(model, state, take_over=take_over))
+    compose(tmp_path / "body", tmp_path / "pack")
+    compose(body, tmp_path / "pack")
+    compose(tmp_path / "body", en)
+    compose(tmp_path / "body", en.to(torch.bfloat16))
+    assert seen == [True, False, False, False]
+
+
+def test_composed_model_never_writes_to_artifacts(tmp_path):
+    body, en, _, tokenizer = _two_packs("bert")
+    task = random_task(body, en)
+    # Objects passed in are copied: training the model does not change them.
+    body_before = {k: v.clone() for k, v in body.tensors.items()}
+    pack_before = en.word_embeddings.clone()
+    model, _ = compose(body, en, task)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(body.tensors[k], v) for k, v in body_before.items())
+    assert torch.equal(en.word_embeddings, pack_before)
+    # Tensors taken over from files are private copy-on-write mappings: the files stay as they were.
+    body.save_pretrained(tmp_path / "body")
+    en.save_pretrained(tmp_path / "pack")
+    task.save_pretrained(tmp_path / "task")
+    files = sorted(p for p in tmp_path.rglob("*.safetensors"))
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
+    model, _ = compose(tmp_path / "body", tmp_path / "pack", tmp_path / "task")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in files] == digests
+    reference, _ = compose(tmp_path / "body", tmp_path / "pack", tmp_path / "task")
+    assert not torch.equal(next(reference.parameters()), next(model.parameters()))
+
+
+# --- half-precision packs and tables ---------------------------------------------------------------
+
+
+def test_pack_to_half_precision_round_trips(tmp_path):
+    body, en, _, tokenizer = _two_packs("bert")
+    half = en.to(torch.bfloat16)
+    assert half.word_embeddings.dtype == half.output_bias.dtype == torch.bfloat16
+    assert en.word_embeddings.dtype == torch.float32  # the original is untouched
+    loaded = LanguagePack.from_pretrained(half.save_pretrained(tmp_path / "pack"))
+    assert loaded.word_embeddings.dtype == torch.bfloat16
+    assert torch.equal(loaded.word_embeddings, half.word_embeddings)
+    assert loaded.provenance["dtype"] == "bfloat16"
+    model, _ = compose(body, tmp_path / "pack")
+    assert torch.equal(word_embeddings(model).weight, half.word_embeddings.float())
+    assert word_embeddings(model).weight.dtype == torch.float32
+    with pytest.raises(IncompatibleArtifactError, match="floating point"):
+        en.to(torch.int8)
+
+
+@pytest.mark.parametrize("name", ["bert", "roberta", "distilbert", "deberta-v2"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_table_equals_packs_stored_in_half_precision(name, dtype):
+    body, en, de, tokenizer = _two_packs(name)
+    multi = MultiLanguageModel(body, {"en": en, "de": de}, table_dtype=dtype)
+    assert multi.embedding.weight.dtype == dtype
+    for pack, texts in ((de, DE_TEXT[:3]), (en, EN_TEXT[:3]), (de, DE_TEXT[3:5])):
+        multi.set_language(pack.language)
+        single, _ = compose(body, pack.to(dtype))
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            assert torch.equal(multi(**batch).logits, single(**batch).logits)
+
+
+def test_half_table_mixed_batch_equals_single_language():
+    body, en, de, tokenizer = _two_packs("bert")
+    task = random_task(body, en)
+    task.special_rows = {}  # special rows are the task's (float32); here only the packs are half
+    multi = MultiLanguageModel(body, {"en": en, "de": de}, task, table_dtype=torch.bfloat16)
+    texts, langs = [EN_TEXT[0], DE_TEXT[1], EN_TEXT[2], DE_TEXT[3]], ["en", "de", "en", "de"]
+    batch = multi.tokenize(texts, langs)
+    with torch.no_grad():
+        mixed = multi(batch["input_ids"], languages=langs, attention_mask=batch["attention_mask"]).logits
+        for lang, pack in (("en", en), ("de", de)):
+            single, _ = compose(body, pack.to(torch.bfloat16), task)
+            rows = [i for i, tag in enumerate(langs) if tag == lang]
+            out = single(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            assert torch.equal(mixed[rows], out[rows])
+
+
+def test_switching_survives_moving_the_model():
+    body, en, de, tokenizer = _two_packs("bert")
+    multi = MultiLanguageModel(body, {"en": en, "de": de})
+    multi.set_language("de")
+    multi.to(torch.float64)
+    multi.set_language("en")
+    multi.set_language("de")
+    single, _ = compose(body, de)
+    single.to(torch.float64)
+    batch = tokenizer(DE_TEXT[:2], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(multi(**batch).logits, single(**batch).logits)
+    assert output_layer(multi.model).weight.data_ptr() == multi.embedding.weight[en.vocab_size:].data_ptr()
+    with pytest.raises(EmbswapError, match="not loaded"):
+        multi.set_language("fr")
+
+
+# --- the benchmarks' synthetic vocabularies ---------------------------------------------------------
+
+
+def test_synthetic_tokenizer_has_exact_size_and_one_token_per_word():
+    import _common
+
+    tokenizer = _common.synthetic_tokenizer(1000)
+    assert len(tokenizer) == 1000
+    assert [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
+            tokenizer.mask_token_id] == [0, 1, 2, 3, 4]
+    text = _common.synthetic_texts(1000, 50, seed=0, words_per_line=50)[0]
+    ids = tokenizer(text)["input_ids"]
+    assert len(ids) == 52 and ids[0] == 2 and ids[-1] == 3 and min(ids[1:-1]) >= 5
