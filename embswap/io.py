@@ -395,6 +395,14 @@ def read_consistently(folder: Path, read: Callable[[], T], attempts: int = 8) ->
             ) from None
         if _identity(folder) == before:
             return result
+    # Saves keep landing while we read (a busy writer, a slow machine): wait our turn on the
+    # writers' lock, under which no save can swap the folder, instead of giving up.
+    try:
+        with path_lock(folder):
+            settle(folder)
+            return read()
+    except OSError:  # no lock file can be made here (a read-only folder): nothing else to try
+        pass
     raise ArtifactBusyError(f"{folder} was replaced {attempts} times while being read; read it when no save is running")
 
 
