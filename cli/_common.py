@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from typing import Annotated, Optional
+
+import typer
 from rich.console import Console
 
 # Progress and logs go to stderr; stdout is for results (tables, --json).
@@ -23,3 +26,14 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+# Options every MLM training command (pretrain, transfer) shares, declared once.
+MaxMinutesOption = Annotated[
+    Optional[float], typer.Option("--max-minutes", help="Stop after this many minutes (checkpoint kept).")
+]
+SeqLenOption = Annotated[int, typer.Option("--seq-len", help="Tokens per training sequence.")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Sequences per step (over all processes).")]
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: a GPU if any).")]
+CheckpointEveryOption = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
+ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")]

@@ -11,7 +11,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import err_console, print_json
+from ._common import (
+    BatchSizeOption,
+    CheckpointEveryOption,
+    DeviceOption,
+    MaxMinutesOption,
+    SeqLenOption,
+    ThreadsOption,
+    err_console,
+    print_json,
+)
 
 TEXT_HELP = (
     "Training text: UTF-8 file (one sentence or document a line), .jsonl with a 'text' field, or a named "
@@ -113,24 +122,22 @@ def transfer(
     ] = None,
     pooling: Annotated[str, typer.Option("--pooling", help="Pooled states the alignment compares: mean, cls, max.")] = "mean",
     max_steps: Annotated[int, typer.Option("--max-steps", help="Training steps (also the schedule's length).")] = 1000,
-    max_minutes: Annotated[
-        Optional[float], typer.Option("--max-minutes", help="Stop after this many minutes (checkpoint kept).")
-    ] = None,
-    seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per training sequence.")] = 128,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step (over all processes).")] = 32,
+    max_minutes: MaxMinutesOption = None,
+    seq_len: SeqLenOption = 128,
+    batch_size: BatchSizeOption = 32,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, linear warmup and decay).")] = 1e-3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the init, the batches and the masks.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint of this output.")] = False,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: a GPU if any).")] = None,
+    device: DeviceOption = None,
     eval_text: Annotated[
         Optional[list[str]], typer.Option("--eval-text", help="Held-out text for the eval MLM loss. Repeatable.")
     ] = None,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 500,
+    checkpoint_every: CheckpointEveryOption = 500,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Hugging Face dataset name (online).")] = None,
     dataset_config: Annotated[Optional[str], typer.Option("--config", help="Dataset configuration.")] = None,
     split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "train",
     column: Annotated[str, typer.Option("--column", help="Dataset text column.")] = "text",
-    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
+    threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the pack's provenance as JSON on stdout.")] = False,
 ) -> None:
