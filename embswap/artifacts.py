@@ -253,7 +253,9 @@ class LanguagePack(_Artifact):
             word_embeddings=cast(self.word_embeddings),
             output_bias=cast(self.output_bias),
             position_embeddings=cast(self.position_embeddings),
-            adapter_tensors={k: cast(v) for k, v in self.adapter_tensors.items()} if self.adapter_tensors else self.adapter_tensors,
+            adapter_tensors=(
+                {k: cast(v) for k, v in self.adapter_tensors.items()} if self.adapter_tensors else self.adapter_tensors
+            ),
             provenance={**self.provenance, "dtype": str(dtype).removeprefix("torch.")},
         )
 

@@ -39,9 +39,13 @@ def _two_packs(name):
     model, tokenizer = make_mlm(name)
     body, en = split_model(model, tokenizer, "en")
     generator = torch.Generator().manual_seed(1)
-    de = LanguagePack(language="de", tokenizer=tokenizer, body_fingerprint=body.fingerprint,
-                      word_embeddings=torch.randn(en.word_embeddings.shape, generator=generator),
-                      output_bias=torch.randn(en.output_bias.shape, generator=generator))
+    de = LanguagePack(
+        language="de",
+        tokenizer=tokenizer,
+        body_fingerprint=body.fingerprint,
+        word_embeddings=torch.randn(en.word_embeddings.shape, generator=generator),
+        output_bias=torch.randn(en.output_bias.shape, generator=generator),
+    )
     return body, en, de, tokenizer
 
 
@@ -82,8 +86,16 @@ def test_bf16_transfer_trains_a_float32_pack_and_leaves_the_body_alone(tmp_path)
     body, _ = split_model(model, tokenizer, "en")
     before = {k: v.clone() for k, v in body.tensors.items()}
     de_tok = train_tokenizer(DE_TEXT, 120, family="bert", special_ids=body.special_tokens, min_frequency=1)
-    common = dict(language="de", seq_len=32, batch_size=4, lr=1e-2, progress=False, checkpoint_every=None,
-                  max_steps=6, eval_texts=DE_TEXT[:8])
+    common = dict(
+        language="de",
+        seq_len=32,
+        batch_size=4,
+        lr=1e-2,
+        progress=False,
+        checkpoint_every=None,
+        max_steps=6,
+        eval_texts=DE_TEXT[:8],
+    )
     half = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "bf16", precision="bf16", **common)
     full = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "fp32", **common)
     assert half.pack.word_embeddings.dtype == torch.float32
@@ -124,8 +136,11 @@ def test_compose_takes_over_only_what_it_read_itself(tmp_path, monkeypatch):
     en.save_pretrained(tmp_path / "pack")
     seen = []
     real = composing.load_composed
-    monkeypatch.setattr(composing, "load_composed", lambda model, state, take_over: seen.append(take_over) or
-                        real(model, state, take_over=take_over))
+    monkeypatch.setattr(
+        composing,
+        "load_composed",
+        lambda model, state, take_over: seen.append(take_over) or real(model, state, take_over=take_over),
+    )
     compose(tmp_path / "body", tmp_path / "pack")
     compose(body, tmp_path / "pack")
     compose(tmp_path / "body", en)
@@ -134,7 +149,7 @@ def test_compose_takes_over_only_what_it_read_itself(tmp_path, monkeypatch):
 
 
 def test_composed_model_never_writes_to_artifacts(tmp_path):
-    body, en, _, tokenizer = _two_packs("bert")
+    body, en, _, _ = _two_packs("bert")
     task = random_task(body, en)
     # Objects passed in are copied: training the model does not change them.
     body_before = {k: v.clone() for k, v in body.tensors.items()}
@@ -164,7 +179,7 @@ def test_composed_model_never_writes_to_artifacts(tmp_path):
 
 
 def test_pack_to_half_precision_round_trips(tmp_path):
-    body, en, _, tokenizer = _two_packs("bert")
+    body, en, _, _ = _two_packs("bert")
     half = en.to(torch.bfloat16)
     assert half.word_embeddings.dtype == half.output_bias.dtype == torch.bfloat16
     assert en.word_embeddings.dtype == torch.float32  # the original is untouched
@@ -194,7 +209,7 @@ def test_half_table_equals_packs_stored_in_half_precision(name, dtype):
 
 
 def test_half_table_mixed_batch_equals_single_language():
-    body, en, de, tokenizer = _two_packs("bert")
+    body, en, de, _ = _two_packs("bert")
     task = random_task(body, en)
     task.special_rows = {}  # special rows are the task's (float32); here only the packs are half
     multi = MultiLanguageModel(body, {"en": en, "de": de}, task, table_dtype=torch.bfloat16)
@@ -221,7 +236,7 @@ def test_switching_survives_moving_the_model():
     batch = tokenizer(DE_TEXT[:2], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(multi(**batch).logits, single(**batch).logits)
-    assert output_layer(multi.model).weight.data_ptr() == multi.embedding.weight[en.vocab_size:].data_ptr()
+    assert output_layer(multi.model).weight.data_ptr() == multi.embedding.weight[en.vocab_size :].data_ptr()
     with pytest.raises(EmbswapError, match="not loaded"):
         multi.set_language("fr")
 
@@ -234,8 +249,13 @@ def test_synthetic_tokenizer_has_exact_size_and_one_token_per_word():
 
     tokenizer = _common.synthetic_tokenizer(1000)
     assert len(tokenizer) == 1000
-    assert [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
-            tokenizer.mask_token_id] == [0, 1, 2, 3, 4]
+    assert [
+        tokenizer.pad_token_id,
+        tokenizer.unk_token_id,
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+        tokenizer.mask_token_id,
+    ] == [0, 1, 2, 3, 4]
     text = _common.synthetic_texts(1000, 50, seed=0, words_per_line=50)[0]
     ids = tokenizer(text)["input_ids"]
     assert len(ids) == 52 and ids[0] == 2 and ids[-1] == 3 and min(ids[1:-1]) >= 5
