@@ -468,12 +468,17 @@ def quality(spec: dict) -> dict:
         embswap_seconds = time.perf_counter() - t0
         outcome.model.eval()
         assert torch.equal(outcome.init.word_embeddings, start.word_embeddings)  # same starting matrix
+        half = embswap_run(
+            body, tokenizer, train_texts, steps=steps, seq_len=seq_len, batch_size=batch, seed=seed, precision="bf16"
+        )
+        half.model.eval()  # evaluated in float32 like the others: what the saved pack will do
         runs.append(
             {
                 "seed": seed,
                 "initial_loss": round(initial, 4),
                 "transformers_loss": round(plain_loss, 4),
                 "embswap_loss": round(mean_mlm_loss(outcome.model, fixed), 4),
+                "embswap_bf16_loss": round(mean_mlm_loss(half.model, fixed), 4),
                 "transformers_tokens_per_s": round(tokens / plain_seconds, 1),
                 "embswap_tokens_per_s_incl_setup": round(outcome.result.tokens_seen / embswap_seconds, 1),
                 "load_average": common.load_average(),
@@ -687,8 +692,11 @@ def report(results: dict) -> None:
     print(
         common.table(
             f"Held-out MLM loss after {q['steps']} steps ({q['body']})",
-            ["seed", "initial", "transformers", "embswap"],
-            [[r["seed"], r["initial_loss"], r["transformers_loss"], r["embswap_loss"]] for r in q["runs"]],
+            ["seed", "initial", "transformers", "embswap", "embswap bf16"],
+            [
+                [r["seed"], r["initial_loss"], r["transformers_loss"], r["embswap_loss"], r.get("embswap_bf16_loss")]
+                for r in q["runs"]
+            ],
         )
     )
     speed = {r["config"].split()[0]: r["speedup_vs_transformers"]["embswap"] for r in results["headline"]}
