@@ -251,8 +251,24 @@ def load_saved(args: argparse.Namespace, name: str) -> dict:
 def save(args: argparse.Namespace, name: str, data: dict) -> Path:
     data = {**data, "load_average_end": load_average(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = result_path(args, name, "json")
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a unique temporary sibling, then rename it over ``path``: readers never see
+    half a file, and two writers of one path never share a temporary file."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def pyplot():

@@ -26,6 +26,7 @@ def demo(
     import torch
 
     from embswap.demo import DemoConfig, run_demo
+    from embswap.report import self_transfer_line
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     languages = tuple(x.strip() for x in lang.split(",") if x.strip()) if lang else None
@@ -43,6 +44,7 @@ def demo(
         table.add_row(row["language"], f"{row['accuracy']:.1f}", f"{row['macro_f1']:.1f}", f"{row['untrained_pack']:.1f}",
                       f"{row['majority']:.1f}", f"{row['margin_over_controls']:+.1f}", "met" if row["meets_bar"] else "NOT met")
     out_console.print(table)
+    out_console.print(self_transfer_line(results))
     out_console.print(
         f"English in-language {results['english']['accuracy']:.1f} %; clean self-transfer "
         f"{results['self_transfer']['accuracy']:.1f} % ({100 * results['self_transfer_ratio']:.0f} % of English); "

@@ -29,7 +29,7 @@ def _register_optional() -> None:
     """Command modules that later parts of the pipeline add; each registers itself."""
     import importlib
 
-    for name in ("tokenizer", "train", "pretrain", "tasks", "data", "demo", "hub", "verify"):
+    for name in ("tokenizer", "train", "pretrain", "tasks", "data", "demo", "hub", "verify", "diagnose"):
         try:
             module = importlib.import_module(f"embswap.cli.{name}")
         except ModuleNotFoundError as err:

@@ -70,6 +70,32 @@ def _rows(source: Optional[str], task: str, options: dict, flag: str) -> list[di
     return load_rows(source or "", task, **dict(options))
 
 
+def _robust_packs(body, pack, store, k, texts, max_steps, max_minutes, seed, device):
+    """(the L1 pack, {name: re-learned pack}) for --robust-packs K, from the store or re-learned into it."""
+    from embswap import Body, LanguagePack, Store
+    from embswap.constants import STORE_BODY
+    from embswap.data.text import describe, read_texts
+    from embswap.errors import DataError
+    from embswap.train.robust import relearn_l1_packs, robust_pack_name
+
+    if k < 0:
+        raise DataError(f"--robust-packs is {k}; give the number of extra L1 packs to re-learn (0 or more)")
+    if store is None:
+        if Path(body).name != STORE_BODY or not Path(body).is_dir():
+            raise typer.BadParameter(
+                "the re-learned packs are kept in a store: pass --store STORE (or --body STORE/body)",
+                param_hint="--store",
+            )
+        store = Path(body).parent
+    l1 = LanguagePack.from_pretrained(pack)
+    relearned = relearn_l1_packs(
+        Store(store), l1, read_texts(texts or []), k, body=Body.from_pretrained(body), seed=seed,
+        max_steps=max_steps, max_minutes=max_minutes, device=device, data_description=describe(texts or []),
+        log=err_console.print,
+    )
+    return l1, {robust_pack_name(l1.language, i): p for i, p in enumerate(relearned, start=1)}
+
+
 def finetune(
     body: Annotated[str, typer.Option("--body", help="Body folder (STORE/body) or Hub id.")],
     pack: Annotated[str, typer.Option("--pack", help="The L1 language pack (STORE/packs/en).")],
@@ -115,10 +141,32 @@ def finetune(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint of this output.")] = False,
     device: DeviceOpt = None,
     robust_packs: Annotated[
-        Optional[list[str]],
+        int,
         typer.Option(
             "--robust-packs",
-            help="Extra L1 pack folder to alternate with --pack batch by batch (swap-robust fine-tuning); repeat for several.",
+            help="Swap-robust fine-tuning: re-learn K extra L1 packs (step 2 on --robust-text, kept in the store as "
+            "LANG-robust-1..K and reused by later runs) and read the batches through --pack and these in turn.",
+        ),
+    ] = 0,
+    robust_text: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--robust-text",
+            help="L1 text the robust packs are re-learned from: a file or a named source such as bible:en. Repeatable.",
+        ),
+    ] = None,
+    robust_steps: Annotated[int, typer.Option("--robust-steps", help="Step-2 steps per re-learned pack.")] = 1000,
+    robust_minutes: Annotated[
+        float, typer.Option("--robust-minutes", help="Stop re-learning a pack after this many minutes.")
+    ] = 10.0,
+    store: Annotated[
+        Optional[Path],
+        typer.Option("--store", help="Store that keeps the robust packs (default: the store --body sits in)."),
+    ] = None,
+    extra_pack: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--extra-pack", help="An L1 pack folder you already have, alternated like the robust packs. Repeatable."
         ),
     ] = None,
     labels: Annotated[
@@ -143,6 +191,7 @@ def finetune(
 
     Example: embswap finetune --body store/body --pack store/packs/en --task classification
     --train bible-genre:en:train --dev bible-genre:en:dev -o store/tasks/genre --noise 0.075
+    [--robust-packs 2 --robust-text bible:en]
     """
     from embswap.tasks.data import describe_source
     from embswap.train.finetune import finetune as run_finetune
@@ -156,6 +205,12 @@ def finetune(
         dev_options = {**options, "split": dev_split} if dataset and dev_split else {}
         dev_rows = _rows(dev, task, dev_options, "--dev")
     label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+    extra_packs, pack_names = list(extra_pack or []), None
+    if robust_packs != 0:
+        l1, relearned = _robust_packs(body, pack, store, robust_packs, robust_text, robust_steps, robust_minutes,
+                                      seed, device)
+        pack_names = [Path(pack).name, *(Path(p).name for p in extra_packs), *relearned]
+        pack, extra_packs = l1, extra_packs + list(relearned.values())
     err_console.print(
         f"fine-tuning {task} ({mode}) on {len(train_rows)} rows" + (f", dev {len(dev_rows)}" if dev_rows else "")
     )
@@ -178,7 +233,8 @@ def finetune(
         device=device,
         max_steps=max_steps,
         max_minutes=max_minutes,
-        extra_packs=robust_packs or None,
+        extra_packs=extra_packs or None,
+        pack_names=pack_names,
         checkpoint_every=checkpoint_every,
         data_description=describe_source(train or "", **options),
     )
@@ -191,6 +247,7 @@ def finetune(
         "dev_metrics": module.provenance.get("dev_metrics", {}),
     }
     if "batches_per_pack" in module.provenance:
+        summary["packs"] = [entry["name"] for entry in module.provenance["trained_with_packs"]]
         summary["batches_per_pack"] = module.provenance["batches_per_pack"]
     if as_json:
         print_json(summary)
@@ -207,6 +264,98 @@ def _metric_columns(results: dict[str, dict]) -> list[str]:
     return [k for k in ("accuracy", "macro_f1", "exact", "f1") if k in first] + ["n"]
 
 
+RETRIEVAL_COLUMNS = ("top1_l2_to_l1", "top1_l1_to_l2", "mrr_l2_to_l1", "mrr_l1_to_l2", "n")
+RETRIEVAL_SYSTEMS = {"pack": "the pack", "untrained_pack": "untrained pack (same init)",
+                     "raw_text": "original model, raw L2 text", "ceiling": "L1<->L1 ceiling"}
+
+
+def _store_of(store: Optional[Path], body: Optional[str]):
+    """The store given, or the one ``--body STORE/body`` lies in (its L1 pack and pooling apply), or None."""
+    from embswap import Store
+    from embswap.constants import STORE_BODY, STORE_PACKS
+
+    if store is None and body is not None and Path(body).name == STORE_BODY and (Path(body).parent / STORE_PACKS).is_dir():
+        store = Path(body).parent
+    return Store(store) if store is not None else None
+
+
+def _store_pooling(st):
+    """The store's sentence-embedding task (the pooling), or None (mean, normalised)."""
+    if st is None:
+        return None
+    names = [n for n in st.task_names if n == "sentence-embedding"] or [
+        n for n in st.task_names if st.task(n).task == "sentence-embedding"]
+    return st.task(names[0]) if names else None
+
+
+def _reference_for(st, target, reference_pack: Optional[str]):
+    """--reference-pack, else in a store the pack ``target`` was initialised from, else its only other pack."""
+    from embswap import LanguagePack
+
+    if reference_pack:
+        return LanguagePack.from_pretrained(reference_pack)
+    if st is not None:
+        recorded = ((target.provenance or {}).get("init") or {}).get("reference_pack")
+        others = [x for x in st.languages if x != target.language]
+        name = recorded if recorded in st.languages else (others[0] if len(others) == 1 else None)
+        if name:
+            return st.pack(name)
+    raise typer.BadParameter("retrieval reads the source side with the L1 pack: pass --reference-pack STORE/packs/en",
+                             param_hint="--reference-pack")
+
+
+def _retrieval_parts(store, body, pack, lang, reference_pack) -> list[tuple]:
+    """(body, pack, reference pack, pooling task) for every language to score."""
+    from embswap import Body, LanguagePack
+
+    st = _store_of(store, body)
+    if pack is not None:
+        targets = [LanguagePack.from_pretrained(pack)]
+    elif st is not None and lang:
+        targets = [st.pack(x.strip()) for x in lang.split(",") if x.strip()]
+    else:
+        raise typer.BadParameter("give --body and --pack, or --store with --lang", param_hint="--body/--pack")
+    if st is None and body is None:
+        raise typer.BadParameter("give --body (or --store)", param_hint="--body")
+    body_art = st.body if st is not None else Body.from_pretrained(body)
+    task = _store_pooling(st)
+    return [(body_art, target, _reference_for(st, target, reference_pack), task) for target in targets]
+
+
+def _evaluate_retrieval(data, store, body, pack, lang, reference_pack, ceiling, as_json) -> None:
+    from embswap.tasks.sentence import retrieval_report
+    from embswap.train.align import read_parallel_source
+
+    if not data:
+        raise typer.BadParameter("give --data: parallel pairs (JSONL source/target, TSV, or bible:4-e:test)",
+                                 param_hint="--data")
+    parts = _retrieval_parts(store, body, pack, lang, reference_pack)
+    if len(parts) > 1 and "{lang}" not in data:
+        raise EmbswapError("--data has no {lang} placeholder, so every language would read the same pairs")
+    ceiling_pairs = read_parallel_source(ceiling) if ceiling else None
+    reports = {}
+    for body_art, target, reference, task in parts:
+        language = target.language
+        err_console.print(f"retrieval {language} <-> {reference.language}: scoring the pack and its controls ...")
+        reports[language] = retrieval_report(body_art, target, read_parallel_source(data.format(lang=language)),
+                                             reference_pack=reference, task=task, ceiling_pairs=ceiling_pairs)
+    if as_json:
+        print_json(next(iter(reports.values())) if len(reports) == 1 else reports)
+        return
+    for language, report in reports.items():
+        table = Table(title=f"retrieval {language} <-> {report['reference_language']} (percent; L2 = {language})")
+        table.add_column("system")
+        for column in RETRIEVAL_COLUMNS:
+            table.add_column(column.replace("_", " ").replace("top1", "top-1").replace("l1", "L1").replace("l2", "L2"),
+                             justify="right")
+        for key, metrics in report["results"].items():
+            name = RETRIEVAL_SYSTEMS[key] + (f" ({report['untrained_init']})" if key == "untrained_pack" else "")
+            table.add_row(name, *(str(metrics[c]) if c == "n" else f"{metrics[c]:.1f}" for c in RETRIEVAL_COLUMNS))
+        out_console.print(table)
+        for note in report["notes"]:
+            err_console.print(note)
+
+
 def evaluate(
     data: Annotated[
         Optional[str],
@@ -216,7 +365,12 @@ def evaluate(
         ),
     ] = None,
     task: Annotated[
-        Optional[str], typer.Option("--task", help="Task module folder, or a task name with --store.")
+        Optional[str],
+        typer.Option(
+            "--task",
+            help="Task module folder, a task name with --store, or retrieval (sentence-embedding packs; --data "
+            "holds parallel pairs).",
+        ),
     ] = None,
     body: Annotated[Optional[str], typer.Option("--body", help="Body folder or Hub id.")] = None,
     pack: Annotated[Optional[str], typer.Option("--pack", help="Language pack folder or Hub id.")] = None,
@@ -232,6 +386,17 @@ def evaluate(
     text_column: TextColOpt = None,
     pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
+    reference_pack: Annotated[
+        Optional[str],
+        typer.Option(
+            "--reference-pack",
+            help="retrieval: the L1 pack reading the source side (default: in a store, the pack's own reference).",
+        ),
+    ] = None,
+    ceiling: Annotated[
+        Optional[str],
+        typer.Option("--ceiling", help="retrieval: L1 paraphrase pairs (file or bible:4-2:test) for the L1<->L1 ceiling."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout (per language when several).")
     ] = False,
@@ -240,12 +405,21 @@ def evaluate(
 
     Examples: embswap evaluate --body store/body --pack store/packs/de --task store/tasks/genre
     --data bible-genre:de:test; embswap evaluate --store store --task genre --lang de,ru --data 'test.{lang}.jsonl'
+
+    Retrieval (sentence-embedding packs): embswap evaluate --store store --lang de --task retrieval
+    --data bible:4-e:test [--ceiling bible:4-2:test] reports top-1 both ways and MRR (percent) for the
+    pack, the untrained pack with the same init, the original model on the raw L2 text and the ceiling.
     """
     from embswap.evaluate import evaluate as run_evaluate
     from embswap.evaluate import evaluate_languages
 
     if task is None:
         raise typer.BadParameter("give --task (a task folder, or a task name with --store)", param_hint="--task")
+    if task == "retrieval":
+        _evaluate_retrieval(data, store, body, pack, lang, reference_pack, ceiling, as_json)
+        return
+    if reference_pack is not None or ceiling is not None:
+        raise typer.BadParameter("--reference-pack and --ceiling belong to --task retrieval", param_hint="--task")
     options = _dataset_options(dataset, config, split, text_column, pair_column, label_column)
     if not data and not options:
         raise typer.BadParameter("give --data (file, named source or {lang} pattern) or --dataset", param_hint="--data")

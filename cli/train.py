@@ -93,7 +93,12 @@ def transfer(
     ] = None,
     lowercase: Annotated[bool, typer.Option("--lowercase", help="Lowercase when training the tokenizer.")] = False,
     init: Annotated[
-        str, typer.Option("--init", help="Initial matrix: random, overlap, dictionary or subword-mean.")
+        str,
+        typer.Option(
+            "--init",
+            help="Initial matrix: random, overlap, dictionary, subword-mean, or aligned (word alignment of the "
+            "--parallel text with eflomal: pip install \"embswap[align]\").",
+        ),
     ] = "random",
     reference_pack: Annotated[
         Optional[str],
@@ -108,8 +113,21 @@ def transfer(
     pos: Annotated[bool, typer.Option("--pos", help="Also learn language-specific position embeddings.")] = False,
     adapters: Annotated[bool, typer.Option("--adapters", help="Also learn a Houlsby language adapter.")] = False,
     anchors: Annotated[
-        str, typer.Option("--anchors", help="free: rows set from the reference train on; frozen: they stay fixed.")
+        str,
+        typer.Option(
+            "--anchors",
+            help="Rows set from the reference: free (train on), frozen (stay fixed) or penalty (train, pulled back "
+            "to their start by an L2 penalty).",
+        ),
     ] = "free",
+    anchor_penalty: Annotated[
+        Optional[float],
+        typer.Option(
+            "--anchor-penalty",
+            help="Weight of --anchors penalty on the anchored rows' relative squared drift (default: about the MLM "
+            "loss at the start; the pack records it).",
+        ),
+    ] = None,
     objective: Annotated[
         str, typer.Option("--objective", help="What the pack learns from: mlm (the paper), align, or mlm+align.")
     ] = "mlm",
@@ -157,6 +175,8 @@ def transfer(
         raise typer.BadParameter(f"expected one of: {', '.join(INIT_METHODS)}", param_hint="--init")
     if anchors not in ANCHOR_MODES:
         raise typer.BadParameter(f"expected one of: {', '.join(ANCHOR_MODES)}", param_hint="--anchors")
+    if anchor_penalty is not None and anchors != "penalty":
+        raise typer.BadParameter("--anchor-penalty weights --anchors penalty; add it", param_hint="--anchor-penalty")
     needs_text = "mlm" in objective.split("+")
     if needs_text and not text and dataset is None:
         raise typer.BadParameter("give at least one --text FILE (or --dataset NAME)", param_hint="--text")
@@ -164,6 +184,8 @@ def transfer(
         raise typer.BadParameter("the align objective needs --parallel FILE (or bible:4-e)", param_hint="--parallel")
     if init == "dictionary" and dictionary is None:
         raise typer.BadParameter("--init dictionary needs --dictionary FILE", param_hint="--dictionary")
+    if init == "aligned" and not parallel:
+        raise typer.BadParameter("--init aligned word-aligns --parallel FILE (or bible:4-e); add it", param_hint="--parallel")
     set_threads(threads)
 
     body_art = Body.from_pretrained(body)
@@ -212,6 +234,7 @@ def transfer(
         pos=pos,
         adapters=adapters,
         anchors=anchors,
+        anchor_penalty=anchor_penalty,
         max_steps=max_steps,
         max_minutes=max_minutes,
         seq_len=seq_len,

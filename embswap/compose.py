@@ -131,6 +131,27 @@ def load_composed(model: PreTrainedModel, state: dict[str, torch.Tensor], *, tak
         setattr(model.get_submodule(owner), attr, getattr(model.get_submodule(first_owner), first_attr))
 
 
+def training_model(body: Body, pack: LanguagePack, *, train_positions: bool = False) -> PreTrainedModel:
+    """The masked LM step 2 trains: the pack's tensors on a body that stays frozen.
+
+    The frozen tensors are ``body``'s own, not copies (a second copy of the body would be the
+    largest allocation of a run, and nothing writes to frozen tensors); the pack's tensors, and
+    the position table with ``train_positions``, are copies that training may update in place.
+    """
+    model = build_empty_model(body, pack.vocab_size)
+    state = composed_state_dict(model, body, pack, None)
+    aliases = pack_parameter_names(model)
+    trained = [*aliases["word_embeddings"], *aliases["output_bias"]]
+    if train_positions or pack.position_embeddings is not None:
+        trained += aliases["position_embeddings"]
+    copies: dict[int, torch.Tensor] = {}  # one copy per tensor: tied names stay tied
+    for name in trained:
+        if name in state:
+            state[name] = copies.setdefault(id(state[name]), state[name].clone())
+    load_composed(model, state, take_over=True)
+    return model
+
+
 def compose(body, pack, task=None, *, device: str | torch.device | None = None, verify: bool = True):
     """Assemble body + pack (+ task) into a live transformers model and return (model, tokenizer).
 

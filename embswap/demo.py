@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .artifacts import LanguagePack
+from .diagnose import self_transfer
 from .errors import EmbswapError
 from .evaluate import evaluate, majority_baseline
 from .init import initialize_embeddings
@@ -38,17 +39,23 @@ class DemoConfig:
     vocab_size: int = 8000
     mlm_seq_len: int = 64  # short MLM sequences: more steps per minute on a CPU
     seq_len: int = 128  # task examples (two verses) and alignment sentences
-    pretrain_minutes: float = 6.0
-    pretrain_steps: int = 2000  # also the length of the learning-rate schedule
+    # Budgets are steps, so a run learns the same amount on a busy or a quiet machine; the minutes
+    # are only safety caps (about 2x what a quiet 2-core CPU needs).
+    pretrain_steps: int = 1400  # also the length of the learning-rate schedule
+    pretrain_minutes: float = 20.0
     pretrain_lr: float = 1e-3
-    transfer_minutes: float = 1.2
-    transfer_steps: int = 400
+    transfer_steps: int = 150
+    transfer_minutes: float = 4.0
     transfer_lr: float = 2e-3
     transfer_warmup: int = 10  # runs are short: a long warm-up would spend them at a low rate
     objective: str = "mlm+align"
     init: str = "overlap"
+    # English re-learned for the self-transfer diagnostic starts from random rows: an overlap init
+    # would copy nearly every English row and make the diagnostic trivially pass.
+    self_transfer_init: str = "random"
     align_weight: float = 5000.0
-    finetune_minutes: float = 3.0  # 1 minute (about 20 steps on a loaded CPU) left English at majority
+    finetune_steps: int = 200
+    finetune_minutes: float = 8.0
     finetune_epochs: float = 1.0
     finetune_lr: float = 1e-3  # the rate that learned the task in tests/test_transfer_quality.py
     eval_examples: int = 1000
@@ -71,6 +78,7 @@ class DemoConfig:
             transfer_minutes=0.1,
             transfer_steps=15,
             finetune_minutes=0.1,
+            finetune_steps=20,
             finetune_epochs=0.05,
             eval_examples=120,
             batch_size=16,
@@ -129,7 +137,7 @@ class Demo:
 
         bible, cfg = _bible(), self.config
         texts = [v.text for code in cfg.english_translations for v in bible.verses(code)]
-        self.log(f"pretrain: English body ({len(texts)} verses, preset {cfg.preset}, {cfg.pretrain_minutes} min)")
+        self.log(f"pretrain: English body ({len(texts)} verses, preset {cfg.preset}, {cfg.pretrain_steps} steps)")
         run_pretrain(
             {"en": _limit_lines(texts, cfg.quick)}, self.store.path, preset=cfg.preset, vocab_size=cfg.vocab_size,
             max_steps=cfg.pretrain_steps, max_minutes=cfg.pretrain_minutes, seq_len=cfg.mlm_seq_len,
@@ -168,9 +176,10 @@ class Demo:
         tokenizer = train_tokenizer(texts, cfg.vocab_size, family=body.family, special_ids=body.special_tokens)
         options = {"parallel": self._parallel(language), "align_weight": cfg.align_weight,
                    "teacher_cache": str(self.output / "cache")}
-        self.log(f"transfer {name}: {cfg.objective}, init {cfg.init}, {cfg.transfer_minutes} min")
+        init = cfg.self_transfer_init if name != language else cfg.init
+        self.log(f"transfer {name}: {cfg.objective}, init {init}, {cfg.transfer_steps} steps")
         run_transfer(
-            body, tokenizer, texts, language=language, output=path, init=cfg.init,
+            body, tokenizer, texts, language=language, output=path, init=init,
             reference_pack=self.store.pack("en"), objective=cfg.objective if "align" in cfg.objective else "mlm",
             objective_options=options | {"align_max_length": cfg.seq_len}, max_steps=cfg.transfer_steps,
             max_minutes=cfg.transfer_minutes, warmup_steps=cfg.transfer_warmup, seq_len=cfg.mlm_seq_len, batch_size=cfg.batch_size, lr=cfg.transfer_lr, seed=cfg.seed, resume=True,
@@ -188,12 +197,12 @@ class Demo:
         dev_rows = _subsample(bible.genre_examples("en", "dev"), 300 if not cfg.quick else 50, cfg.seed)
         if cfg.quick:
             train_rows = _subsample(train_rows, 400, cfg.seed)
-        self.log(f"finetune: genre classifier on English ({len(train_rows)} examples, {cfg.finetune_minutes} min)")
+        self.log(f"finetune: genre classifier on English ({len(train_rows)} examples, {cfg.finetune_steps} steps)")
         finetune(
             self.store.body, self.store.pack("en"), "classification", train_rows, dev_rows=dev_rows,
             labels=list(bible.GENRES), output=self.store.task_path("genre"), epochs=cfg.finetune_epochs,
             lr=cfg.finetune_lr, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed,
-            max_minutes=cfg.finetune_minutes, resume=True, data_description="bible-genre:en:train",
+            max_steps=cfg.finetune_steps, max_minutes=cfg.finetune_minutes, resume=True, data_description="bible-genre:en:train",
         )
 
     def untrained_pack(self, language: str) -> LanguagePack:
@@ -216,16 +225,17 @@ class Demo:
         body, task = self.store.body, self.store.task("genre")
         majority = majority_baseline(bible.genre_examples("en", "train"), test["en"])
         rows = []
-        english = evaluate(body, self.store.pack("en"), task, test["en"])
-        self_transfer = evaluate(body, self.store.pack("en-relearned"), task, test["en"])
+        swap = self_transfer(body, self.store.pack("en"), task, test["en"], self.store.pack("en-relearned"))
+        english = swap["l1"]
         for lang in cfg.languages:
             zero_shot = evaluate(body, self.store.pack(lang), task, test[lang])
             control = evaluate(body, self.untrained_pack(lang), task, test[lang])
             rows.append(self._row(lang, zero_shot, control, majority, english))
         return {
             "english": english,
-            "self_transfer": self_transfer,
-            "self_transfer_ratio": self_transfer["accuracy"] / max(english["accuracy"], 1e-9),
+            "self_transfer": swap["self_transfer"],
+            "self_transfer_ratio": swap["ratio"],
+            "self_transfer_alignment": swap["alignment"],
             "majority": majority,
             "languages": rows,
             "n_test": len(keep),

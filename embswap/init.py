@@ -7,11 +7,14 @@ Rules, applied in this order; every row is set by exactly one and counted under 
 - ``dictionary`` (method "dictionary"): a whole-word token whose word a bilingual word list
   translates gets the mean of the reference rows of those translations that are one reference
   token each.
-- ``overlap`` (methods "overlap", "dictionary", "subword-mean"): a token whose string the reference
-  vocabulary has too gets that row, exactly.
-- ``subword-mean`` (method "subword-mean"): the token's text is cut by the reference tokenizer and
-  gets the mean of those pieces' rows (WordPiece ``##``, SentencePiece ``▁`` and byte-level ``Ġ``
-  markers are translated between the two vocabularies).
+- ``aligned`` (method "aligned"): the parallel text is cut into tokens on both sides and
+  word-aligned with eflomal (:mod:`embswap.wordalign`); a token linked to reference tokens gets the
+  mean of their rows weighted by link counts (as in trans-tokenization, Remy et al. 2024).
+- ``overlap`` (methods "overlap", "dictionary", "subword-mean", "aligned"): a token whose string the
+  reference vocabulary has too gets that row, exactly.
+- ``subword-mean`` (methods "subword-mean", "aligned"): the token's text is cut by the reference
+  tokenizer and gets the mean of those pieces' rows (WordPiece ``##``, SentencePiece ``▁`` and
+  byte-level ``Ġ`` markers are translated between the two vocabularies).
 - ``random``: normal with the body's ``initializer_range``; output bias 0.
 
 Copied and averaged rows bring their output-bias entries the same way. The rows set from the
@@ -21,7 +24,7 @@ reference are the *anchored* rows (``InitResult.anchored``), which step 2 can ke
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,8 +34,8 @@ import torch
 from .artifacts import Body, LanguagePack
 from .errors import DataError, IncompatibleArtifactError
 
-INIT_METHODS = ("random", "overlap", "dictionary", "subword-mean")
-RULES = ("special", "dictionary", "overlap", "subword-mean", "random")
+INIT_METHODS = ("random", "overlap", "dictionary", "subword-mean", "aligned")
+RULES = ("special", "dictionary", "aligned", "overlap", "subword-mean", "random")
 
 
 @dataclass
@@ -170,12 +173,14 @@ def initialize_embeddings(
     seed: int = 0,
     dictionary_limit: int | None = None,
     token_frequencies: Mapping[int, int] | None = None,
+    parallel: Sequence[dict] | None = None,
 ) -> InitResult:
     """A new matrix (and output bias) for ``tokenizer`` on ``body``; see the module docstring.
 
     ``dictionary`` is ``{word: [translation, ...]}`` or a TSV path. ``dictionary_limit`` keeps the
     word list to the N most frequent whole-word tokens (by ``token_frequencies`` when given,
     else by token id). Special rows come from ``special_rows`` when given, else the reference.
+    ``parallel`` (``[{"source": L1 text, "target": L2 text}, ...]``) feeds method "aligned".
     """
     if method not in INIT_METHODS:
         raise DataError(f"unknown init method {method!r}; expected one of: {', '.join(INIT_METHODS)}")
@@ -185,6 +190,9 @@ def initialize_embeddings(
         )
     if method == "dictionary" and dictionary is None:
         raise DataError("init 'dictionary' needs a word list; pass --dictionary FILE (word<TAB>translation lines)")
+    if method == "aligned" and not parallel:
+        raise DataError("init 'aligned' word-aligns parallel text; pass --parallel FILE (JSONL source/target, TSV) "
+                        "or a named source such as bible:4-e")
     if reference_pack is not None and reference_pack.hidden_size != body.embedding_dim:
         raise IncompatibleArtifactError(
             f"the reference pack has {reference_pack.hidden_size}-dimensional rows, the body expects {body.embedding_dim}"
@@ -202,8 +210,16 @@ def initialize_embeddings(
     done: set[int] = set()
     anchored: set[int] = set()
 
-    def set_row(token_id: int, rule: str, ref_ids: list[int] | None = None, row: torch.Tensor | None = None) -> None:
-        if ref_ids is not None:
+    def set_row(token_id: int, rule: str, ref_ids: list[int] | None = None, row: torch.Tensor | None = None,
+                weights: Mapping[int, int] | None = None) -> None:
+        if weights is not None:  # a weighted mean of reference rows (and of their output biases)
+            ids = sorted(weights)
+            w = torch.tensor([float(weights[i]) for i in ids])
+            w = w / w.sum()
+            matrix[token_id] = (w[:, None] * ref_matrix[ids].float()).sum(0).to(dtype)
+            if bias is not None and ref_bias is not None:
+                bias[token_id] = (w * ref_bias[ids].float()).sum().to(dtype)
+        elif ref_ids is not None:
             matrix[token_id] = ref_matrix[ref_ids].mean(0) if len(ref_ids) > 1 else ref_matrix[ref_ids[0]]
             if bias is not None and ref_bias is not None:
                 bias[token_id] = ref_bias[ref_ids].to(dtype).mean() if len(ref_ids) > 1 else ref_bias[ref_ids[0]]
@@ -249,12 +265,20 @@ def initialize_embeddings(
             if ids:
                 set_row(token_id, "dictionary", ref_ids=ids)
 
-    if method in ("overlap", "dictionary", "subword-mean"):
+    if method == "aligned":
+        from .wordalign import token_translation_counts
+
+        links = token_translation_counts(parallel, reference_pack.tokenizer, tokenizer)
+        for _, token_id in new_vocab:
+            if token_id not in done and token_id in links:
+                set_row(token_id, "aligned", weights=links[token_id])
+
+    if method in ("overlap", "dictionary", "subword-mean", "aligned"):
         for token, token_id in new_vocab:
             if token_id not in done and token in ref.vocab:
                 set_row(token_id, "overlap", ref_ids=[ref.vocab[token]])
 
-    if method == "subword-mean":
+    if method in ("subword-mean", "aligned"):
         for token, token_id in new_vocab:
             if token_id in done:
                 continue

@@ -27,8 +27,22 @@ def demo_markdown(results: dict) -> str:
         f"(majority {results['majority']['accuracy']:.1f} %). Clean self-transfer (a re-learned English pack "
         f"swapped in): {st['accuracy']:.1f} % = {100 * results['self_transfer_ratio']:.0f} % of English "
         f"(bar: ≥ 80 %). Test examples per language: {results['n_test']}.",
+        "",
+        self_transfer_line(results),
     ]
     return "\n".join(lines) + "\n"
+
+
+def self_transfer_line(results: dict) -> str:
+    """The swap diagnostic in one sentence: self-transfer ratio and how well the vectors were re-learned."""
+    line = f"self-transfer: {100 * results['self_transfer_ratio']:.0f} % of English"
+    alignment = results.get("self_transfer_alignment")
+    if alignment:  # results written before the diagnostic existed have none
+        line += (
+            f"; re-learned English vectors: mean cosine {alignment['mean_cosine']:.2f}, "
+            f"{alignment['finds_itself_percent']:.0f} % find themselves"
+        )
+    return line
 
 
 def _bar_chart(results: dict, path: Path) -> None:

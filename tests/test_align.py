@@ -108,3 +108,55 @@ def test_cli_transfer_align(tmp_path, parts):
     no_pairs = [a for i, a in enumerate(args) if a != "--parallel" and (i == 0 or args[i - 1] != "--parallel")]
     missing = CliRunner().invoke(app, no_pairs)
     assert missing.exit_code == 2 and "--parallel" in missing.output
+
+
+def test_mlm_align_changes_only_pack_rows_and_bias(tmp_path, parts):
+    import hashlib
+
+    from embswap.architectures import pack_parameter_names
+    from embswap.io import tensor_bytes
+
+    body, en, de_tok = parts
+    out = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en,
+                       objective="mlm+align", objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)},
+                       max_steps=4, batch_size=4, seq_len=32, lr=1e-2, checkpoint_every=None, progress=False)
+    aliases = pack_parameter_names(out.model)
+    pack_names = set(aliases["word_embeddings"]) | set(aliases["output_bias"])
+
+    def hashes(state):
+        return {k: hashlib.sha256(tensor_bytes(v)).hexdigest() for k, v in state.items() if k not in pack_names}
+
+    assert hashes(out.model.state_dict()) == hashes(body.tensors)  # every other tensor, bit for bit
+    assert not torch.equal(out.pack.word_embeddings, out.init.word_embeddings)
+    assert not torch.equal(out.pack.output_bias, out.init.output_bias)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("God.\tGott.\nonly one field\n", "pairs.tsv:2: expected 'source<TAB>target', found 1 fields"),
+        ("God.\tGott.\nLight.\t  \n", "pairs.tsv, pair 2: the target side is empty"),
+    ],
+)
+def test_cli_mlm_align_bad_pairs_fail_in_one_line_before_training(tmp_path, parts, lines, message):
+    from typer.testing import CliRunner
+
+    from embswap import Store
+    from embswap.cli.main import app
+    from embswap.train.transfer import checkpoint_dir_for
+
+    body, en, _ = parts
+    store = Store(tmp_path / "store")
+    store.save_body(body)
+    store.save_pack(en)
+    (tmp_path / "pairs.tsv").write_text(lines, encoding="utf-8")
+    (tmp_path / "de.txt").write_text("\n".join(DE_TEXT), encoding="utf-8")
+    out = store.pack_path("de")
+    args = ["transfer", "--body", str(store.body_path), "--lang", "de", "-o", str(out), "--objective", "mlm+align",
+            "--text", str(tmp_path / "de.txt"), "--parallel", str(tmp_path / "pairs.tsv"), "--vocab-size", "90",
+            "--init", "overlap", "--reference-pack", str(store.pack_path("en")), "--max-steps", "3", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr
+    assert not out.exists() and not checkpoint_dir_for(out).exists()

@@ -56,7 +56,7 @@ def test_finetune_then_evaluate(tmp_path, store):
         "0.075",
         "--seq-len",
         "32",
-        "--robust-packs",
+        "--extra-pack",
         str(store.pack_path("xx")),
         "--json",
     ]
@@ -64,7 +64,7 @@ def test_finetune_then_evaluate(tmp_path, store):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["steps"] == 4 and summary["labels"] == ["light", "other"]
-    assert summary["batches_per_pack"] == [2, 2]
+    assert summary["batches_per_pack"] == [2, 2] and summary["packs"] == ["en", "xx"]
     assert set(summary["dev_metrics"]) == {"accuracy", "macro_f1"}
     task = TaskModule.from_pretrained(store.task_path("light"))
     assert task.settings["noise"] == 0.075 and task.provenance["data"] == train
@@ -167,3 +167,49 @@ def test_named_source_for_training(tmp_path, store, monkeypatch):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert TaskModule.from_pretrained(tmp_path / "genre").provenance["data"] == "bible-genre:en:train"
+
+
+def test_finetune_robust_packs_relearned_into_the_store_then_reused(tmp_path, bert_store):
+    text = _write(tmp_path / "en.txt", EN_TEXT)
+    base = ["finetune", "--body", str(bert_store.body_path), "--pack", str(bert_store.pack_path("en")),
+            "--task", "classification", "--train", _write(tmp_path / "train.jsonl", ROWS), "--max-steps", "4",
+            "--batch-size", "8", "--seq-len", "32", "--robust-steps", "2", "--json"]
+    first = runner.invoke(app, base + ["-o", str(tmp_path / "t1"), "--robust-packs", "2", "--robust-text", text])
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert summary["packs"] == ["en", "en-robust-1", "en-robust-2"] and summary["batches_per_pack"] == [2, 1, 1]
+    assert bert_store.languages == ["en", "en-robust-1", "en-robust-2"]
+    config = bert_store.pack_path("en-robust-1") / "config.json"
+    stamp = config.stat().st_mtime_ns
+    # The second run finds the packs in the store (no text needed) and records the same fingerprints.
+    second = runner.invoke(app, base + ["-o", str(tmp_path / "t2"), "--robust-packs", "2"])
+    assert second.exit_code == 0, second.output
+    assert config.stat().st_mtime_ns == stamp
+    recorded = [TaskModule.from_pretrained(tmp_path / t).provenance["trained_with_packs"] for t in ("t1", "t2")]
+    assert recorded[0] == recorded[1] and len({e["fingerprint"] for e in recorded[0]}) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--robust-packs", "-1"], "error: --robust-packs is -1; give the number of extra L1 packs"),
+        (["--robust-packs", "1"], "error: re-learning en-robust-1 needs 'en' text; pass --robust-text FILE"),
+    ],
+)
+def test_finetune_robust_pack_errors_are_one_line(tmp_path, bert_store, extra, message):
+    args = ["finetune", "--body", str(bert_store.body_path), "--pack", str(bert_store.pack_path("en")),
+            "--task", "classification", "--train", _write(tmp_path / "train.jsonl", ROWS), "-o", str(tmp_path / "t")]
+    result = runner.invoke(app, args + extra)
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith(message), result.stderr
+    assert bert_store.languages == ["en"] and not (tmp_path / "t").exists()
+
+
+def test_finetune_robust_packs_need_a_store(tmp_path, bert_store):
+    import shutil
+
+    body = shutil.copytree(bert_store.body_path, tmp_path / "loose-body")
+    args = ["finetune", "--body", str(body), "--pack", str(bert_store.pack_path("en")), "--task", "classification",
+            "--train", _write(tmp_path / "train.jsonl", ROWS), "-o", str(tmp_path / "t"), "--robust-packs", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--store" in result.output

@@ -189,3 +189,17 @@ def test_read_texts_named_bible_source():
     assert len(texts) > 100 and all(isinstance(t, str) and t for t in texts)
     with pytest.raises(DataError, match="not text"):
         read_texts(["bible:4-e:dev"])
+
+
+def test_transfer_anchor_penalty_through_the_cli(bert_store, de_file):
+    out = bert_store.pack_path("de")
+    common = ["transfer", "--body", bert_store.body_path, "--lang", "de", "--text", de_file, "-o", out,
+              "--vocab-size", 100, "--init", "overlap", "--max-steps", 2, *SMALL]
+    result = invoke([*common, "--anchors", "penalty", "--anchor-penalty", 3, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["anchors"] == "penalty" and info["anchor_penalty"] == 3.0
+    assert info["loss_terms"] == {"mlm": 1.0, "anchor_penalty": 3.0}
+    assert LanguagePack.from_pretrained(out).provenance["anchor_penalty"] == 3.0
+    misplaced = invoke([*common, "--anchor-penalty", 3])
+    assert misplaced.exit_code == 2 and "--anchor-penalty" in misplaced.output

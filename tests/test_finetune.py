@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from embswap import LanguagePack, TaskModule, compose, split_model
-from embswap.errors import DataError
+from embswap.errors import DataError, IncompatibleArtifactError
 from embswap.evaluate import evaluate, score_model
 from embswap.tasks.data import read_squad
 from embswap.tasks.heads import model_inputs
-from embswap.train.finetune import FinetuneConfig, FinetuneRun, checkpoint_dir_for, finetune
+from embswap.train.finetune import FinetuneConfig, FinetuneRun, checkpoint_dir_for, finetune, relearn_l1_packs
 
 from conftest import DE_TEXT, EN_TEXT, make_mlm
 
@@ -160,8 +160,71 @@ def test_robust_packs_alternate_by_pointer(tmp_path, bert_parts):
     assert run.packs.counts == [3, 2]
     task = run.task_module()
     assert task.provenance["batches_per_pack"] == [3, 2]
-    assert task.provenance["robust_packs"][0]["language"] == "en"
+    assert [(e["name"], e["language"]) for e in task.provenance["trained_with_packs"]] == [
+        ("en", "en"),
+        ("en-robust-1", "en"),
+    ]
     assert run.model.get_input_embeddings().weight is run.packs.tables[0]  # back on the original pack
+
+
+RELEARN = dict(max_steps=2, batch_size=4, seq_len=32, progress=False)
+
+
+def _sha256(tensor):
+    import hashlib
+
+    from embswap.io import tensor_bytes
+
+    return hashlib.sha256(tensor_bytes(tensor)).hexdigest()
+
+
+def test_relearned_packs_are_stored_alternated_recorded_and_reused(tmp_path, bert_store, monkeypatch):
+    import embswap.train.robust as robust
+
+    en = bert_store.pack("en")
+    packs = relearn_l1_packs(bert_store, "en", EN_TEXT, 2, seed=5, **RELEARN)
+    assert bert_store.languages == ["en", "en-robust-1", "en-robust-2"]
+    assert [p.provenance["seed"] for p in packs] == [6, 7] and [p.language for p in packs] == ["en", "en"]
+    assert all(p.provenance["init"]["method"] == "random" and p.provenance["steps"] == 2 for p in packs)
+    assert all(p.tokenizer.get_vocab() == en.tokenizer.get_vocab() for p in packs)
+    matrices = [en.word_embeddings, *(p.word_embeddings for p in packs)]
+    assert len({_sha256(m) for m in matrices}) == 3
+    assert not any(p.name.endswith(".checkpoint") for p in (bert_store.path / "packs").iterdir())
+
+    run = _run(bert_store.body, en, tmp_path, extra_packs=packs, max_steps=7)
+    assert run.packs.counts == [3, 2, 2]  # training forwards per pack: steps 0, 3, 6 / 1, 4 / 2, 5
+    task = run.task_module()
+    assert task.provenance["batches_per_pack"] == [3, 2, 2]
+    assert task.provenance["trained_with_packs"] == [
+        {"name": name, "language": "en", "fingerprint": _sha256(m)}
+        for name, m in zip(["en", "en-robust-1", "en-robust-2"], matrices)
+    ]
+
+    # A second run reuses the stored packs: no training, files untouched, text not needed.
+    stamps = {f: f.stat().st_mtime_ns for f in (bert_store.path / "packs").rglob("*") if f.is_file()}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stored robust pack was re-learned")
+
+    monkeypatch.setattr(robust, "run_transfer", no_training)
+    again = relearn_l1_packs(bert_store, en, None, 2, seed=5, **RELEARN)
+    assert [_sha256(p.word_embeddings) for p in again] == [_sha256(m) for m in matrices[1:]]
+    assert stamps == {f: f.stat().st_mtime_ns for f in (bert_store.path / "packs").rglob("*") if f.is_file()}
+
+
+def test_relearn_errors_come_before_any_training(bert_store):
+    with pytest.raises(DataError, match=r"robust packs is -1; give 0 or more"):
+        relearn_l1_packs(bert_store, "en", EN_TEXT, -1, **RELEARN)
+    with pytest.raises(DataError, match=r"re-learning en-robust-1, en-robust-2 needs 'en' text; pass --robust-text"):
+        relearn_l1_packs(bert_store, "en", ["", " "], 2, **RELEARN)
+    assert bert_store.languages == ["en"]
+    assert relearn_l1_packs(bert_store, "en", None, 0) == []
+    en = bert_store.pack("en")
+    bert_store.save_pack(LanguagePack(language="de", tokenizer=en.tokenizer, word_embeddings=en.word_embeddings,
+                                      body_fingerprint=en.body_fingerprint, output_bias=en.output_bias),
+                         name="en-robust-1")
+    with pytest.raises(IncompatibleArtifactError, match="store pack 'en-robust-1' was not re-learned from this 'en'"):
+        relearn_l1_packs(bert_store, "en", EN_TEXT, 1, **RELEARN)
 
 
 def test_resume_ends_with_the_uninterrupted_weights(tmp_path, bert_parts):

@@ -1,4 +1,6 @@
-"""Initialising a new matrix: random, overlap, dictionary and subword-mean, with exact counts."""
+"""Initialising a new matrix: random, overlap, dictionary, subword-mean and aligned, with exact counts."""
+
+import itertools
 
 import pytest
 import torch
@@ -77,7 +79,8 @@ def test_random_init_uses_the_body_std(setup):
     assert result.word_embeddings.shape == (len(de_tok), 32)
     assert abs(result.word_embeddings.std().item() - 0.02) < 0.004
     assert torch.equal(result.output_bias, torch.zeros(len(de_tok)))
-    assert result.counts == {"special": 0, "dictionary": 0, "overlap": 0, "subword-mean": 0, "random": len(de_tok)}
+    assert result.counts == {"special": 0, "dictionary": 0, "aligned": 0, "overlap": 0, "subword-mean": 0,
+                             "random": len(de_tok)}
     assert result.anchored == set()
     again = initialize_embeddings(body, de_tok, "random", seed=3)
     assert torch.equal(again.word_embeddings, result.word_embeddings)
@@ -101,7 +104,8 @@ def test_overlap_copies_exactly_the_shared_strings(setup):
     shared = {t for t in de_vocab if t in en_vocab and t not in SPECIALS}
     assert shared == set(SHARED)
     result = initialize_embeddings(body, de_tok, "overlap", reference_pack=en_pack)
-    assert result.counts == {"special": 5, "dictionary": 0, "overlap": 8, "subword-mean": 0, "random": 24 - 8}
+    assert result.counts == {"special": 5, "dictionary": 0, "aligned": 0, "overlap": 8, "subword-mean": 0,
+                             "random": 24 - 8}
     for token in shared:
         assert torch.equal(result.word_embeddings[de_vocab[token]], en_pack.word_embeddings[en_vocab[token]]), token
         assert result.output_bias[de_vocab[token]] == en_pack.output_bias[en_vocab[token]]
@@ -131,6 +135,30 @@ def test_dictionary_uses_the_word_list(setup):
     assert result.counts["random"] == 24 - 12 - 7  # Nacht, schuf, Wasser, ##ch, ##x
     assert sum(result.counts.values()) == len(de_tok)
     assert de_vocab["Nacht"] not in result.anchored
+
+
+def test_anchored_rows_are_exactly_the_word_list_shared_and_special_rows(setup):
+    from conftest import DE_TEXT
+    from embswap.train.transfer import run_transfer
+
+    body, en_pack, de_tok = setup
+    de_vocab = de_tok.get_vocab()
+    expected = (
+        {de_vocab[w] for w in DICTIONARY_ROWS}
+        | {de_vocab[t] for t in SHARED if t not in DICTIONARY_ROWS}
+        | set(body.special_tokens.values())
+    )
+    assert len(expected) == 12 + 7 + 5
+    result = initialize_embeddings(body, de_tok, "dictionary", reference_pack=en_pack, dictionary=WORDS)
+    assert result.anchored == expected
+    assert result.provenance()["anchored_rows"] == 24 == len(de_tok) - result.counts["random"]
+    # The pack step 2 writes records the same count.
+    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="dictionary", reference_pack=en_pack,
+                           dictionary=WORDS, anchors="frozen", max_steps=1, seq_len=32, batch_size=4, progress=False,
+                           checkpoint_every=None)
+    assert outcome.pack.provenance["init"]["anchored_rows"] == 24
+    counts = outcome.pack.provenance["init"]["counts"]
+    assert {rule: n for rule, n in counts.items() if n} == {"special": 5, "dictionary": 12, "overlap": 7, "random": 5}
 
 
 def test_dictionary_limit_takes_the_most_frequent_words(setup):
@@ -196,3 +224,87 @@ def test_errors_name_the_missing_input(setup):
         initialize_embeddings(body, de_tok, "dictionary", reference_pack=en_pack)
     with pytest.raises(DataError, match="unknown init method"):
         initialize_embeddings(body, de_tok, "wechsel")
+
+
+# ---------------------------------------------------------------------------------------------
+# aligned: word alignment of parallel text. Every 3-word combination of 8 translated words, in
+# the same order on both sides: each word co-occurs with its translation only, so eflomal links
+# them exactly (300 runs gave the same counts every time).
+LEXICON = {"Gott": "God", "Licht": "light", "Erde": "earth", "Tag": "day", "war": "was", "Finsternis": "darkness",
+           "und": "and", "sah": "saw"}
+ALIGNED_PAIRS = [{"source": " ".join(LEXICON[w] for w in words), "target": " ".join(words)}
+                 for words in itertools.combinations(LEXICON, 3)]
+
+
+def test_count_links_sums_links_per_token_pair():
+    from embswap.wordalign import count_links
+
+    sources, targets = [[10, 11, 12], [10, 13]], [[20, 21], [21, 20, 22]]
+    links = [[(0, 0), (1, 1), (2, 1)], [(0, 1), (1, 0), (1, 2), (0, 0)]]
+    counts = count_links(sources, targets, links, ignore_source=frozenset({12}))
+    assert counts == {20: {10: 2}, 21: {11: 1, 13: 1, 10: 1}, 22: {13: 1}}  # 12 ignored
+
+
+def test_aligned_rows_are_link_weighted_means(setup, monkeypatch):
+    import embswap.wordalign as wordalign
+
+    body, en_pack, de_tok = setup
+    en_vocab, de_vocab = en_pack.tokenizer.get_vocab(), de_tok.get_vocab()
+    pairs = [{"source": "God saw light", "target": "Gott sah Licht"}, {"source": "God saw", "target": "sah"}]
+    # sah -> God once, saw twice; Gott -> God; Licht -> light.
+    fixed = [[(0, 0), (1, 1), (0, 1), (2, 2)], [(1, 0)]]
+    monkeypatch.setattr(wordalign, "align_positions", lambda sources, targets: fixed)
+    result = initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack, parallel=pairs)
+    ref = en_pack.word_embeddings
+    expected = (ref[en_vocab["God"]] + 2 * ref[en_vocab["saw"]]) / 3
+    assert torch.allclose(result.word_embeddings[de_vocab["sah"]], expected, atol=1e-7)
+    bias = (en_pack.output_bias[en_vocab["God"]] + 2 * en_pack.output_bias[en_vocab["saw"]]) / 3
+    assert result.output_bias[de_vocab["sah"]].item() == pytest.approx(bias.item(), abs=1e-6)
+    assert torch.equal(result.word_embeddings[de_vocab["Gott"]], ref[en_vocab["God"]])
+    assert torch.equal(result.word_embeddings[de_vocab["Licht"]], ref[en_vocab["light"]])
+    # Unlinked tokens fall back to overlap, then subword-mean (schuf), then random.
+    assert result.counts == {"special": 5, "dictionary": 0, "aligned": 3, "overlap": 8, "subword-mean": 1,
+                             "random": 24 - 3 - 8 - 1}
+    assert torch.equal(result.word_embeddings[de_vocab["da"]], ref[en_vocab["da"]])
+
+
+def test_aligned_init_with_eflomal_links_each_word_to_its_translation(setup):
+    pytest.importorskip("eflomal")
+    body, en_pack, de_tok = setup
+    en_vocab, de_vocab = en_pack.tokenizer.get_vocab(), de_tok.get_vocab()
+    result = initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack, parallel=ALIGNED_PAIRS)
+    assert result.counts == {"special": 5, "dictionary": 0, "aligned": 8, "overlap": 8, "subword-mean": 1,
+                             "random": 7}
+    for de_word, en_word in LEXICON.items():
+        assert torch.equal(result.word_embeddings[de_vocab[de_word]], en_pack.word_embeddings[en_vocab[en_word]])
+    assert result.provenance() == {"method": "aligned", "counts": result.counts, "anchored_rows": 22}
+
+
+def test_aligned_init_is_recorded_in_the_pack(setup, tmp_path):
+    from embswap.train.transfer import run_transfer
+
+    pytest.importorskip("eflomal")
+    body, en_pack, de_tok = setup
+    outcome = run_transfer(body, de_tok, [], language="de", output=None, init="aligned", reference_pack=en_pack,
+                           objective="align", objective_options={"parallel": ALIGNED_PAIRS,
+                                                                "teacher_cache": str(tmp_path)},
+                           max_steps=1, seq_len=32, batch_size=4, progress=False, checkpoint_every=None)
+    init = outcome.pack.provenance["init"]
+    assert init["method"] == "aligned" and init["counts"]["aligned"] == 8 and init["anchored_rows"] == 22
+
+
+def test_aligned_init_errors(setup, monkeypatch):
+    import sys
+
+    from embswap.errors import EmbswapError
+
+    body, en_pack, de_tok = setup
+    with pytest.raises(DataError, match="init 'aligned' word-aligns parallel text; pass --parallel"):
+        initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack)
+    with pytest.raises(DataError, match="no parallel pair with text on both sides"):
+        initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack,
+                              parallel=[{"source": "God", "target": "   "}])
+    monkeypatch.setitem(sys.modules, "eflomal", None)  # as if the optional extra were not installed
+    with pytest.raises(EmbswapError, match=r'^init "aligned" word-aligns the parallel text with eflomal; '
+                                           r'pip install "embswap\[align\]"$'):
+        initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack, parallel=ALIGNED_PAIRS)

@@ -1,5 +1,6 @@
 """Step 2 (transfer): only the pack trains, variants save and compose, resume is exact."""
 
+import hashlib
 import json
 
 import pytest
@@ -9,9 +10,11 @@ from embswap import LanguagePack, compose, split_model
 from embswap.architectures import pack_parameter_names
 from embswap.constants import IGNORED_FILES
 from embswap.errors import EmbswapError, IncompatibleArtifactError
+from embswap.io import tensor_bytes
 from embswap.train.loop import CURVE_NAME, LOG_NAME
 from embswap.train.tokenizer import train_tokenizer
 from embswap.train.transfer import (
+    DEFAULT_ANCHOR_PENALTY,
     LossTerm,
     checkpoint_dir_for,
     register_objective,
@@ -131,6 +134,53 @@ def test_frozen_anchors_do_not_move(tmp_path, bert):
     assert not torch.equal(outcome.pack.word_embeddings[free], outcome.init.word_embeddings[free])
 
 
+def _drift(outcome, rows):
+    return (outcome.pack.word_embeddings[rows] - outcome.init.word_embeddings[rows]).norm().item()
+
+
+def _hashes(state, skip):
+    return {k: hashlib.sha256(tensor_bytes(v)).hexdigest() for k, v in state.items() if k not in skip}
+
+
+def test_anchor_penalty_moves_anchored_rows_less_than_free_more_than_frozen(bert):
+    body, en_pack, de_tok = bert
+    runs = {
+        mode: run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en_pack,
+                           anchors=mode, max_steps=5, **SMALL)
+        for mode in ("free", "penalty", "frozen")
+    }
+    anchored = sorted(runs["free"].init.anchored)
+    assert len(anchored) == runs["free"].init.counts["special"] + runs["free"].init.counts["overlap"] > 5
+    drift = {mode: _drift(outcome, anchored) for mode, outcome in runs.items()}
+    assert drift["frozen"] == 0.0 < drift["penalty"] < 0.5 * drift["free"], drift
+    penalty = runs["penalty"]
+    assert penalty.pack.provenance["anchors"] == "penalty"
+    assert penalty.pack.provenance["anchor_penalty"] == DEFAULT_ANCHOR_PENALTY == 10.0
+    assert penalty.pack.provenance["loss_terms"] == {"mlm": 1.0, "anchor_penalty": 10.0}
+    assert "anchor_penalty" not in runs["free"].pack.provenance
+    assert all("anchor_penalty_loss" in r for r in penalty.result.history if "loss" in r)
+    # Only the pack's rows and output bias moved: every other tensor of the live model hashes as the body's.
+    live = penalty.model
+    aliases = pack_parameter_names(live)
+    pack_names = set(aliases["word_embeddings"]) | set(aliases["output_bias"])
+    assert _hashes(live.state_dict(), pack_names) == _hashes(body.tensors, pack_names)
+    assert not torch.equal(penalty.pack.output_bias, penalty.init.output_bias)
+
+
+def test_anchor_penalty_weight_is_recorded_and_checked(bert):
+    body, en_pack, de_tok = bert
+    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en_pack,
+                           anchors="penalty", anchor_penalty=2.5, max_steps=1, **SMALL)
+    assert outcome.pack.provenance["anchor_penalty"] == 2.5
+    with pytest.raises(EmbswapError, match="applies to anchors 'penalty', not 'free'"):
+        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, anchor_penalty=2.5, max_steps=1, **SMALL)
+    with pytest.raises(EmbswapError, match="weight is -1.0; give a positive number"):
+        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en_pack,
+                     anchors="penalty", anchor_penalty=-1, max_steps=1, **SMALL)
+    with pytest.raises(EmbswapError, match="this init anchored none; use --init overlap"):
+        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, anchors="penalty", max_steps=1, **SMALL)
+
+
 def test_resume_is_bit_identical(tmp_path, bert):
     body, en_pack, de_tok = bert
     calls = {"n": 0}
@@ -159,6 +209,21 @@ def test_resume_is_bit_identical(tmp_path, bert):
     for key, value in reference.adapter_tensors.items():
         assert torch.equal(resumed.adapter_tensors[key], value), key
     assert resumed.provenance["tokens_seen"] == reference.provenance["tokens_seen"]
+
+
+def test_constant_schedule_resumed_with_more_steps_equals_one_long_run(tmp_path, bert):
+    """Learning curves resume a run with a higher max_steps; with a constant rate that is one long run."""
+    body, en_pack, de_tok = bert
+    common = dict(language="de", reference_pack=en_pack, warmup_steps=0, schedule="constant", **SMALL)
+    long = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "long", max_steps=6, **common).pack
+    run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "seg", max_steps=3, **common)
+    outcome = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "seg", max_steps=6, resume=True, **common)
+    assert outcome.result.resumed_from == 3 and outcome.result.step == 6
+    assert torch.equal(outcome.pack.word_embeddings, long.word_embeddings)
+    assert outcome.pack.provenance["schedule"] == "constant"
+    with pytest.raises(EmbswapError, match="schedule"):  # a linear-schedule run does not resume as constant
+        run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "seg", max_steps=9, resume=True,
+                     **{**common, "schedule": "linear"})
 
 
 def test_tokenizer_with_other_special_ids_is_refused(bert):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..artifacts import Body, TaskModule
+from ..artifacts import Body, LanguagePack, TaskModule
 from ..compose import compose
 from ..errors import DataError
 from ..io import atomic_folder
@@ -68,14 +68,19 @@ def encode(model, tokenizer, texts: Sequence[str], settings: dict | None = None,
     settings = dict(DEFAULT_POOLING, **(settings or {}))
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-grouped batches pad little
+    out = torch.empty(0)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in index], padding=True, truncation=True,
                           max_length=settings["max_length"], return_tensors="pt").to(device)
         hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         vectors = pool(hidden, batch["attention_mask"], settings["mode"]).float()
-        out.append(F.normalize(vectors, dim=-1) if settings["normalize"] else vectors)
-    return torch.cat(out).cpu() if out else torch.empty(0)
+        vectors = (F.normalize(vectors, dim=-1) if settings["normalize"] else vectors).cpu()
+        if out.numel() == 0:
+            out = torch.empty(len(texts), vectors.shape[1])
+        out[index] = vectors  # back in the order of ``texts``
+    return out
 
 
 def retrieval_scores(source: torch.Tensor, target: torch.Tensor) -> dict:
@@ -110,6 +115,64 @@ def evaluate_retrieval(body, source_pack, target_pack, task: TaskModule, pairs: 
         "mrr_l1_to_l2": scores["mrr_target_to_source"],
         "n": scores["n"],
     }
+
+
+def _percent(scores: dict) -> dict:
+    return {k: (v if k == "n" else 100.0 * v) for k, v in scores.items()}
+
+
+def untrained_pack(body: Body, pack: LanguagePack, reference_pack: LanguagePack | None) -> tuple[LanguagePack | None, str]:
+    """``(pack as its init left it, init method)``, rebuilt from its provenance (method, seed), or ``(None, why not)``."""
+    from ..init import initialize_embeddings
+
+    provenance = pack.provenance or {}
+    method = (provenance.get("init") or {}).get("method")
+    if method is None:
+        return None, f"pack {pack.language!r} records no init (it was not trained by `embswap transfer`)"
+    if method in ("dictionary", "aligned"):
+        return None, f"init {method!r} needs its word list or parallel text, which the pack does not store"
+    uses_reference = (provenance["init"].get("reference_pack") is not None) or method != "random"
+    if uses_reference and reference_pack is None:
+        return None, f"init {method!r} copied rows from a reference pack; pass it (--reference-pack)"
+    start = initialize_embeddings(body, pack.tokenizer, method, reference_pack=reference_pack if uses_reference else None,
+                                  seed=int(provenance.get("seed", 0)))
+    return LanguagePack(language=pack.language, tokenizer=pack.tokenizer, word_embeddings=start.word_embeddings,
+                        body_fingerprint=body.fingerprint, output_bias=start.output_bias), method
+
+
+def retrieval_report(body, pack, pairs: Sequence[dict], *, reference_pack, task: TaskModule | None = None,
+                     ceiling_pairs: Sequence[dict] | None = None) -> dict:
+    """Retrieval of ``pack`` (L2 side) against ``reference_pack`` (L1 side), with its controls.
+
+    Rows (metrics in percent, as :func:`evaluate_retrieval` names them): ``pack``; ``untrained_pack``
+    (same init, no training; skipped with the reason in ``notes`` when the init cannot be rebuilt);
+    ``raw_text`` (the original model, body + L1 pack, reading the raw L2 text); and, given L1
+    paraphrase pairs, ``ceiling`` (L1 <-> L1 through the same model). ``task`` holds the pooling
+    (default: mean, normalised).
+    """
+    from ..artifacts import check_compatible
+    from ..compose import as_artifact
+    from ..train.align import validate_pairs
+
+    body = as_artifact(body, Body)
+    pack, reference = as_artifact(pack, LanguagePack), as_artifact(reference_pack, LanguagePack)
+    check_compatible(body, pack)
+    check_compatible(body, reference, name=f"reference pack {reference.language!r}")
+    task = task if task is not None else sentence_task(body)
+    pairs = validate_pairs(pairs, "retrieval pairs")
+    report = {"language": pack.language, "reference_language": reference.language, "n": len(pairs), "notes": [],
+              "results": {"pack": _percent(evaluate_retrieval(body, reference, pack, task, pairs))}}
+    untrained, why = untrained_pack(body, pack, reference)
+    if untrained is None:
+        report["notes"].append(f"no untrained-pack control: {why}")
+    else:
+        report["untrained_init"] = why
+        report["results"]["untrained_pack"] = _percent(evaluate_retrieval(body, reference, untrained, task, pairs))
+    report["results"]["raw_text"] = _percent(evaluate_retrieval(body, reference, reference, task, pairs))
+    if ceiling_pairs is not None:
+        ceiling_pairs = validate_pairs(ceiling_pairs, "ceiling pairs")
+        report["results"]["ceiling"] = _percent(evaluate_retrieval(body, reference, reference, task, ceiling_pairs))
+    return report
 
 
 def export_sentence_transformer(body, pack, task: TaskModule, output: str | os.PathLike) -> Path:

@@ -87,6 +87,18 @@ def read_parallel(path: str | os.PathLike) -> list[dict]:
     return validate_pairs(pairs, str(path))
 
 
+def read_parallel_source(spec: str) -> list[dict]:
+    """Pairs from a JSONL/TSV file or a named parallel source such as ``bible:4-e,4-s:test``."""
+    from ..data.bible import is_named_source, resolve_source
+
+    if not is_named_source(spec):
+        return read_parallel(spec)
+    rows = resolve_source(spec)
+    if not rows or not isinstance(rows[0], dict) or "source" not in rows[0]:
+        raise DataError(f"{spec} holds no sentence pairs; name a parallel source such as bible:4-e (translation codes)")
+    return validate_pairs(rows, spec)
+
+
 def teacher_key(body_fingerprint: str, pack, sources: Sequence[str], mode: str, max_length: int) -> str:
     """Cache key: changes when the body, the L1 pack, the text, pooling or length change."""
     digest = hashlib.sha256()

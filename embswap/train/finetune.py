@@ -14,6 +14,11 @@ Modes (``TaskModule.mode``):
 training only (the paper's +noise). ``extra_packs`` makes fine-tuning swap-robust (issue 12):
 each batch reads through the original pack or one of the extra L1 packs, round-robin, by
 re-pointing the embedding module's weight (no copy); the batches per pack are recorded.
+:func:`relearn_l1_packs` (in :mod:`embswap.train.robust`) makes and stores those extra packs.
+
+Every task module records the packs fine-tuning read (``provenance["trained_with_packs"]``:
+name, language and the SHA-256 of the word-embedding bytes), so a self-transfer check can refuse
+a pack the task model has already seen.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from ..tasks.heads import (
     prepare_qa,
 )
 from .loop import CURVE_NAME, LOG_NAME, LoopConfig, TrainResult, derive_seed, train
+from .robust import relearn_l1_packs, robust_pack_name
 
 MODES = ("full", "adapter", "frozen")
 _NO_DECAY_MARKERS = ("bias", "LayerNorm", "layer_norm", "layernorm", "norm.weight", "special_rows")
@@ -235,6 +241,10 @@ def _tensor_digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor_bytes(tensor)).hexdigest()[:16]
 
 
+def _embedding_sha256(pack: LanguagePack) -> str:
+    return hashlib.sha256(tensor_bytes(pack.word_embeddings)).hexdigest()  # = embswap.diagnose.embedding_fingerprint
+
+
 def _rows_digest(rows: Sequence[dict]) -> str:
     return hashlib.sha256(json.dumps(list(rows), sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
@@ -256,6 +266,7 @@ class FinetuneRun:
         dev_rows: Sequence[dict] | None = None,
         labels: Sequence[str] | None = None,
         extra_packs: Sequence[LanguagePack] = (),
+        pack_names: Sequence[str] | None = None,
         data_description: str = "",
     ):
         check_compatible(body, pack)
@@ -270,6 +281,7 @@ class FinetuneRun:
             raise DataError("no training rows; give a task file with at least one row")
         self.body, self.pack, self.config = body, pack, config
         self.extra_packs = list(extra_packs)
+        self.pack_names = self._names(pack_names)
         self.train_rows = validate_rows(train_rows, config.task, "training row")
         self.dev_rows = validate_rows(dev_rows or [], config.task, "dev row")
         self.data_description = data_description
@@ -309,6 +321,25 @@ class FinetuneRun:
         self.max_steps = (
             config.max_steps if config.max_steps is not None else math.ceil(config.epochs * self.steps_per_epoch)
         )
+
+    def _names(self, names: Sequence[str] | None) -> list[str]:
+        """Names of the pack and the extra packs: given, else the language and ``{language}-robust-{i}``."""
+        packs = [self.pack, *self.extra_packs]
+        if names is None:
+            return [self.pack.language] + [robust_pack_name(p.language, i) for i, p in enumerate(packs[1:], start=1)]
+        if len(names) != len(packs):
+            raise DataError(
+                f"{len(names)} pack names for {len(packs)} packs; give one name per pack, the L1 pack first"
+            )
+        return [str(name) for name in names]
+
+    def trained_with_packs(self) -> list[dict]:
+        """Every pack the training batches read: name, language, SHA-256 (hex) of the word-embedding bytes."""
+        packs = [self.pack, *self.extra_packs]
+        return [
+            {"name": name, "language": p.language, "fingerprint": _embedding_sha256(p)}
+            for name, p in zip(self.pack_names, packs)
+        ]
 
     def _set_trainable(self) -> None:
         """requires_grad per mode; the pack's tensors (word embeddings, +pos table) never train."""
@@ -466,6 +497,8 @@ class FinetuneRun:
             "dev_rows": len(self.dev_rows),
             "data": self.data_description,
             "train_data_digest": _rows_digest(self.train_rows),
+            # Every pack the task saw, so a diagnostic can refuse to call one of them "unseen".
+            "trained_with_packs": self.trained_with_packs(),
         }
         if result is not None:
             provenance.update(
@@ -476,10 +509,6 @@ class FinetuneRun:
                 resumed_from=result.resumed_from,
             )
         if self.extra_packs:
-            provenance["robust_packs"] = [
-                {"language": p.language, "digest": _tensor_digest(p.word_embeddings), "provenance": p.provenance}
-                for p in self.extra_packs
-            ]
             provenance["batches_per_pack"] = self.batches_per_pack(steps)
         return TaskModule(
             task=cfg.task,
@@ -510,6 +539,17 @@ def checkpoint_dir_for(output: str | os.PathLike) -> Path:
     return output.parent / f".{output.name}.checkpoint"
 
 
+def _names_of(pack, extra_packs: Sequence) -> list[str] | None:
+    """Folder names of packs given as folders (None when all are objects: FinetuneRun names those)."""
+    packs = [pack, *extra_packs]
+    if all(isinstance(p, LanguagePack) for p in packs):
+        return None
+    names = [pack.language if isinstance(pack, LanguagePack) else Path(str(pack)).name]
+    for i, p in enumerate(extra_packs, start=1):
+        names.append(robust_pack_name(p.language, i) if isinstance(p, LanguagePack) else Path(str(p)).name)
+    return names
+
+
 def finetune(
     body,
     pack,
@@ -531,6 +571,7 @@ def finetune(
     max_steps: int | None = None,
     max_minutes: float | None = None,
     extra_packs: Sequence | None = None,
+    pack_names: Sequence[str] | None = None,
     checkpoint_every: int | None = 500,
     progress: bool = True,
     data_description: str = "",
@@ -538,14 +579,19 @@ def finetune(
 ) -> TaskModule:
     """Fine-tune ``task_type`` on ``train_rows`` through ``pack`` and save the TaskModule to ``output``.
 
-    ``body`` / ``pack`` / ``extra_packs`` are artifacts or their folders. The training log and
+    ``body`` / ``pack`` / ``extra_packs`` are artifacts or their folders (e.g. from
+    :func:`relearn_l1_packs`); ``pack_names`` name them in the task's ``trained_with_packs``
+    (default: a folder's name, else the language / ``{language}-robust-{i}``). The training log and
     learning curve are written beside the task's files; checkpoints go to a hidden sibling folder
     (``.NAME.checkpoint``) that ``resume=True`` continues from and that is removed once the run has
     finished all its steps (``keep_checkpoint`` keeps it).
     """
     body = as_artifact(body, Body)
+    extra_packs = list(extra_packs or [])
+    if pack_names is None:
+        pack_names = _names_of(pack, extra_packs)
     pack = as_artifact(pack, LanguagePack)
-    extras = [as_artifact(p, LanguagePack) for p in (extra_packs or [])]
+    extras = [as_artifact(p, LanguagePack) for p in extra_packs]
     config = FinetuneConfig(
         task=task_type,
         mode=mode,
@@ -569,6 +615,7 @@ def finetune(
         dev_rows=dev_rows,
         labels=labels,
         extra_packs=extras,
+        pack_names=pack_names,
         data_description=data_description,
     )
     ckpt = checkpoint_dir_for(output)
@@ -583,4 +630,12 @@ def finetune(
     return task
 
 
-__all__ = ["FinetuneConfig", "FinetuneRun", "finetune", "checkpoint_dir_for", "MODES"]
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneRun",
+    "finetune",
+    "checkpoint_dir_for",
+    "relearn_l1_packs",
+    "robust_pack_name",
+    "MODES",
+]

@@ -3,7 +3,8 @@
 The loss runs the encoder on the whole batch but the MLM head only on the masked positions
 (about 15 % of the tokens): the vocabulary projection, the largest matrix product of a small
 model, shrinks by the same factor, and its result is exactly the full-logit loss at those
-positions (the other positions carry no loss anyway).
+positions (the other positions carry no loss anyway). The encoder runs under
+:class:`~embswap.train.lean.lean_activations`, which keeps the same numbers in less memory.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from ..architectures import mlm_head_logits
+from ..architectures import mlm_head_logits, word_embeddings
 from ..errors import DataError
+from .lean import lean_activations
 from .loop import derive_seed
 
 IGNORE_INDEX = -100
@@ -223,10 +225,11 @@ def encoder_states(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> to
 
 def mlm_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of the MLM head evaluated at the masked positions only."""
-    hidden = encoder_states(model, batch)  # [B, T, H]
-    labels = batch["labels"]
-    where = labels != IGNORE_INDEX
-    logits = mlm_head_logits(model, hidden[where])  # [M, V]
+    with lean_activations(tied_weight=word_embeddings(model).weight):
+        hidden = encoder_states(model, batch)  # [B, T, H]
+        labels = batch["labels"]
+        where = labels != IGNORE_INDEX
+        logits = mlm_head_logits(model, hidden[where])  # [M, V]
     return F.cross_entropy(logits.float(), labels[where], reduction=reduction)
 
 

@@ -27,7 +27,7 @@ from transformers import PreTrainedModel
 from .. import adapters_support
 from ..architectures import get_family, output_layer, position_embeddings, word_embeddings
 from ..artifacts import Body, LanguagePack, check_compatible
-from ..compose import LANGUAGE_ADAPTER, as_artifact, build_empty_model, composed_state_dict
+from ..compose import LANGUAGE_ADAPTER, as_artifact, training_model
 from ..errors import DataError, EmbswapError, IncompatibleArtifactError, TrainingError
 from ..init import InitResult, initialize_embeddings
 from ..io import atomic_folder
@@ -44,7 +44,11 @@ from .loop import (
 )
 from .mlm import MLMBatches, build_sequences, mean_mlm_loss, mlm_loss, tokenize_texts
 
-ANCHOR_MODES = ("free", "frozen")
+ANCHOR_MODES = ("free", "frozen", "penalty")
+# Weight of the anchor penalty (relative squared drift of the anchored rows, see anchor_penalty_term):
+# about ln(vocabulary size) for 8k-32k vocabularies, i.e. the MLM loss at the start of step 2, so that
+# anchored rows drifting by their own length cost as much as the whole MLM loss did at step 0.
+DEFAULT_ANCHOR_PENALTY = 10.0
 # Compute precision of step 2: "bf16" autocasts the forward pass (about 1.5x faster on CPUs with
 # bfloat16 instructions; see benchmarks/transfer_speed.py); the pack is still trained in float32.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -270,6 +274,34 @@ def _freeze_rows(trainable: Mapping[str, nn.Parameter], rows: set[int]) -> list:
     return handles
 
 
+def _no_batch(step: int, process_index: int = 0, num_processes: int = 1) -> dict:
+    return {}  # a loss term that reads only the model needs no data (and no text)
+
+
+def anchor_penalty_term(initial: torch.Tensor, anchored: set[int], weight: float) -> LossTerm:
+    """``weight * sum ||e_i - e0_i||^2 / sum ||e0_i||^2`` over the anchored rows ``i``.
+
+    The relative squared drift of the anchored block from its initial (reference) values: the rows
+    still learn, but are pulled back towards the basis they were copied from. Scale-free, so one
+    weight suits any body's embedding norm.
+    """
+    if not anchored:
+        raise DataError(
+            "anchors 'penalty' pulls the rows copied from the reference pack back to their start, but this init "
+            "anchored none; use --init overlap, dictionary or subword-mean with --reference-pack"
+        )
+    index = torch.tensor(sorted(anchored), dtype=torch.long)
+    start = initial[index].detach().float().clone()  # [anchored, dim]
+    scale = start.pow(2).sum().clamp(min=torch.finfo(torch.float32).tiny)
+
+    def anchor_penalty(model: PreTrainedModel, batch: dict) -> torch.Tensor:
+        weight_matrix = word_embeddings(model).weight
+        rows = weight_matrix[index.to(weight_matrix.device)].float()
+        return (rows - start.to(rows.device)).pow(2).sum() / scale.to(rows.device)
+
+    return LossTerm("anchor_penalty", anchor_penalty, weight=weight, batches=_no_batch)
+
+
 def _held_out_mlm(model, tokenizer, texts, seq_len, batch_size, seed, packing, max_batches):
     """An eval hook: mean MLM loss on held-out text, with masks fixed once so values compare."""
     sequences = build_sequences(
@@ -291,6 +323,20 @@ def _save_tokenizer(tokenizer, folder: Path) -> None:
         tokenizer.save_pretrained(str(tmp))
 
 
+def _anchor_penalty_weight(anchors: str, weight: float | None) -> float | None:
+    """The penalty weight of an ``anchors`` mode: the default for "penalty", None for the others."""
+    if anchors != "penalty":
+        if weight is not None:
+            raise EmbswapError(f"an anchor penalty weight applies to anchors 'penalty', not {anchors!r}")
+        return None
+    weight = DEFAULT_ANCHOR_PENALTY if weight is None else float(weight)
+    if not weight > 0:
+        raise EmbswapError(
+            f"the anchor penalty weight is {weight}; give a positive number (default {DEFAULT_ANCHOR_PENALTY})"
+        )
+    return weight
+
+
 def transfer(body, tokenizer, texts: Sequence[str], **kwargs) -> LanguagePack:
     """Step 2: learn a pack for ``tokenizer``'s language on the frozen ``body``; see :func:`run_transfer`."""
     return run_transfer(body, tokenizer, texts, **kwargs).pack
@@ -309,6 +355,7 @@ def run_transfer(
     pos: bool = False,
     adapters: bool = False,
     anchors: str = "free",
+    anchor_penalty: float | None = None,
     max_steps: int = 1000,
     max_minutes: float | None = None,
     seq_len: int = 128,
@@ -322,6 +369,7 @@ def run_transfer(
     extra_loss: LossTerm | Sequence[LossTerm] | None = None,
     objective_options: dict | None = None,
     warmup_steps: int | None = None,
+    schedule: str = "linear",
     checkpoint_every: int | None = 500,
     log_every: int = 10,
     packing: str = "pack",
@@ -335,11 +383,16 @@ def run_transfer(
     """Train a new language pack and save it to ``output`` (atomically; None: do not save).
 
     ``init`` is one of :data:`embswap.init.INIT_METHODS` (all but random need ``reference_pack``;
-    dictionary needs ``dictionary``, a ``{word: [translations]}`` dict or TSV path). ``pos`` adds
+    dictionary needs ``dictionary``, a ``{word: [translations]}`` dict or TSV path; aligned word-aligns
+    the pairs of ``objective_options["parallel"]``, the same pairs the align objective reads). ``pos`` adds
     position embeddings and ``adapters`` a Houlsby language adapter to what trains; ``anchors=
-    "frozen"`` keeps the rows set from the reference fixed. ``objective`` names registered loss
+    "frozen"`` keeps the rows set from the reference fixed, ``"penalty"`` lets them train under an
+    L2 pull back to their start (:func:`anchor_penalty_term`, weight ``anchor_penalty``, default
+    :data:`DEFAULT_ANCHOR_PENALTY`). ``objective`` names registered loss
     builders joined by ``+``; ``extra_loss`` adds loss terms directly. Training stops at
-    ``max_steps`` (which also sets the learning-rate schedule) or after ``max_minutes``.
+    ``max_steps`` (which also sets the learning-rate schedule) or after ``max_minutes``; ``schedule=
+    "constant"`` keeps the rate after warm-up, so a run resumed with a higher ``max_steps``
+    continues as one long run would (learning curves at checkpoints).
     Checkpoints go to a hidden sibling of ``output`` (:func:`checkpoint_dir_for`); ``resume``
     continues from the last one and ends bit-identical to an uninterrupted run. The pack's
     provenance records the init counts, steps, tokens, data, seed, lr and MLM losses.
@@ -353,6 +406,7 @@ def run_transfer(
         raise EmbswapError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
     if anchors not in ANCHOR_MODES:
         raise EmbswapError(f"unknown anchors mode {anchors!r}; expected one of: {', '.join(ANCHOR_MODES)}")
+    anchor_penalty = _anchor_penalty_weight(anchors, anchor_penalty)
     check_tokenizer(body, tokenizer)
     if output is None and resume:
         raise TrainingError("resume needs the output folder of the interrupted run; pass output")
@@ -388,6 +442,7 @@ def run_transfer(
         seed=seed,
         dictionary_limit=dictionary_limit,
         token_frequencies=frequencies,
+        parallel=(objective_options or {}).get("parallel") if init == "aligned" else None,
     )
     pack0 = LanguagePack(
         language=language,
@@ -396,8 +451,7 @@ def run_transfer(
         body_fingerprint=body.fingerprint,
         output_bias=start.output_bias,
     )
-    model = build_empty_model(body, pack0.vocab_size)
-    model.load_state_dict(composed_state_dict(model, body, pack0, None), strict=True)
+    model = training_model(body, pack0, train_positions=pos)  # the frozen tensors are the body's, not copies
     adapter_names: list[str] = []
     adapter_config = None
     if adapters:
@@ -420,6 +474,8 @@ def run_transfer(
     terms = build_loss_terms(objective, context)
     if extra_loss is not None:
         terms += [extra_loss] if isinstance(extra_loss, LossTerm) else list(extra_loss)
+    if anchors == "penalty":
+        terms.append(anchor_penalty_term(start.word_embeddings, start.anchored, anchor_penalty))
     if text_batches is None and any(term.batches is None for term in terms):
         raise DataError("no text to train on: give UTF-8 text files with one sentence or document per line")
     module = ObjectiveModule(model, terms, autocast_dtype=PRECISIONS[precision])
@@ -444,12 +500,17 @@ def run_transfer(
         "packing": packing,
         "reference_pack": reference.body_fingerprint + ":" + reference.language if reference is not None else None,
     }
+    if schedule != "linear":  # only then: checkpoints of earlier versions stay resumable
+        settings["schedule"] = schedule
     if precision != "fp32":  # only then: checkpoints of earlier versions stay resumable
         settings["precision"] = precision
+    if anchor_penalty is not None:
+        settings["anchor_penalty"] = anchor_penalty
     config = LoopConfig(
         max_steps=max_steps,
         lr=lr,
         warmup_steps=min(100, max_steps // 10) if warmup_steps is None else warmup_steps,
+        schedule=schedule,
         seed=seed,
         checkpoint_every=checkpoint_every,
         log_every=log_every,
@@ -490,6 +551,7 @@ def run_transfer(
         "objective": objective,
         "loss_terms": {term.name: term.weight for term in terms},
         "anchors": anchors,
+        **({"anchor_penalty": anchor_penalty} if anchor_penalty is not None else {}),
         "pos": pos,
         "adapters": adapters,
         "steps": result.step,
@@ -502,6 +564,7 @@ def run_transfer(
         "seq_len": seq_len,
         "packing": packing,
         **({"precision": precision} if precision != "fp32" else {}),
+        **({"schedule": schedule} if schedule != "linear" else {}),
         "num_processes": result.num_processes,
         "data": {
             "texts": len(texts),
