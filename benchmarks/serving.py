@@ -10,8 +10,11 @@ Measures, side by side in this process (or in a fresh subprocess per configurati
 - resident memory of one body + 10 packs (float32, and with the table in bfloat16) vs 10 full
   models in one process, after one forward pass per language;
 - mixed-language batches (4 languages in one batch) vs single-language batches of the same size;
-- ``embswap.compose`` from a store on disk vs ``from_pretrained`` of the equivalent exported folder,
-  with the parts of compose timed separately (integrity checks, assembly).
+- ``embswap.compose`` from a store on disk vs ``from_pretrained`` of the equivalent exported folder
+  (the model alone, and the model with its tokenizer, which compose also returns): again in a
+  process that already verified those files, the first time in a process (SHA-256 of every
+  file, body fingerprint, NaN/Inf scan), and the first call of a fresh interpreter; with the
+  parts of compose timed separately (integrity checks, assembly).
 
 Weights are random (built from a config): speed and memory do not depend on their values.
 Writes benchmarks/results/serving[.quick].{json,png}.
@@ -33,6 +36,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer  # noqa: E402
 
 from embswap import Body, LanguagePack, Store, TaskModule, compose, load  # noqa: E402
 from embswap.compose import build_empty_model, composed_state_dict, export, load_composed  # noqa: E402
+from embswap.io import forget_checked  # noqa: E402
 
 NAME = "serving"
 QUICK = {"shape": "tiny", "vocab": 32000, "languages": 10, "batch": 16, "seq": 128, "rounds": 2, "switches": 500}
@@ -98,36 +102,38 @@ def _first_forward(model, seq: int):
     return model
 
 
-def compose_vs_from_pretrained(paths: dict, sizes: dict) -> dict:
+def compose_vs_from_pretrained(args, paths: dict, sizes: dict) -> dict:
     store = Store(paths["store"])
     timings: dict[str, list[float]] = {}
 
-    def record(key, fn):
+    def record(key, fn, first=False):
+        if first:
+            forget_checked()  # nothing verified yet: hashes, fingerprint and NaN/Inf scan all run
         timings.setdefault(key, []).append(common.clock(fn))
+
+    def with_tokenizer():
+        return AutoModelForMaskedLM.from_pretrained(paths["export"]), AutoTokenizer.from_pretrained(paths["export"])
+
+    def body_and_pack(**options):
+        return compose(store.body_path, store.pack_path("l0"), **options)
 
     for _ in range(sizes["rounds"]):
         record("from_pretrained", lambda: AutoModelForMaskedLM.from_pretrained(paths["export"]))
+        record("from_pretrained_with_tokenizer", with_tokenizer)
+        record("compose_first_no_file_hashes", lambda: body_and_pack(verify=False), first=True)
+        record("compose_first", body_and_pack, first=True)
+        record("compose", body_and_pack)  # again: this process verified these files just now
+        record("compose_plus_first_forward", lambda: _first_forward(body_and_pack()[0], sizes["seq"]))
         record(
-            "from_pretrained_with_tokenizer",
-            lambda: (
-                AutoModelForMaskedLM.from_pretrained(paths["export"]),
-                AutoTokenizer.from_pretrained(paths["export"]),
-            ),
-        )
-        record("compose", lambda: compose(store.body_path, store.pack_path("l0")))
-        record("compose_no_file_hashes", lambda: compose(store.body_path, store.pack_path("l0"), verify=False))
-        record(
-            "compose_plus_first_forward",
-            lambda: _first_forward(compose(store.body_path, store.pack_path("l0"))[0], sizes["seq"]),
-        )
-        record(
-            "from_pretrained_plus_first_forward",
-            lambda: _first_forward(AutoModelForMaskedLM.from_pretrained(paths["export"]), sizes["seq"]),
+            "from_pretrained_with_tokenizer_plus_first_forward",
+            lambda: _first_forward(with_tokenizer()[0], sizes["seq"]),
         )
         # The parts of compose: reading with integrity checks, reading without file hashes, assembling.
-        record("read_body_verified", lambda: Body.from_pretrained(store.body_path))
-        record("read_body_no_file_hashes", lambda: Body.from_pretrained(store.body_path, verify=False))
-        record("read_pack_verified", lambda: LanguagePack.from_pretrained(store.pack_path("l0")))
+        record("read_body_first_no_file_hashes", lambda: Body.from_pretrained(store.body_path, verify=False), first=True)
+        record("read_pack_first", lambda: LanguagePack.from_pretrained(store.pack_path("l0")), first=True)
+        record("read_pack_again", lambda: LanguagePack.from_pretrained(store.pack_path("l0")))
+        record("read_body_first", lambda: Body.from_pretrained(store.body_path), first=True)
+        record("read_body_again", lambda: Body.from_pretrained(store.body_path))
         loaded = (
             Body.from_pretrained(store.body_path, verify=False),
             LanguagePack.from_pretrained(store.pack_path("l0"), verify=False),
@@ -135,16 +141,48 @@ def compose_vs_from_pretrained(paths: dict, sizes: dict) -> dict:
         record("assemble_only", lambda: _assemble(*loaded))
         record("assemble_copying", lambda: compose(*loaded))
     out = {key: round(common.median(values), 4) for key, values in timings.items()}
-    base = out["from_pretrained"]
-    out["compose_vs_from_pretrained"] = round(out["compose"] / base, 2)
-    out["compose_no_file_hashes_vs_from_pretrained"] = round(out["compose_no_file_hashes"] / base, 2)
-    out["compose_vs_from_pretrained_with_tokenizer"] = round(out["compose"] / out["from_pretrained_with_tokenizer"], 2)
-    out["ready_to_serve_ratio"] = round(
-        out["compose_plus_first_forward"] / out["from_pretrained_plus_first_forward"], 2
-    )
-    out["assembly_vs_from_pretrained"] = round(out["assemble_only"] / base, 2)
+    cold = {
+        kind: common.median([common.in_subprocess(Path(__file__), {"kind": kind, **paths_for_child(paths)},
+                                                  args.threads)["seconds"] for _ in range(sizes["rounds"])])
+        for kind in ("cold-compose", "cold-from-pretrained-with-tokenizer", "cold-from-pretrained")
+    }
+    out.update({f"fresh_process_{k.removeprefix('cold-').replace('-', '_')}": round(v, 4) for k, v in cold.items()})
+    model_only, with_tok = out["from_pretrained"], out["from_pretrained_with_tokenizer"]
+    out["ratios"] = {
+        "compose_vs_from_pretrained_with_tokenizer": round(out["compose"] / with_tok, 2),
+        "compose_vs_from_pretrained": round(out["compose"] / model_only, 2),
+        "compose_first_vs_from_pretrained_with_tokenizer": round(out["compose_first"] / with_tok, 2),
+        "compose_first_no_file_hashes_vs_from_pretrained_with_tokenizer": round(
+            out["compose_first_no_file_hashes"] / with_tok, 2
+        ),
+        "fresh_process_compose_vs_from_pretrained_with_tokenizer": round(
+            out["fresh_process_compose"] / out["fresh_process_from_pretrained_with_tokenizer"], 2
+        ),
+        "ready_to_serve": round(
+            out["compose_plus_first_forward"] / out["from_pretrained_with_tokenizer_plus_first_forward"], 2
+        ),
+        "assembly_vs_from_pretrained": round(out["assemble_only"] / model_only, 2),
+    }
     out["load_average"] = common.load_average()
     return out
+
+
+def paths_for_child(paths: dict) -> dict:
+    return {"store": str(paths["store"]), "export": str(paths["export"])}
+
+
+def child_cold_load(payload: dict) -> dict:
+    """Seconds of the first load in this fresh interpreter (imports done, page cache warm)."""
+    store = Store(payload["store"])
+    loads = {
+        "cold-compose": lambda: compose(store.body_path, store.pack_path("l0")),
+        "cold-from-pretrained-with-tokenizer": lambda: (
+            AutoModelForMaskedLM.from_pretrained(payload["export"]),
+            AutoTokenizer.from_pretrained(payload["export"]),
+        ),
+        "cold-from-pretrained": lambda: AutoModelForMaskedLM.from_pretrained(payload["export"]),
+    }
+    return {"seconds": common.clock(loads[payload["kind"]])}
 
 
 def _assemble(body: Body, pack: LanguagePack):
@@ -207,11 +245,13 @@ def child_memory(payload: dict) -> dict:
     before = common.rss_mb()
     seq = payload["seq"]
     if payload["kind"] == "full-models":
+        # Ten servable models: each with its tokenizer, as the packs side holds one per language.
         config = common.bert_config(payload["shape"], payload["vocab"])
-        models = []
+        models, tokenizers = [], []
         for i in range(payload["languages"]):
             torch.manual_seed(i)
             models.append(transformers.BertForMaskedLM(config).eval())
+            tokenizers.append(AutoTokenizer.from_pretrained(payload["export"]))
         for model in models:
             _first_forward(model, seq)
     else:
@@ -235,6 +275,7 @@ def memory(args, paths: dict, sizes: dict) -> dict:
         "languages": sizes["languages"],
         "seq": sizes["seq"],
         "store": str(paths["store"]),
+        "export": str(paths["export"]),
     }
     out = {"child_env": common.CHILD_ENV, "load_average": common.load_average()}
     out["full_models"] = common.in_subprocess(Path(__file__), {**base, "kind": "full-models"}, args.threads)
@@ -274,7 +315,7 @@ def main() -> None:
     common.setup(args)
     payload = common.child_payload(args)
     if payload is not None:
-        common.reply(child_memory(payload))
+        common.reply(child_cold_load(payload) if payload["kind"].startswith("cold-") else child_memory(payload))
         return
     sizes = QUICK if args.quick else DEFAULT
     results: dict = {"benchmark": NAME, "quick": args.quick, "environment": common.environment(args), "sizes": sizes}
@@ -284,7 +325,7 @@ def main() -> None:
         paths = build_store(root, sizes["shape"], sizes["vocab"], sizes["languages"])
         print(f"[{time.perf_counter() - started:.0f}s] store written", file=sys.stderr)
         results["switch"] = switch_vs_reload(paths, sizes)
-        results["compose"] = compose_vs_from_pretrained(paths, sizes)
+        results["compose"] = compose_vs_from_pretrained(args, paths, sizes)
         print(f"[{time.perf_counter() - started:.0f}s] switch and compose done", file=sys.stderr)
         results["mixed_batches"] = mixed_batches(paths, sizes)
         print(f"[{time.perf_counter() - started:.0f}s] mixed batches done", file=sys.stderr)
@@ -316,20 +357,15 @@ def plot(results: dict, path: Path) -> None:
     ax.set_ylabel("RSS after one forward each (GiB)")
     ax.set_title("Memory of 10 languages in one process")
     ax = axes[2]
-    ax.bar(["from_pretrained", "compose"], [c["from_pretrained"], c["compose"]], color=["C0", "C1"], label="load")
-    ax.bar(
-        ["from_pretrained", "compose"],
-        [
-            c["from_pretrained_plus_first_forward"] - c["from_pretrained"],
-            c["compose_plus_first_forward"] - c["compose"],
-        ],
-        bottom=[c["from_pretrained"], c["compose"]],
-        color="0.75",
-        label="+ first forward",
-    )
-    ax.set_ylabel("seconds")
-    ax.set_title("Load one language x model")
-    ax.legend()
+    labels = ["from_pretrained\n+ tokenizer", "compose\n(verified\nbefore)", "compose\n(first in\nprocess)",
+              "fresh process:\nfrom_pretrained\n+ tokenizer", "fresh process:\ncompose"]
+    keys = ["from_pretrained_with_tokenizer", "compose", "compose_first",
+            "fresh_process_from_pretrained_with_tokenizer", "fresh_process_compose"]
+    ax.bar(labels, [c[k] for k in keys], color=["C0", "C1", "C1", "C0", "C1"])
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds (log)")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title("Load one language's model + tokenizer")
     ax = axes[3]
     ax.bar(
         ["single-language", "4 languages mixed"],
@@ -366,9 +402,10 @@ def report(results: dict) -> None:
         common.table(
             "Compose from a store vs from_pretrained (median seconds)",
             ["step", "seconds"],
-            [[k, v] for k, v in c.items() if k != "load_average"],
+            [[k, v] for k, v in c.items() if k not in ("load_average", "ratios")],
         )
     )
+    print(common.table("Compose: ratios", ["ratio", "value"], [[k, v] for k, v in c["ratios"].items()]))
     print(
         common.table("Mixed-language batches", ["measure", "value"], [[k, v] for k, v in mb.items() if k != "rounds"])
     )
@@ -418,9 +455,27 @@ def report(results: dict) -> None:
             False,
         ),
         common.target("mixed vs single-language throughput", mb["mixed_vs_single_throughput"], 0.9, True),
-        common.target("compose vs from_pretrained time", c["compose_vs_from_pretrained"], 1.0, False),
         common.target(
-            "compose + first forward vs from_pretrained + first forward", c["ready_to_serve_ratio"], 1.0, False
+            "compose (model + tokenizer) vs from_pretrained + tokenizer, files verified before",
+            c["ratios"]["compose_vs_from_pretrained_with_tokenizer"],
+            1.0,
+            False,
+        ),
+        common.target(
+            "compose vs from_pretrained (model alone), files verified before",
+            c["ratios"]["compose_vs_from_pretrained"],
+            1.0,
+            False,
+        ),
+        common.target(
+            "compose vs from_pretrained + tokenizer, first load in a fresh process (every check runs)",
+            c["ratios"]["fresh_process_compose_vs_from_pretrained_with_tokenizer"],
+            1.0,
+            False,
+        ),
+        common.target(
+            "compose + first forward vs from_pretrained + tokenizer + first forward", c["ratios"]["ready_to_serve"], 1.0,
+            False,
         ),
     ]
     results["targets"] = targets

@@ -264,9 +264,10 @@ def _metric_columns(results: dict[str, dict]) -> list[str]:
     return [k for k in ("accuracy", "macro_f1", "exact", "f1") if k in first] + ["n"]
 
 
-RETRIEVAL_COLUMNS = ("top1_l2_to_l1", "top1_l1_to_l2", "mrr_l2_to_l1", "mrr_l1_to_l2", "n")
-RETRIEVAL_SYSTEMS = {"pack": "the pack", "untrained_pack": "untrained pack (same init)",
-                     "raw_text": "original model, raw L2 text", "ceiling": "L1<->L1 ceiling"}
+RETRIEVAL_COLUMNS = {"top1_l2_to_l1": "top-1 L2→L1", "top1_l1_to_l2": "top-1 L1→L2", "mrr_l2_to_l1": "MRR L2→L1",
+                     "mrr_l1_to_l2": "MRR L1→L2", "n": "n"}
+RETRIEVAL_SYSTEMS = {"pack": "pack", "untrained_pack": "untrained", "raw_text": "raw L2 text",
+                     "ceiling": "L1↔L1 ceiling"}
 
 
 def _store_of(store: Optional[Path], body: Optional[str]):
@@ -274,7 +275,8 @@ def _store_of(store: Optional[Path], body: Optional[str]):
     from embswap import Store
     from embswap.constants import STORE_BODY, STORE_PACKS
 
-    if store is None and body is not None and Path(body).name == STORE_BODY and (Path(body).parent / STORE_PACKS).is_dir():
+    in_store = body is not None and Path(body).name == STORE_BODY and (Path(body).parent / STORE_PACKS).is_dir()
+    if store is None and in_store:
         store = Path(body).parent
     return Store(store) if store is not None else None
 
@@ -333,21 +335,23 @@ def _evaluate_retrieval(data, store, body, pack, lang, reference_pack, ceiling, 
     if len(parts) > 1 and "{lang}" not in data:
         raise EmbswapError("--data has no {lang} placeholder, so every language would read the same pairs")
     ceiling_pairs = read_parallel_source(ceiling) if ceiling else None
+    # Every language's pairs are read before any scoring, so bad data fails at once.
+    pairs = [read_parallel_source(data.format(lang=target.language)) for _, target, _, _ in parts]
     reports = {}
-    for body_art, target, reference, task in parts:
-        language = target.language
-        err_console.print(f"retrieval {language} <-> {reference.language}: scoring the pack and its controls ...")
-        reports[language] = retrieval_report(body_art, target, read_parallel_source(data.format(lang=language)),
-                                             reference_pack=reference, task=task, ceiling_pairs=ceiling_pairs)
+    for (body_art, target, reference, task), rows in zip(parts, pairs):
+        err_console.print(f"retrieval {target.language} ↔ {reference.language}: scoring the pack and controls ...")
+        reports[target.language] = retrieval_report(body_art, target, rows, reference_pack=reference, task=task,
+                                                    ceiling_pairs=ceiling_pairs)
     if as_json:
         print_json(next(iter(reports.values())) if len(reports) == 1 else reports)
         return
     for language, report in reports.items():
-        table = Table(title=f"retrieval {language} <-> {report['reference_language']} (percent; L2 = {language})")
+        reference = report["reference_language"]
+        table = Table(title=f"retrieval {language} ↔ {reference}, percent; untrained: the pack's init; "
+                            f"raw L2 text: the {reference} pack reading {language}")
         table.add_column("system")
-        for column in RETRIEVAL_COLUMNS:
-            table.add_column(column.replace("_", " ").replace("top1", "top-1").replace("l1", "L1").replace("l2", "L2"),
-                             justify="right")
+        for header in RETRIEVAL_COLUMNS.values():
+            table.add_column(header, justify="right")
         for key, metrics in report["results"].items():
             name = RETRIEVAL_SYSTEMS[key] + (f" ({report['untrained_init']})" if key == "untrained_pack" else "")
             table.add_row(name, *(str(metrics[c]) if c == "n" else f"{metrics[c]:.1f}" for c in RETRIEVAL_COLUMNS))
@@ -395,7 +399,9 @@ def evaluate(
     ] = None,
     ceiling: Annotated[
         Optional[str],
-        typer.Option("--ceiling", help="retrieval: L1 paraphrase pairs (file or bible:4-2:test) for the L1<->L1 ceiling."),
+        typer.Option(
+            "--ceiling", help="retrieval: L1 paraphrase pairs (file or bible:4-2:test) for the L1<->L1 ceiling."
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout (per language when several).")

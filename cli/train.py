@@ -185,7 +185,8 @@ def transfer(
     if init == "dictionary" and dictionary is None:
         raise typer.BadParameter("--init dictionary needs --dictionary FILE", param_hint="--dictionary")
     if init == "aligned" and not parallel:
-        raise typer.BadParameter("--init aligned word-aligns --parallel FILE (or bible:4-e); add it", param_hint="--parallel")
+        raise typer.BadParameter("--init aligned word-aligns --parallel FILE (or bible:4-e); add it",
+                                 param_hint="--parallel")
     set_threads(threads)
 
     body_art = Body.from_pretrained(body)

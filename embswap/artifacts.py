@@ -37,10 +37,13 @@ from .constants import (
 from .errors import CorruptArtifactError, IncompatibleArtifactError
 from .io import (
     atomic_folder,
+    file_stamp,
     load_tensors,
     locate,
     read_config,
     read_consistently,
+    recall,
+    remember,
     require,
     save_tensors,
     tensor_bytes,
@@ -133,10 +136,7 @@ class Body(_Artifact):
 
     kind: ClassVar[str] = "body"
 
-    @cached_property
-    def fingerprint(self) -> str:
-        """SHA-256 over the architecture config, special ids and every tensor's name/dtype/shape/bytes."""
-        digest = hashlib.sha256()
+    def _fingerprint_header(self) -> bytes:
         header = {
             "family": self.family,
             "head": self.head,
@@ -144,7 +144,12 @@ class Body(_Artifact):
             "special_tokens": self.special_tokens,
             "embedding_dim": self.embedding_dim,
         }
-        digest.update(json.dumps(header, sort_keys=True).encode())
+        return json.dumps(header, sort_keys=True).encode()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 over the architecture config, special ids and every tensor's name/dtype/shape/bytes."""
+        digest = hashlib.sha256(self._fingerprint_header())
         for name in sorted(self.tensors):
             tensor = self.tensors[name]
             digest.update(f"\n{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
@@ -182,16 +187,19 @@ class Body(_Artifact):
     def _read(cls, folder: Path, config: dict) -> Body:
         family = require(config, "family", str, folder)
         get_family(family)
+        weights = folder / BODY_WEIGHTS
+        stamp = file_stamp(weights)  # before reading: what is remembered must be about these bytes
         body = cls(
             family=family,
             model_config=require(config, "model_config", dict, folder),
             special_tokens=require(config, "special_tokens", dict, folder),
-            tensors=load_tensors(folder / BODY_WEIGHTS, check_finite_values=True),
+            tensors=load_tensors(weights, check_finite_values=True),
             embedding_dim=require(config, "embedding_dim", int, folder),
             head=require(config, "head", str, folder),
             provenance=config.get("provenance", {}),
         )
         _check_model_config(body, folder)
+        _reuse_fingerprint(body, weights, stamp)
         recorded = _fingerprint(config, "fingerprint", folder)
         if body.fingerprint != recorded:
             raise CorruptArtifactError(
@@ -397,6 +405,17 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     except BaseException as err:  # tokenizers raises plain Exception, and a Rust panic is a BaseException
         first = next((line.strip()[:200] for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise CorruptArtifactError(f"{folder}: the tokenizer does not load ({first}); the pack is corrupt") from None
+
+
+def _reuse_fingerprint(body: Body, weights: Path, stamp: tuple | None) -> None:
+    """Take the fingerprint this process computed from the very same bytes (see ``embswap.io.recall``),
+    or compute it and remember it: it is a function of the file's bytes and the config header."""
+    key = ("fingerprint", body._fingerprint_header())
+    known = recall(weights, stamp)
+    if known is not None and key in known.derived:
+        body.__dict__["fingerprint"] = known.derived[key]  # where cached_property keeps its value
+    else:
+        remember(weights, stamp, derived={key: body.fingerprint})
 
 
 def _fingerprint(config: dict, key: str, folder: Path) -> str:

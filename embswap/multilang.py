@@ -4,8 +4,9 @@ All packs' rows live in one embedding table; a language is an offset into it. Sw
 offset (and re-points the tied output layer at the language's rows) and copies no weights.
 
 ``table_dtype=torch.bfloat16`` (or float16) keeps that table in half precision: rows are cast to
-the model's precision as they are looked up, so a model serves many languages in about half the
-memory, with outputs equal to those of packs stored in that precision (``LanguagePack.to``).
+the model's precision as they are looked up (and, for a masked LM's output layer, as it computes),
+so a model serves many languages in about half the memory, with outputs equal to those of packs
+stored in that precision (``LanguagePack.to``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,22 @@ class LanguageEmbedding(nn.Embedding):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = F.embedding(input_ids + self.offsets, self.weight)
         return rows if self.output_dtype is None else rows.to(self.output_dtype)
+
+
+class UpcastingLinear(nn.Linear):
+    """A masked LM's vocabulary projection over half-precision table rows, cast to the input's
+    precision per call: the logits of rows upcast once, without keeping that full-precision copy."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.to(x.dtype), self.bias)
+
+
+def _upcasting_output(model, output: nn.Linear) -> UpcastingLinear:
+    """Put an UpcastingLinear (sharing the bias) where the model keeps its output layer."""
+    layer = UpcastingLinear(output.in_features, output.out_features, bias=False, device="meta")
+    layer.bias = output.bias
+    model.set_output_embeddings(layer)
+    return layer
 
 
 class MultiLanguageModel(nn.Module):
@@ -82,11 +99,12 @@ class MultiLanguageModel(nn.Module):
             biases.append(_through(pack.output_bias, stored, compute))
             self._ranges[lang] = (start, start + pack.vocab_size)
             start += pack.vocab_size
-        self._compute_dtype = compute
         self.embedding = LanguageEmbedding(torch.cat(tables), output_dtype=compute if stored != compute else None)
         del tables
         self.model.set_input_embeddings(self.embedding)
         self._output = output_layer(self.model) if task is None and body.head == "mlm" else None
+        if self._output is not None and self.embedding.output_dtype is not None:
+            self._output = _upcasting_output(self.model, self._output)
         self._bias = nn.Parameter(torch.cat(biases)) if self._output is not None else None
         self._positions = {
             lang: _through(p.position_embeddings, stored, compute) for lang, p in packs.items()
@@ -103,7 +121,7 @@ class MultiLanguageModel(nn.Module):
     def _switch_state(self, language: str) -> dict:
         start, end = self._ranges[language]
         state: dict = {"offsets": torch.tensor(start, device=self.embedding.weight.device)}
-        if self._output is not None and self.embedding.output_dtype is None:  # views: nothing is copied
+        if self._output is not None:  # views: nothing is copied
             state["weight"] = nn.Parameter(self.embedding.weight[start:end], requires_grad=False)
             state["bias"] = nn.Parameter(self._bias[start:end], requires_grad=False)
         if self._position_table is not None and self._base_positions is not None:
@@ -112,11 +130,7 @@ class MultiLanguageModel(nn.Module):
         return state
 
     def set_language(self, language: str) -> None:
-        """Make ``language`` the current one: O(1), no weights copied.
-
-        (A masked LM with a half-precision table is the exception: its output layer needs the
-        language's rows in the model's precision, so they are converted once per switch.)
-        """
+        """Make ``language`` the current one: O(1), no weights copied."""
         state = self._switches.get(language)
         if state is None:
             if language not in self._ranges:
@@ -126,14 +140,8 @@ class MultiLanguageModel(nn.Module):
         # Parameters go straight into the modules' parameter dicts: nn.Module.__setattr__ would cost
         # more than the rest of the switch.
         if self._output is not None:
-            if "weight" in state:
-                weight, bias = state["weight"], state["bias"]
-            else:
-                start, end = self._ranges[language]
-                weight = nn.Parameter(self.embedding.weight[start:end].to(self._compute_dtype), requires_grad=False)
-                bias = nn.Parameter(self._bias[start:end], requires_grad=False)
-            self._output._parameters["weight"] = weight
-            self._output._parameters["bias"] = bias
+            self._output._parameters["weight"] = state["weight"]
+            self._output._parameters["bias"] = state["bias"]
         if "positions" in state:
             self._position_table._parameters["weight"] = state["positions"]
         self.language = language

@@ -160,3 +160,85 @@ def test_cli_mlm_align_bad_pairs_fail_in_one_line_before_training(tmp_path, part
     assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr
     assert message in result.stderr
     assert not out.exists() and not checkpoint_dir_for(out).exists()
+
+
+def _bad_inputs(tmp_path):
+    """(name, extra transfer args, expected message fragment) for align runs that must not start."""
+    from conftest import make_mlm
+
+    from embswap.train.tokenizer import train_tokenizer
+
+    (tmp_path / "missing.jsonl").write_text('{"source": "a", "target": "b"}\n{"source": "c"}\n', encoding="utf-8")
+    (tmp_path / "broken.jsonl").write_text('{"source": "a", "target": "b"}\n{"source": \n', encoding="utf-8")
+    (tmp_path / "empty.tsv").write_text("a\tb\n\nc\t \n", encoding="utf-8")  # blank lines are skipped
+    (tmp_path / "three.tsv").write_text("a\tb\tc\n", encoding="utf-8")
+    _, other_en = split_model(*make_mlm("bert", seed=7), "en")
+    other_en.save_pretrained(tmp_path / "other-en")
+    wrong = train_tokenizer(DE_TEXT, 90, family="bert", special_ids={"pad": 4, "unk": 3, "cls": 2, "sep": 1, "mask": 0},
+                            min_frequency=1)
+    wrong.save_pretrained(tmp_path / "wrong-tok")
+    good = ["--parallel", str(tmp_path / "pairs.tsv")]
+    return [
+        ("jsonl without target", ["--parallel", str(tmp_path / "missing.jsonl")],
+         "missing.jsonl:2: expected an object with 'source' and 'target'"),
+        ("broken json", ["--parallel", str(tmp_path / "broken.jsonl")], "broken.jsonl:2: not valid JSON"),
+        ("empty side", ["--parallel", str(tmp_path / "empty.tsv")], "empty.tsv, pair 2: the target side is empty"),
+        ("three fields", ["--parallel", str(tmp_path / "three.tsv")], "three.tsv:1: expected 'source<TAB>target'"),
+        ("pack for another body", [*good, "--reference-pack", str(tmp_path / "other-en")],
+         "reference pack 'en' was trained for body"),
+        ("tokenizer without the body's special ids", [*good, "--tokenizer", str(tmp_path / "wrong-tok")],
+         "special-token ids"),
+    ]
+
+
+def test_cli_align_bad_input_is_one_line_and_writes_nothing(tmp_path, parts):
+    from typer.testing import CliRunner
+
+    from embswap import Store
+    from embswap.cli.main import app
+
+    body, en, _ = parts
+    store = Store(tmp_path / "store")
+    store.save_body(body)
+    store.save_pack(en)
+    (tmp_path / "pairs.tsv").write_text("".join(f"{p['source']}\t{p['target']}\n" for p in PAIRS), encoding="utf-8")
+    base = ["transfer", "--body", str(store.body_path), "--lang", "de", "-o", str(store.pack_path("de")),
+            "--objective", "align", "--vocab-size", "90", "--max-steps", "2", "--batch-size", "4", "--seq-len", "32",
+            "--quiet"]
+    for name, extra, message in _bad_inputs(tmp_path):
+        result = CliRunner().invoke(app, [*base, *extra], env={"EMBSWAP_CACHE": str(tmp_path / "cache")})
+        lines = result.output.strip().splitlines()  # info lines (the reference pack chosen), then the error
+        errors = [line for line in lines if line.startswith("error: ")]
+        assert result.exit_code == 1 and errors == [lines[-1]] and message in errors[0], (name, result.output)
+        assert "Traceback" not in result.output, name
+        assert sorted(p.name for p in (store.path / "packs").iterdir()) == ["en"], name
+        assert not (tmp_path / "cache").exists(), name
+    no_pairs = CliRunner().invoke(app, ["transfer", "--body", str(store.body_path), "--lang", "de", "-o",
+                                        str(store.pack_path("de")), "--text", str(tmp_path / "pairs.tsv"),
+                                        "--init", "aligned"])
+    assert no_pairs.exit_code == 2 and "--init aligned word-aligns --parallel" in no_pairs.output
+
+
+def test_cli_transfer_with_aligned_init(tmp_path, parts):
+    pytest.importorskip("eflomal")
+    from typer.testing import CliRunner
+
+    from embswap import LanguagePack, Store
+    from embswap.cli.main import app
+
+    body, en, _ = parts
+    store = Store(tmp_path / "store")
+    store.save_body(body)
+    store.save_pack(en)
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{p['source']}\t{p['target']}\n" for p in PAIRS), encoding="utf-8")
+    result = CliRunner().invoke(app, ["transfer", "--body", str(store.body_path), "--lang", "de", "-o",
+                                      str(store.pack_path("de")), "--objective", "align", "--parallel", str(tsv),
+                                      "--init", "aligned", "--vocab-size", "90", "--max-steps", "1",
+                                      "--batch-size", "4", "--seq-len", "32", "--quiet"],
+                             env={"EMBSWAP_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 0, result.output
+    pack = LanguagePack.from_pretrained(store.pack_path("de"))
+    init = pack.provenance["init"]
+    assert init["method"] == "aligned" and init["counts"]["aligned"] > 10 and init["reference_pack"] == "en"
+    assert sum(init["counts"].values()) == pack.vocab_size

@@ -245,9 +245,10 @@ def test_count_links_sums_links_per_token_pair():
     assert counts == {20: {10: 2}, 21: {11: 1, 13: 1, 10: 1}, 22: {13: 1}}  # 12 ignored
 
 
-def test_aligned_rows_are_link_weighted_means(setup, monkeypatch):
+def test_aligned_rows_are_link_weighted_means(setup, monkeypatch, tmp_path):
     import embswap.wordalign as wordalign
 
+    monkeypatch.setenv("EMBSWAP_CACHE", str(tmp_path))
     body, en_pack, de_tok = setup
     en_vocab, de_vocab = en_pack.tokenizer.get_vocab(), de_tok.get_vocab()
     pairs = [{"source": "God saw light", "target": "Gott sah Licht"}, {"source": "God saw", "target": "sah"}]
@@ -268,8 +269,9 @@ def test_aligned_rows_are_link_weighted_means(setup, monkeypatch):
     assert torch.equal(result.word_embeddings[de_vocab["da"]], ref[en_vocab["da"]])
 
 
-def test_aligned_init_with_eflomal_links_each_word_to_its_translation(setup):
+def test_aligned_init_with_eflomal_links_each_word_to_its_translation(setup, monkeypatch, tmp_path):
     pytest.importorskip("eflomal")
+    monkeypatch.setenv("EMBSWAP_CACHE", str(tmp_path))
     body, en_pack, de_tok = setup
     en_vocab, de_vocab = en_pack.tokenizer.get_vocab(), de_tok.get_vocab()
     result = initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack, parallel=ALIGNED_PAIRS)
@@ -280,10 +282,11 @@ def test_aligned_init_with_eflomal_links_each_word_to_its_translation(setup):
     assert result.provenance() == {"method": "aligned", "counts": result.counts, "anchored_rows": 22}
 
 
-def test_aligned_init_is_recorded_in_the_pack(setup, tmp_path):
+def test_aligned_init_is_recorded_in_the_pack(setup, tmp_path, monkeypatch):
     from embswap.train.transfer import run_transfer
 
     pytest.importorskip("eflomal")
+    monkeypatch.setenv("EMBSWAP_CACHE", str(tmp_path))
     body, en_pack, de_tok = setup
     outcome = run_transfer(body, de_tok, [], language="de", output=None, init="aligned", reference_pack=en_pack,
                            objective="align", objective_options={"parallel": ALIGNED_PAIRS,
@@ -293,11 +296,12 @@ def test_aligned_init_is_recorded_in_the_pack(setup, tmp_path):
     assert init["method"] == "aligned" and init["counts"]["aligned"] == 8 and init["anchored_rows"] == 22
 
 
-def test_aligned_init_errors(setup, monkeypatch):
+def test_aligned_init_errors(setup, monkeypatch, tmp_path):
     import sys
 
     from embswap.errors import EmbswapError
 
+    monkeypatch.setenv("EMBSWAP_CACHE", str(tmp_path))
     body, en_pack, de_tok = setup
     with pytest.raises(DataError, match="init 'aligned' word-aligns parallel text; pass --parallel"):
         initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack)
@@ -308,3 +312,20 @@ def test_aligned_init_errors(setup, monkeypatch):
     with pytest.raises(EmbswapError, match=r'^init "aligned" word-aligns the parallel text with eflomal; '
                                            r'pip install "embswap\[align\]"$'):
         initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack, parallel=ALIGNED_PAIRS)
+
+
+def test_alignment_counts_are_cached_by_text_and_tokenizers(setup, monkeypatch, tmp_path):
+    import embswap.wordalign as wordalign
+
+    _, en_pack, de_tok = setup
+    calls = []
+    monkeypatch.setattr(wordalign, "align_positions", lambda sources, targets: calls.append(1) or [[(0, 0)]])
+    pairs = [{"source": "God", "target": "Gott"}]
+    first = wordalign.token_translation_counts(pairs, en_pack.tokenizer, de_tok, cache_dir=tmp_path)
+    again = wordalign.token_translation_counts(pairs, en_pack.tokenizer, de_tok, cache_dir=tmp_path)
+    assert first == again == {de_tok.get_vocab()["Gott"]: {en_pack.tokenizer.get_vocab()["God"]: 1}}
+    assert len(calls) == 1 and len(list(tmp_path.iterdir())) == 1
+    wordalign.token_translation_counts([{"source": "God", "target": "Licht"}], en_pack.tokenizer, de_tok,
+                                       cache_dir=tmp_path)
+    wordalign.token_translation_counts(pairs, de_tok, en_pack.tokenizer, cache_dir=tmp_path)  # sides swapped
+    assert len(calls) == 3 and len(list(tmp_path.iterdir())) == 3

@@ -259,3 +259,215 @@ def test_synthetic_tokenizer_has_exact_size_and_one_token_per_word():
     text = _common.synthetic_texts(1000, 50, seed=0, words_per_line=50)[0]
     ids = tokenizer(text)["input_ids"]
     assert len(ids) == 52 and ids[0] == 2 and ids[-1] == 3 and min(ids[1:-1]) >= 5
+
+
+# --- step 2: lean activations, deferred output-layer gradient, a shared frozen body -----------------
+
+
+def _plain_mlm_loss(model, batch):
+    """mlm_loss without lean_activations: the reference the lean path must equal bit for bit."""
+    import torch.nn.functional as F
+
+    from embswap.architectures import mlm_head_logits
+    from embswap.train.mlm import IGNORE_INDEX
+
+    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+    where = batch["labels"] != IGNORE_INDEX
+    return F.cross_entropy(mlm_head_logits(model, hidden[where]).float(), batch["labels"][where])
+
+
+def _step2_setup(name):
+    from embswap.train.mlm import MLMBatches, build_sequences, tokenize_texts
+
+    model, tokenizer = make_mlm(name)
+    model.train()  # dropout on, as in step 2
+    for param in model.parameters():
+        param.requires_grad_(False)
+    word_embeddings(model).weight.requires_grad_(True)
+    output_layer(model).bias.requires_grad_(True)
+    ids = tokenize_texts(tokenizer, EN_TEXT)
+    sequences = build_sequences(ids, 24, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, mode="group")
+    return model, MLMBatches(sequences, tokenizer, batch_size=6, seed=0)(0)  # padded: attention masks in play
+
+
+def _loss_and_grads(model, batch, loss_fn):
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(5)  # the same dropout draws for both paths
+    loss = loss_fn(model, batch)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_lean_step2_loss_and_gradients_equal_the_plain_path_exactly(name):
+    from embswap.train.mlm import mlm_loss
+
+    model, batch = _step2_setup(name)
+    plain_loss, plain_grads = _loss_and_grads(model, batch, _plain_mlm_loss)
+    lean_loss, lean_grads = _loss_and_grads(model, batch, mlm_loss)
+    assert torch.equal(plain_loss, lean_loss)
+    assert plain_grads.keys() == lean_grads.keys() and len(lean_grads) == 2
+    for key in plain_grads:
+        assert torch.equal(plain_grads[key], lean_grads[key]), key
+
+
+def test_lean_step2_keeps_fewer_activation_bytes_and_defers_the_output_gradient():
+    from embswap.architectures import mlm_head_logits
+    from embswap.train.lean import lean_activations
+
+    model, batch = _step2_setup("bert")
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def saved_bytes(lean: bool) -> tuple[int, str]:
+        seen: dict[int, int] = {}
+
+        def pack(tensor):
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in parameters:
+                seen[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        weight = word_embeddings(model).weight
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with lean_activations(tied_weight=weight if lean else None) if lean else torch.enable_grad():
+                hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+                logits = mlm_head_logits(model, hidden[0])
+        return sum(seen.values()), logits.grad_fn.name()
+
+    plain, plain_head = saved_bytes(lean=False)
+    lean, lean_head = saved_bytes(lean=True)
+    assert lean < 0.75 * plain, (lean, plain)  # bool dropout masks, attention probabilities recomputed
+    assert "_OutputLayer" in lean_head and "_OutputLayer" not in plain_head
+
+
+def test_lean_activations_leave_evaluation_and_autocast_alone():
+    from embswap.train.lean import lean_activations
+
+    x = torch.randn(4, 8, requires_grad=True)
+    with lean_activations():
+        assert torch.nn.functional.dropout(x, 0.5, training=True).grad_fn.name() != "MulBackward0"
+        assert torch.nn.functional.dropout(x, 0.5, training=False) is x
+        with torch.no_grad():
+            assert torch.nn.functional.dropout(x, 0.5, training=True).grad_fn is None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.nn.functional.dropout(x, 0.5, training=True).grad_fn.name() == "MulBackward0"
+
+
+def test_step2_model_shares_the_frozen_body_and_copies_what_trains():
+    from embswap.compose import training_model
+    from embswap.architectures import position_embeddings
+
+    body, en, _, _ = _two_packs("bert")
+    model = training_model(body, en, train_positions=True)
+    state = model.state_dict()
+    frozen = "bert.encoder.layer.0.attention.self.query.weight"
+    assert state[frozen].data_ptr() == body.tensors[frozen].data_ptr()
+    assert word_embeddings(model).weight.data_ptr() != en.word_embeddings.data_ptr()
+    assert torch.equal(word_embeddings(model).weight, en.word_embeddings)
+    assert output_layer(model).weight is word_embeddings(model).weight
+    table = position_embeddings(model).weight
+    assert table.data_ptr() != body.tensors["bert.embeddings.position_embeddings.weight"].data_ptr()
+    with torch.no_grad():
+        table.add_(1.0)
+        word_embeddings(model).weight.add_(1.0)
+    assert torch.equal(body.tensors["bert.embeddings.position_embeddings.weight"] + 1.0, table)
+    assert not torch.equal(en.word_embeddings, word_embeddings(model).weight)
+
+
+# --- loading: what a process verified once is not verified again while the file is unchanged ------
+
+
+@pytest.fixture
+def settled(monkeypatch):
+    """Files count as settled at once (normally only 2 s after their last write), and nothing is known yet."""
+    import embswap.io as eio
+
+    monkeypatch.setattr(eio, "_SETTLE_NS", 0)
+    eio.forget_checked()
+    yield eio
+    eio.forget_checked()
+
+
+def test_verified_files_are_not_hashed_again_until_they_change(tmp_path, settled, monkeypatch):
+    import json
+
+    from embswap.errors import CorruptArtifactError
+
+    _, en, _, _ = _two_packs("bert")
+    folder = en.save_pretrained(tmp_path / "pack")
+    calls = []
+    real = settled.file_sha256
+    monkeypatch.setattr(settled, "file_sha256", lambda path: calls.append(path.name) or real(path))
+    LanguagePack.from_pretrained(folder)
+    first = len(calls)
+    assert first == len(json.loads((folder / "config.json").read_text())["files"]) > 1
+    LanguagePack.from_pretrained(folder)
+    assert len(calls) == first
+    weights = folder / "embeddings.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # same size, same inode: only the change time tells
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifactError, match="has SHA-256"):
+        LanguagePack.from_pretrained(folder)
+    assert calls[first:] == ["embeddings.safetensors"]
+
+
+def test_files_written_just_before_a_check_are_not_remembered(tmp_path, monkeypatch):
+    import json
+
+    import embswap.io as eio
+
+    eio.forget_checked()
+    _, en, _, _ = _two_packs("bert")
+    folder = en.save_pretrained(tmp_path / "pack")
+    calls = []
+    real = eio.file_sha256
+    monkeypatch.setattr(eio, "file_sha256", lambda path: calls.append(path.name) or real(path))
+    LanguagePack.from_pretrained(folder)
+    LanguagePack.from_pretrained(folder)
+    files = len(json.loads((folder / "config.json").read_text())["files"])
+    assert len(calls) == 2 * files  # within _SETTLE_NS of the save: a second write could keep the stamp
+
+
+def test_remembered_fingerprint_still_checks_the_config(tmp_path, settled, monkeypatch):
+    import json
+
+    from embswap import Body
+    from embswap.errors import CorruptArtifactError
+
+    body, _, _, _ = _two_packs("bert")
+    folder = body.save_pretrained(tmp_path / "body")
+    assert Body.from_pretrained(folder).fingerprint == body.fingerprint
+    artifacts = importlib.import_module("embswap.artifacts")
+    hashed = []
+    real = artifacts.tensor_bytes
+    monkeypatch.setattr(artifacts, "tensor_bytes", lambda tensor: hashed.append(1) or real(tensor))
+    assert Body.from_pretrained(folder, verify=False).fingerprint == body.fingerprint
+    assert hashed == []  # taken from what this process computed from the same bytes
+    config = json.loads((folder / "config.json").read_text())
+    config["fingerprint"] = "0" * 64
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CorruptArtifactError, match="hash to"):
+        Body.from_pretrained(folder, verify=False)
+
+
+def test_sums_prove_finiteness_and_overflow_falls_back_to_the_exact_check(tmp_path, settled):
+    from embswap.errors import CorruptArtifactError
+
+    big = torch.full((4, 4), 3e38)  # finite, but its sum overflows to inf
+    settled.save_tensors({"w": big}, tmp_path / "big.safetensors")
+    assert torch.equal(settled.load_tensors(tmp_path / "big.safetensors", check_finite_values=True)["w"], big)
+    bad = big.clone()
+    bad[2, 1] = float("nan")
+    settled.save_tensors({"w": bad}, tmp_path / "bad.safetensors")
+    with pytest.raises(CorruptArtifactError, match=r"first at flat index 9"):
+        settled.load_tensors(tmp_path / "bad.safetensors", check_finite_values=True)
+
+
+def test_half_table_output_layer_reads_the_table_without_a_copy():
+    body, en, de, tokenizer = _two_packs("bert")
+    multi = MultiLanguageModel(body, {"en": en, "de": de}, table_dtype=torch.bfloat16)
+    multi.set_language("de")
+    weight = output_layer(multi.model).weight
+    assert weight.dtype == torch.bfloat16
+    assert weight.data_ptr() == multi.embedding.weight[en.vocab_size :].data_ptr()

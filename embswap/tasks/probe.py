@@ -42,7 +42,9 @@ def train_probe(vectors: torch.Tensor, labels: Sequence[str], *, weight_decay: f
                 max_iter: int = 200) -> LinearProbe:
     """Full-batch L-BFGS on cross-entropy + ``weight_decay * ||W||^2`` from zeros: no randomness."""
     if vectors.ndim != 2 or vectors.shape[0] != len(labels) or not labels:
-        raise DataError(f"a probe needs one label per vector; got {tuple(vectors.shape)} vectors and {len(labels)} labels")
+        raise DataError(
+            f"a probe needs one label per vector; got {tuple(vectors.shape)} vectors and {len(labels)} labels"
+        )
     names = sorted(set(labels))
     if len(names) < 2:
         raise DataError(f"a probe needs at least two classes; the training rows only have {names}")

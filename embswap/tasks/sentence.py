@@ -121,8 +121,9 @@ def _percent(scores: dict) -> dict:
     return {k: (v if k == "n" else 100.0 * v) for k, v in scores.items()}
 
 
-def untrained_pack(body: Body, pack: LanguagePack, reference_pack: LanguagePack | None) -> tuple[LanguagePack | None, str]:
-    """``(pack as its init left it, init method)``, rebuilt from its provenance (method, seed), or ``(None, why not)``."""
+def untrained_pack(body: Body, pack: LanguagePack,
+                   reference_pack: LanguagePack | None) -> tuple[LanguagePack | None, str]:
+    """``(pack as its init left it, init method)`` rebuilt from its provenance, or ``(None, why not)``."""
     from ..init import initialize_embeddings
 
     provenance = pack.provenance or {}
@@ -134,8 +135,8 @@ def untrained_pack(body: Body, pack: LanguagePack, reference_pack: LanguagePack 
     uses_reference = (provenance["init"].get("reference_pack") is not None) or method != "random"
     if uses_reference and reference_pack is None:
         return None, f"init {method!r} copied rows from a reference pack; pass it (--reference-pack)"
-    start = initialize_embeddings(body, pack.tokenizer, method, reference_pack=reference_pack if uses_reference else None,
-                                  seed=int(provenance.get("seed", 0)))
+    start = initialize_embeddings(body, pack.tokenizer, method, seed=int(provenance.get("seed", 0)),
+                                  reference_pack=reference_pack if uses_reference else None)
     return LanguagePack(language=pack.language, tokenizer=pack.tokenizer, word_embeddings=start.word_embeddings,
                         body_fingerprint=body.fingerprint, output_bias=start.output_bias), method
 

@@ -1,0 +1,189 @@
+"""What the quality benchmarks vary, and how each variant's artifacts are named.
+
+A :class:`Variant` names every choice of step 2 (objective, init, anchors, +pos, +adapters), of
+step 3 (noise, swap-robust packs), the seed, and which body it reads. An artifact is named after the
+part of the variant that decides it -- a pack after the step-2 choices (``de~mlm+align~overlap~s0``),
+a task after the step-3 ones (``genre~noise0.075~s0``) -- so variants that share a pack or a task
+share the artifact. A :class:`Budget` is the model size and what each stage may spend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+from embswap.demo import DemoConfig
+from embswap.errors import EmbswapError
+
+OBJECTIVES = ("mlm", "mlm+align", "align")
+INITS = ("random", "overlap", "dictionary", "subword-mean")
+ANCHORS = ("free", "frozen", "penalty")
+BODIES = ("mono", "pair-joint", "pair-disjoint", "multi")
+PAPER_NOISE = 0.075  # the paper's +noise standard deviation
+SELF = "en-relearned"  # English re-learned by the variant's step 2 from random rows: the self-transfer pack
+ROBUST = "en-robust"  # English re-learned (embswap.train.robust) for swap-robust fine-tuning
+TASK_TYPES = {"genre": "classification", "paraphrase": "pair-classification"}
+RELEARN_TRANSLATIONS = ("3", "2")  # the re-learned English packs read other translations than the body did
+
+# --------------------------------------------------------------------------------- budgets
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Model size and what each stage may spend. Steps are the budget (the same learning on a busy or
+    a quiet machine, as in the demo); minutes are only safety caps."""
+
+    preset: str | tuple = "tiny"  # a preset name, or sorted (key, value) pairs of BERT dimensions
+    vocab_size: int = 8000
+    mlm_seq_len: int = 64
+    seq_len: int = 128
+    batch_size: int = 32
+    pretrain_steps: int = 1400
+    pretrain_minutes: float = 20.0
+    pretrain_lr: float = 1e-3
+    pack_steps: int = 150
+    pack_minutes: float = 4.0
+    transfer_lr: float = 2e-3
+    transfer_warmup: int = 10
+    align_weight: float = 5000.0
+    task_steps: int = 200
+    task_minutes: float = 8.0
+    finetune_lr: float = 1e-3
+    eval_examples: int = 1000
+    english_translations: tuple = ("4", "2")
+    max_lines: int | None = None  # quick runs read fewer lines of text, pairs and task rows
+    max_pairs: int | None = None
+    max_train_rows: int | None = None
+
+    @classmethod
+    def from_demo(cls, config: DemoConfig, **overrides) -> Budget:
+        """The demo's recipe and budgets (``DemoConfig`` or its ``quick_config``), with overrides."""
+        preset = config.preset if isinstance(config.preset, str) else tuple(sorted(config.preset.items()))
+        values = dict(
+            preset=preset, vocab_size=config.vocab_size, mlm_seq_len=config.mlm_seq_len, seq_len=config.seq_len,
+            batch_size=config.batch_size, pretrain_steps=config.pretrain_steps,
+            pretrain_minutes=config.pretrain_minutes, pretrain_lr=config.pretrain_lr, pack_steps=config.transfer_steps,
+            pack_minutes=config.transfer_minutes, transfer_lr=config.transfer_lr,
+            transfer_warmup=config.transfer_warmup, align_weight=config.align_weight,
+            task_steps=config.finetune_steps, task_minutes=config.finetune_minutes, finetune_lr=config.finetune_lr,
+            eval_examples=config.eval_examples, english_translations=tuple(config.english_translations),
+            max_lines=4000 if config.quick else None, max_pairs=3000 if config.quick else None,
+            max_train_rows=400 if config.quick else None,
+        )
+        return cls(**{**values, **overrides})
+
+    def scaled(self, factor: float) -> Budget:
+        """Every step budget (and its minute cap) times ``factor`` (``--scale`` on a bigger machine)."""
+        if factor == 1:
+            return self
+        steps = {name: max(1, round(getattr(self, name) * factor)) for name in ("pretrain_steps", "pack_steps",
+                                                                               "task_steps")}
+        caps = {name: getattr(self, name) * factor for name in ("pretrain_minutes", "pack_minutes", "task_minutes")}
+        return replace(self, **steps, **caps)
+
+    @property
+    def preset_arg(self) -> str | dict:
+        return self.preset if isinstance(self.preset, str) else dict(self.preset)
+
+    @property
+    def tokens_per_step(self) -> int:
+        """MLM tokens of one pretraining or transfer step (equal compute is counted in these)."""
+        return self.batch_size * self.mlm_seq_len
+
+    def describe(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    def digest(self, body_source: str) -> str:
+        text = json.dumps([self.describe(), body_source], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------------- variants and names
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One recipe: what steps 2 and 3 do, the seed, and which body it reads."""
+
+    system: str = "MonoTrans (paper-literal)"
+    objective: str = "mlm"  # step 2: mlm | mlm+align | align
+    init: str = "random"  # random | overlap | dictionary | subword-mean
+    dictionary_size: int | None = None  # N most frequent words looked up (init dictionary)
+    anchors: str = "free"  # rows set from the English pack: free | frozen | penalty
+    pos: bool = False  # +pos: the pack learns position embeddings
+    adapters: bool = False  # +adapters: the pack learns a language adapter
+    noise: float = 0.0  # +noise: std of Gaussian noise on the embeddings in fine-tuning
+    robust_packs: int = 0  # fine-tuning alternates the English pack with K re-learned ones
+    seed: int = 0
+    body: str = "mono"  # mono (MonoTrans) | pair-joint | pair-disjoint (JointPair) | multi (JointMulti)
+
+    def __post_init__(self) -> None:
+        for field_name, value, allowed in (("objective", self.objective, OBJECTIVES), ("init", self.init, INITS),
+                                           ("anchors", self.anchors, ANCHORS), ("body", self.body, BODIES)):
+            if value not in allowed:
+                raise EmbswapError(
+                    f"variant {self.system!r}: {field_name} {value!r} is not one of {', '.join(allowed)}")
+        if (self.init == "dictionary") != (self.dictionary_size is not None):
+            raise EmbswapError(f"variant {self.system!r}: init dictionary and dictionary_size go together")
+        recipe = (self.objective, self.init, self.anchors, self.pos, self.adapters, self.noise, self.robust_packs)
+        if self.body != "mono" and recipe != ("mlm", "random", "free", False, False, 0.0, 0):
+            raise EmbswapError(f"variant {self.system!r}: a joint body has no step 2 and takes no step-3 options")
+
+    @property
+    def uses_parallel_text(self) -> bool:
+        return "align" in self.objective
+
+    def with_seed(self, seed: int) -> Variant:
+        return replace(self, seed=seed)
+
+
+def self_transfer_variant(variant: Variant) -> Variant:
+    """The step 2 that re-learns English for the self-transfer diagnostic: the variant's objective and
+    pack options from random rows. Any init from the English pack would copy its rows (an English word
+    list is the identity) and make the diagnostic pass trivially; the demo does the same."""
+    return replace(variant, init="random", dictionary_size=None, anchors="free")
+
+
+def init_tag(variant: Variant) -> str:
+    return f"dict{variant.dictionary_size}" if variant.init == "dictionary" else variant.init
+
+
+def pack_key(variant: Variant, language: str) -> str:
+    """Store name of the pack ``variant`` learns for ``language``: decided by its step-2 choices only."""
+    if variant.body != "mono":
+        return language  # a joint body's own pack, in that body's store
+    if language == SELF:
+        variant = self_transfer_variant(variant)
+    parts = [language, variant.objective, init_tag(variant)]
+    if variant.anchors != "free":
+        parts.append(variant.anchors)
+    if variant.pos:
+        parts.append("pos")
+    if variant.adapters:
+        parts.append("adapters")
+    return "~".join([*parts, f"s{variant.seed}"])
+
+
+def task_key(variant: Variant, task: str) -> str:
+    """Store name of the task model: decided by the step-3 choices only (+pos/+adapters are pack-side)."""
+    parts = [task]
+    if variant.noise:
+        parts.append(f"noise{variant.noise:g}")
+    if variant.robust_packs:
+        parts.append(f"robust{variant.robust_packs}")
+    return "~".join([*parts, f"s{variant.seed}"])
+
+
+def home_language(variant: Variant, language: str | None) -> str | None:
+    """The language that picks the variant's store: the L2 of a JointPair body, else None (one store)."""
+    return language if variant.body.startswith("pair") else None
+
+
+def store_id(variant: Variant, language: str | None) -> str:
+    """Which store holds the artifacts: "main" (the English body) or a joint body's own."""
+    if variant.body == "mono":
+        return "main"
+    if variant.body == "multi":
+        return f"multi~s{variant.seed}"
+    return f"{variant.body}-{language}~s{variant.seed}"
