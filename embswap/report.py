@@ -30,7 +30,27 @@ def demo_markdown(results: dict) -> str:
         "",
         self_transfer_line(results),
     ]
+    capped = budget_line(results)
+    if capped:
+        lines += ["", capped]
     return "\n".join(lines) + "\n"
+
+
+def budget_line(results: dict) -> str:
+    """Stages that a minutes cap stopped before their step budget (a busy machine learns less)."""
+    config, stages = results.get("config", {}), results.get("stages", {})
+    planned = {"pretrain": config.get("pretrain_steps"), "finetune": config.get("finetune_steps")}
+    short = [
+        f"{stage} {info['steps']}/{planned.get(stage, config.get('transfer_steps'))} steps"
+        for stage, info in stages.items()
+        if info.get("stopped_by") == "max_minutes"
+    ]
+    if not short:
+        return ""
+    environment = results.get("environment", {})
+    return (f"Stopped by a minutes cap before the step budget: {', '.join(short)} "
+            f"({environment.get('torch_threads', '?')} torch threads, load average at the end "
+            f"{environment.get('load_average_end', ['?'])[0]}).")
 
 
 def self_transfer_line(results: dict) -> str:
