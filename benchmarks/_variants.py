@@ -17,7 +17,7 @@ from embswap.demo import DemoConfig
 from embswap.errors import EmbswapError
 
 OBJECTIVES = ("mlm", "mlm+align", "align")
-INITS = ("random", "overlap", "dictionary", "subword-mean")
+INITS = ("random", "overlap", "dictionary", "subword-mean", "aligned")
 ANCHORS = ("free", "frozen", "penalty")
 BODIES = ("mono", "pair-joint", "pair-disjoint", "multi")
 PAPER_NOISE = 0.075  # the paper's +noise standard deviation

@@ -196,11 +196,14 @@ def write_outputs(report: dict, name: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for row in report["languages"]:
+    colors = plt.cm.tab20.colors if len(report["languages"]) > 10 else plt.cm.tab10.colors
+    for index, row in enumerate(report["languages"]):
+        color = colors[index % len(colors)]  # one colour per curve; the two directions differ by line style
         xs = [p["minutes"] for p in row["curve"]]
         curve = f"{row['language']} ({row['init']}, lr {row.get('lr', report['lr'])})"
-        ax.plot(xs, [p["top1_l2_to_l1"] for p in row["curve"]], marker="o", label=f"{curve} → en")
-        ax.plot(xs, [p["top1_l1_to_l2"] for p in row["curve"]], marker="x", linestyle="--", label=f"en → {curve}")
+        ax.plot(xs, [p["top1_l2_to_l1"] for p in row["curve"]], marker="o", color=color, label=f"{curve} → en")
+        ax.plot(xs, [p["top1_l1_to_l2"] for p in row["curve"]], marker="x", linestyle="--", color=color,
+                label=f"en → {curve}")
     ax.axhline(ceiling["top1_l2_to_l1"], color="grey", linestyle=":", label="en↔en ceiling")
     ax.set_xlabel("training minutes (pack only, body frozen)")
     ax.set_ylabel("retrieval top-1 (%)")
