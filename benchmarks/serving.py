@@ -129,7 +129,9 @@ def compose_vs_from_pretrained(args, paths: dict, sizes: dict) -> dict:
             lambda: _first_forward(with_tokenizer()[0], sizes["seq"]),
         )
         # The parts of compose: reading with integrity checks, reading without file hashes, assembling.
-        record("read_body_first_no_file_hashes", lambda: Body.from_pretrained(store.body_path, verify=False), first=True)
+        record(
+            "read_body_first_no_file_hashes", lambda: Body.from_pretrained(store.body_path, verify=False), first=True
+        )
         record("read_pack_first", lambda: LanguagePack.from_pretrained(store.pack_path("l0")), first=True)
         record("read_pack_again", lambda: LanguagePack.from_pretrained(store.pack_path("l0")))
         record("read_body_first", lambda: Body.from_pretrained(store.body_path), first=True)
@@ -343,7 +345,7 @@ def main() -> None:
 def plot(results: dict, path: Path) -> None:
     plt = common.pyplot()
     s, c, mb, mem = results["switch"], results["compose"], results["mixed_batches"], results["memory"]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.6))
     ax = axes[0]
     ax.bar(["set_language", "from_pretrained"], [s["switch_us"] / 1e6, s["from_pretrained_s"]], color=["C1", "C0"])
     ax.set_yscale("log")
@@ -351,14 +353,14 @@ def plot(results: dict, path: Path) -> None:
     ax.set_title(f"Switch language: {s['speedup']:,.0f}x faster")
     ax = axes[1]
     names = ["full_models", "body_plus_packs_float32", "body_plus_packs_bfloat16"]
-    labels = ["10 full\nmodels", "body +\n10 packs", "body + 10 packs\n(bf16 table)"]
+    labels = ["10 full models\n+ tokenizers", "body +\n10 packs", "body + 10 packs\n(bf16 table)"]
     values = [mem.get(n, {}).get("rss_mb", 0) / 1024 for n in names]
     ax.bar(labels, values, color=["C0", "C1", "C2"])
     ax.set_ylabel("RSS after one forward each (GiB)")
     ax.set_title("Memory of 10 languages in one process")
     ax = axes[2]
-    labels = ["from_pretrained\n+ tokenizer", "compose\n(verified\nbefore)", "compose\n(first in\nprocess)",
-              "fresh process:\nfrom_pretrained\n+ tokenizer", "fresh process:\ncompose"]
+    labels = ["from_pre-\ntrained\n+ tokenizer", "compose\n(again)", "compose\n(first)",
+              "new process:\nfrom_pre-\ntrained\n+ tokenizer", "new\nprocess:\ncompose"]
     keys = ["from_pretrained_with_tokenizer", "compose", "compose_first",
             "fresh_process_from_pretrained_with_tokenizer", "fresh_process_compose"]
     ax.bar(labels, [c[k] for k in keys], color=["C0", "C1", "C1", "C0", "C1"])
@@ -474,7 +476,9 @@ def report(results: dict) -> None:
             False,
         ),
         common.target(
-            "compose + first forward vs from_pretrained + tokenizer + first forward", c["ratios"]["ready_to_serve"], 1.0,
+            "compose + first forward vs from_pretrained + tokenizer + first forward",
+            c["ratios"]["ready_to_serve"],
+            1.0,
             False,
         ),
     ]

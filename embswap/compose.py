@@ -130,7 +130,10 @@ def _adopt(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> bool:
         owner, _, attr = name.rpartition(".")
         module = modules.get(owner)
         current = None if module is None else module._parameters.get(attr, module._buffers.get(attr))
-        if current is None or (current.dtype, current.shape, current.device) != (tensor.dtype, tensor.shape, tensor.device):
+        same = current is not None and (current.dtype, current.shape, current.device) == (
+            tensor.dtype, tensor.shape, tensor.device
+        )
+        if not same:
             return False
         slots.append((module, attr, tensor, current))
     if len(slots) != _state_size(modules):
@@ -149,7 +152,8 @@ def _state_size(modules: dict[str, nn.Module]) -> int:
     count = 0
     for module in modules.values():
         count += sum(1 for p in module._parameters.values() if p is not None)
-        count += sum(1 for k, b in module._buffers.items() if b is not None and k not in module._non_persistent_buffers_set)
+        persistent = (b for k, b in module._buffers.items() if k not in module._non_persistent_buffers_set)
+        count += sum(1 for b in persistent if b is not None)
     return count
 
 

@@ -98,8 +98,8 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
 # again (a server composing language x task models on demand) should not pay that again. A file is
 # known by its stamp: device, inode, size, modification and change time. A save replaces the file
 # (a new inode) and any write changes the change time, which no user can set back, so an unchanged
-# stamp means unchanged bytes. A file written less than _SETTLE_NS before it was checked is not
-# remembered: on file systems with coarse timestamps a second write in the same tick keeps the stamp.
+# stamp means unchanged bytes. A file written less than _SETTLE_NS before it is read gets no stamp:
+# on file systems with coarse timestamps a second write in the same tick would keep the stamp.
 
 _SETTLE_NS = 2_000_000_000
 _MAX_REMEMBERED = 4096
@@ -118,10 +118,16 @@ _checked: OrderedDict[str, tuple[tuple, CheckedFile]] = OrderedDict()
 
 
 def file_stamp(path: str | os.PathLike) -> tuple | None:
-    """(device, inode, size, mtime, ctime) of the file ``path`` leads to; None if it cannot be read."""
+    """(device, inode, size, mtime, ctime) of the file ``path`` leads to.
+
+    None when it cannot be read, or was written less than _SETTLE_NS ago: a later write could then
+    leave the same stamp, so nothing may be remembered (or recalled) about its bytes.
+    """
     try:
         st = os.stat(path)
     except (OSError, ValueError):
+        return None
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _SETTLE_NS:
         return None
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
@@ -138,10 +144,9 @@ def remember(path: str | os.PathLike, stamp: tuple | None, *, sha256: str | None
              derived: dict | None = None) -> None:
     """Record facts verified about the bytes ``path`` had at ``stamp`` (taken before they were read).
 
-    Nothing is recorded when the file changed meanwhile or was written too recently to be told apart
-    from a later write by its stamp.
+    Nothing is recorded when the file changed meanwhile, or had no stamp (see ``file_stamp``).
     """
-    if stamp is None or file_stamp(path) != stamp or time.time_ns() - max(stamp[3], stamp[4]) < _SETTLE_NS:
+    if stamp is None or file_stamp(path) != stamp:
         return
     key = os.path.realpath(path)
     entry = _checked.pop(key, None)

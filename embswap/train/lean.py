@@ -29,9 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+# The softmax torch's math attention uses (rows masked out entirely give zeros, not NaN); older
+# torch versions lack it and keep their own attention.
+_HAS_SAFE_SOFTMAX = hasattr(torch, "_safe_softmax")
+
 
 def _dropout_noise(like: torch.Tensor, p: float) -> torch.Tensor:
-    """torch's CPU dropout noise: Bernoulli(1 - p) draws scaled by 1 / (1 - p)."""
+    """torch's CPU dropout draws: Bernoulli(1 - p) in the input's dtype (then scaled by 1 / (1 - p))."""
     return torch.empty_like(like).bernoulli_(1 - p)
 
 
@@ -152,14 +156,16 @@ def _lean_attention(args, kwargs):
     names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
     bound = dict(zip(names, args)) | kwargs
     q, k, v, mask = bound["query"], bound["key"], bound["value"], bound.get("attn_mask")
-    p = bound.get("dropout_p", 0.0)
-    if not 0 < p < 1 or bound.get("is_causal", False) or bound.get("enable_gqa", False):
+    p, scale = bound.get("dropout_p", 0.0), bound.get("scale")
+    if not 0 < p < 1 or bound.get("is_causal", False) or bound.get("enable_gqa", False) or not _HAS_SAFE_SOFTMAX:
+        return None
+    if scale is not None and not scale > 0:
         return None
     if q.dim() != 4 or k.shape[-3] != q.shape[-3] or (mask is not None and not mask.is_floating_point()):
         return None  # grouped heads and boolean masks: torch's own path
     if not _on_cpu_with_grad(q, k, v) or (mask is not None and (mask.requires_grad or mask.dtype != q.dtype)):
         return None
-    return q, k, v, mask, p, bound.get("scale")
+    return q, k, v, mask, p, scale
 
 
 class lean_activations(TorchFunctionMode):  # noqa: N801 - used as a context manager, like torch's modes

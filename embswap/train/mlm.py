@@ -3,8 +3,8 @@
 The loss runs the encoder on the whole batch but the MLM head only on the masked positions
 (about 15 % of the tokens): the vocabulary projection, the largest matrix product of a small
 model, shrinks by the same factor, and its result is exactly the full-logit loss at those
-positions (the other positions carry no loss anyway). The encoder runs under
-:class:`~embswap.train.lean.lean_activations`, which keeps the same numbers in less memory.
+positions (the other positions carry no loss anyway). The loss runs under
+:class:`~embswap.train.lean.lean_activations`: the same numbers, with less memory held for backward.
 """
 
 from __future__ import annotations
