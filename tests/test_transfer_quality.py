@@ -48,13 +48,13 @@ def test_aligned_pack_carries_the_task_across(tmp_path):
     torch.manual_seed(0)
     english = [v.text for v in bible.verses("4")]
     tiny = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256}
-    outcome = run_pretrain({"en": english}, tmp_path / "store", preset=tiny, vocab_size=3000, max_steps=300,
+    outcome = run_pretrain({"en": english}, tmp_path / "store", preset=tiny, vocab_size=3000, max_steps=600,
                            seq_len=64, max_positions=128, batch_size=32, lr=2e-3, progress=False, checkpoint_every=None)
     store = outcome.store
     body, en = store.body, store.pack("en")
 
     train, test = _rows("train", 1500), _rows("test", 300)
-    task = finetune(body, en, "classification", train, labels=LABELS, output=tmp_path / "task", epochs=3,
+    task = finetune(body, en, "classification", train, labels=LABELS, output=tmp_path / "task", epochs=4,
                     lr=1e-3, batch_size=32, seq_len=128, progress=False)
     english_score = evaluate(body, en, task, test)["accuracy"]
 
@@ -73,8 +73,11 @@ def test_aligned_pack_carries_the_task_across(tmp_path):
     control = evaluate(body, untrained, task, l2_test)["accuracy"]
     majority = majority_baseline(train, test)["accuracy"]
     print(f"english {english_score:.1f} zero-shot {zero_shot:.1f} untrained {control:.1f} majority {majority:.1f}")
-    # Thresholds from measured runs (tokenizer training is not deterministic across runs):
-    # English 73.7 / 70.3 / 74.7, zero-shot 72.3 / 68.7 / 71.0, untrained 48.7 / 52.7 / 42.0, majority 58.0.
-    assert english_score >= majority + 8, "the English classifier itself did not learn the task"
-    assert zero_shot >= max(control, majority) + 6
+    # Thresholds from measured runs (tokenizer training is not deterministic across runs, so the body is
+    # trained long enough for the margins to dwarf that noise; at 300 steps English swung 60-76):
+    # seeds 1 / 2 / 3: English 87.7 / 88.3 / 89.7, zero-shot 85.0 / 89.0 / 84.3, untrained 42.7 / 42.0 / 43.0,
+    # majority 58.0; two pytest runs: 87.0 / 87.3, 81.0 / 89.3, untrained 64.0 / 42.0 (a random pack still
+    # passes verse length through the positions, hence a control above majority now and then).
+    assert english_score >= majority + 15, "the English classifier itself did not learn the task"
+    assert zero_shot >= max(control, majority) + 10
     assert zero_shot >= 0.85 * english_score
