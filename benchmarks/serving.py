@@ -13,8 +13,9 @@ Measures, side by side in this process (or in a fresh subprocess per configurati
 - ``embswap.compose`` from a store on disk vs ``from_pretrained`` of the equivalent exported folder
   (the model alone, and the model with its tokenizer, which compose also returns): again in a
   process that already verified those files, the first time in a process (SHA-256 of every
-  file, body fingerprint, NaN/Inf scan), and the first call of a fresh interpreter; with the
-  parts of compose timed separately (integrity checks, assembly).
+  file, body fingerprint, NaN/Inf scan), and the first call of a fresh interpreter, both for a
+  store an earlier process verified (the check cache, ``EMBSWAP_CHECK_CACHE``) and for one never
+  verified; with the parts of compose timed separately (integrity checks, assembly).
 
 Weights are random (built from a config): speed and memory do not depend on their values.
 Writes benchmarks/results/serving[.quick].{json,png}.
@@ -22,6 +23,7 @@ Writes benchmarks/results/serving[.quick].{json,png}.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -143,10 +145,12 @@ def compose_vs_from_pretrained(args, paths: dict, sizes: dict) -> dict:
         record("assemble_only", lambda: _assemble(*loaded))
         record("assemble_copying", lambda: compose(*loaded))
     out = {key: round(common.median(values), 4) for key, values in timings.items()}
+    compose(store.body_path, store.pack_path("l0"))  # verified once, so the check cache knows the store
     cold = {
         kind: common.median([common.in_subprocess(Path(__file__), {"kind": kind, **paths_for_child(paths)},
                                                   args.threads)["seconds"] for _ in range(sizes["rounds"])])
-        for kind in ("cold-compose", "cold-from-pretrained-with-tokenizer", "cold-from-pretrained")
+        for kind in ("cold-compose", "cold-compose-first-ever", "cold-from-pretrained-with-tokenizer",
+                     "cold-from-pretrained")
     }
     out.update({f"fresh_process_{k.removeprefix('cold-').replace('-', '_')}": round(v, 4) for k, v in cold.items()})
     model_only, with_tok = out["from_pretrained"], out["from_pretrained_with_tokenizer"]
@@ -159,6 +163,9 @@ def compose_vs_from_pretrained(args, paths: dict, sizes: dict) -> dict:
         ),
         "fresh_process_compose_vs_from_pretrained_with_tokenizer": round(
             out["fresh_process_compose"] / out["fresh_process_from_pretrained_with_tokenizer"], 2
+        ),
+        "fresh_process_compose_first_ever_vs_from_pretrained_with_tokenizer": round(
+            out["fresh_process_compose_first_ever"] / out["fresh_process_from_pretrained_with_tokenizer"], 2
         ),
         "ready_to_serve": round(
             out["compose_plus_first_forward"] / out["from_pretrained_with_tokenizer_plus_first_forward"], 2
@@ -175,9 +182,12 @@ def paths_for_child(paths: dict) -> dict:
 
 def child_cold_load(payload: dict) -> dict:
     """Seconds of the first load in this fresh interpreter (imports done, page cache warm)."""
+    if payload["kind"] == "cold-compose-first-ever":
+        os.environ["EMBSWAP_CHECK_CACHE"] = "off"  # as if no process had ever verified the store
     store = Store(payload["store"])
     loads = {
         "cold-compose": lambda: compose(store.body_path, store.pack_path("l0")),
+        "cold-compose-first-ever": lambda: compose(store.body_path, store.pack_path("l0")),
         "cold-from-pretrained-with-tokenizer": lambda: (
             AutoModelForMaskedLM.from_pretrained(payload["export"]),
             AutoTokenizer.from_pretrained(payload["export"]),
@@ -322,6 +332,7 @@ def main() -> None:
     sizes = QUICK if args.quick else DEFAULT
     results: dict = {"benchmark": NAME, "quick": args.quick, "environment": common.environment(args), "sizes": sizes}
     root = Path(tempfile.mkdtemp(prefix="embswap-serving-"))
+    os.environ["EMBSWAP_CHECK_CACHE"] = str(root / "checked")  # the benchmark's own; children inherit it
     started = time.perf_counter()
     try:
         paths = build_store(root, sizes["shape"], sizes["vocab"], sizes["languages"])
@@ -360,10 +371,10 @@ def plot(results: dict, path: Path) -> None:
     ax.set_title("Memory of 10 languages in one process")
     ax = axes[2]
     labels = ["from_pre-\ntrained\n+ tokenizer", "compose\n(again)", "compose\n(first)",
-              "new process:\nfrom_pre-\ntrained\n+ tokenizer", "new\nprocess:\ncompose"]
+              "new process:\nfrom_pre-\ntrained\n+ tokenizer", "new\nprocess:\ncompose", "new process:\ncompose,\nnever\nverified"]
     keys = ["from_pretrained_with_tokenizer", "compose", "compose_first",
-            "fresh_process_from_pretrained_with_tokenizer", "fresh_process_compose"]
-    ax.bar(labels, [c[k] for k in keys], color=["C0", "C1", "C1", "C0", "C1"])
+            "fresh_process_from_pretrained_with_tokenizer", "fresh_process_compose", "fresh_process_compose_first_ever"]
+    ax.bar(labels, [c.get(k, 0) for k in keys], color=["C0", "C1", "C1", "C0", "C1", "C1"])
     ax.set_yscale("log")
     ax.set_ylabel("seconds (log)")
     ax.tick_params(axis="x", labelsize=7)
@@ -470,8 +481,14 @@ def report(results: dict) -> None:
             False,
         ),
         common.target(
-            "compose vs from_pretrained + tokenizer, first load in a fresh process (every check runs)",
+            "compose vs from_pretrained + tokenizer, fresh process, store verified by an earlier process",
             c["ratios"]["fresh_process_compose_vs_from_pretrained_with_tokenizer"],
+            1.0,
+            False,
+        ),
+        common.target(
+            "compose vs from_pretrained + tokenizer, fresh process, store never verified (every check runs)",
+            c["ratios"]["fresh_process_compose_first_ever_vs_from_pretrained_with_tokenizer"],
             1.0,
             False,
         ),

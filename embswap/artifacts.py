@@ -410,7 +410,7 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
 def _reuse_fingerprint(body: Body, weights: Path, stamp: tuple | None) -> None:
     """Take the fingerprint this process computed from the very same bytes (see ``embswap.io.recall``),
     or compute it and remember it: it is a function of the file's bytes and the config header."""
-    key = ("fingerprint", body._fingerprint_header())
+    key = "fingerprint:" + hashlib.sha256(body._fingerprint_header()).hexdigest()
     known = recall(weights, stamp)
     if known is not None and key in known.derived:
         body.__dict__["fingerprint"] = known.derived[key]  # where cached_property keeps its value

@@ -10,7 +10,8 @@ artifact, the old or the new one; elsewhere two renames with a recovery step. A 
 Reading: names in configs stay inside the folder, safetensors headers are checked before anything
 is allocated, hashes are checked streaming, and a read that overlapped a swap is repeated. What a
 process has checked about a file (its SHA-256, that its floats are finite, a fingerprint computed
-from it) is remembered while the file stays unchanged, so loading it again does not redo the work.
+from it) is remembered while the file stays unchanged, so loading it again does not redo the work,
+in this process and (through a small per-user cache, ``EMBSWAP_CHECK_CACHE``) in later ones.
 """
 
 from __future__ import annotations
@@ -133,11 +134,17 @@ def file_stamp(path: str | os.PathLike) -> tuple | None:
 
 
 def recall(path: str | os.PathLike, stamp: tuple | None) -> CheckedFile | None:
-    """What this process verified about ``path`` when it last had ``stamp``, or None."""
+    """What this process (or an earlier one, see ``check_cache_dir``) verified about ``path`` at ``stamp``."""
     if stamp is None:
         return None
-    entry = _checked.get(os.path.realpath(path))
-    return entry[1] if entry is not None and entry[0] == stamp else None
+    key = os.path.realpath(path)
+    entry = _checked.get(key)
+    if entry is not None and entry[0] == stamp:
+        return entry[1]
+    checked = _read_cache_entry(key, stamp)
+    if checked is not None:
+        _keep(key, stamp, checked)
+    return checked
 
 
 def remember(path: str | os.PathLike, stamp: tuple | None, *, sha256: str | None = None, finite: bool = False,
@@ -145,6 +152,7 @@ def remember(path: str | os.PathLike, stamp: tuple | None, *, sha256: str | None
     """Record facts verified about the bytes ``path`` had at ``stamp`` (taken before they were read).
 
     Nothing is recorded when the file changed meanwhile, or had no stamp (see ``file_stamp``).
+    ``derived`` maps string keys to JSON values (it is kept on disk too).
     """
     if stamp is None or file_stamp(path) != stamp:
         return
@@ -154,14 +162,87 @@ def remember(path: str | os.PathLike, stamp: tuple | None, *, sha256: str | None
     checked.sha256 = sha256 or checked.sha256
     checked.finite = finite or checked.finite
     checked.derived.update(derived or {})
+    _keep(key, stamp, checked)
+    _write_cache_entry(key, stamp, checked)
+
+
+def _keep(key: str, stamp: tuple, checked: CheckedFile) -> None:
+    _checked.pop(key, None)
     _checked[key] = (stamp, checked)
     while len(_checked) > _MAX_REMEMBERED:
         _checked.popitem(last=False)
 
 
 def forget_checked() -> None:
-    """Forget what this process verified: the next load of every file hashes and scans it again."""
+    """Forget what was verified, here and in the on-disk cache: the next load of every file hashes and scans it again."""
     _checked.clear()
+    folder = check_cache_dir()
+    if folder is not None and folder.is_dir():
+        for entry in folder.glob("*.json"):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+# A fresh process (a CLI call, a worker starting) would otherwise hash and scan a BERT-base body
+# again: most of its first compose, against a from_pretrained that reads lazily. So the facts are
+# also kept on disk, one small JSON per file, keyed by the file's real path and valid only for the
+# very same stamp (a rewrite changes the change time, which no user can set back). A missing,
+# unreadable or foreign entry just means "not verified"; failing to write one costs only speed.
+
+
+def check_cache_dir() -> Path | None:
+    """The folder of the cross-process check cache, or None when ``EMBSWAP_CHECK_CACHE=off``.
+
+    ``EMBSWAP_CHECK_CACHE`` may name the folder; the default is ``$XDG_CACHE_HOME/embswap/checked``
+    (``~/.cache/embswap/checked``).
+    """
+    value = os.environ.get("EMBSWAP_CHECK_CACHE", "").strip()
+    if value.lower() in ("0", "off", "false", "no", "none"):
+        return None
+    if value:
+        return Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "embswap" / "checked"
+
+
+def _cache_entry_path(key: str) -> Path | None:
+    folder = check_cache_dir()
+    return None if folder is None else folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+
+
+def _read_cache_entry(key: str, stamp: tuple) -> CheckedFile | None:
+    entry_path = _cache_entry_path(key)
+    if entry_path is None:
+        return None
+    try:
+        with open(entry_path, "rb") as handle:
+            entry = json.loads(handle.read(1 << 20))
+        if entry.get("path") != key or entry.get("stamp") != list(stamp):
+            return None
+        sha256, derived = entry.get("sha256"), entry.get("derived") or {}
+        if (sha256 is not None and not (isinstance(sha256, str) and SHA256_HEX.fullmatch(sha256))) or not isinstance(
+            derived, dict
+        ):
+            return None
+        return CheckedFile(sha256=sha256, finite=entry.get("finite") is True, derived=dict(derived))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _write_cache_entry(key: str, stamp: tuple, checked: CheckedFile) -> None:
+    entry_path = _cache_entry_path(key)
+    if entry_path is None:
+        return
+    entry = {"path": key, "stamp": list(stamp), "sha256": checked.sha256, "finite": checked.finite,
+             "derived": checked.derived}
+    tmp = entry_path.with_name(f".{entry_path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        entry_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, entry_path)  # readers see the old entry or the new one, never half of one
+    except (OSError, TypeError, ValueError):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 # --- saving ------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# What loads verified is cached across processes (embswap.io.check_cache_dir): keep the tests' own.
+os.environ.setdefault("EMBSWAP_CHECK_CACHE", __import__("tempfile").mkdtemp(prefix="embswap-checked-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

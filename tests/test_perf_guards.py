@@ -412,6 +412,70 @@ def test_verified_files_are_not_hashed_again_until_they_change(tmp_path, settled
     assert calls[first:] == ["embeddings.safetensors"]
 
 
+def test_a_later_process_reuses_what_an_earlier_one_verified(tmp_path, settled, monkeypatch):
+    import json
+
+    from embswap.errors import CorruptArtifactError
+
+    monkeypatch.setenv("EMBSWAP_CHECK_CACHE", str(tmp_path / "checked"))
+    _, en, _, _ = _two_packs("bert")
+    folder = en.save_pretrained(tmp_path / "pack")
+    files = len(json.loads((folder / "config.json").read_text())["files"])
+    calls = []
+    real = settled.file_sha256
+    monkeypatch.setattr(settled, "file_sha256", lambda path: calls.append(path.name) or real(path))
+    LanguagePack.from_pretrained(folder)
+    assert len(calls) == files
+    assert len(list((tmp_path / "checked").glob("*.json"))) == files
+    settled._checked.clear()  # what a fresh process starts with
+    LanguagePack.from_pretrained(folder)
+    assert len(calls) == files  # recalled from the on-disk entries
+
+    weights = folder / "embeddings.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # same size and inode: the change time alone invalidates the entry
+    weights.write_bytes(bytes(data))
+    settled._checked.clear()
+    with pytest.raises(CorruptArtifactError, match="has SHA-256"):
+        LanguagePack.from_pretrained(folder)
+
+
+def test_check_cache_can_be_switched_off_and_survives_garbage(tmp_path, settled, monkeypatch):
+    import json
+
+    _, en, _, _ = _two_packs("bert")
+    folder = en.save_pretrained(tmp_path / "pack")
+    files = len(json.loads((folder / "config.json").read_text())["files"])
+    calls = []
+    real = settled.file_sha256
+    monkeypatch.setattr(settled, "file_sha256", lambda path: calls.append(path.name) or real(path))
+
+    monkeypatch.setenv("EMBSWAP_CHECK_CACHE", "off")
+    assert settled.check_cache_dir() is None
+    LanguagePack.from_pretrained(folder)
+    settled._checked.clear()
+    LanguagePack.from_pretrained(folder)
+    assert len(calls) == 2 * files  # nothing kept across "processes"
+
+    cache = tmp_path / "checked"
+    monkeypatch.setenv("EMBSWAP_CHECK_CACHE", str(cache))
+    settled._checked.clear()
+    LanguagePack.from_pretrained(folder)
+    assert len(calls) == 3 * files and len(list(cache.glob("*.json"))) == files
+    for entry in cache.glob("*.json"):
+        entry.write_text('{"path": 1, "stamp": "x"')  # torn or foreign entries count as "not verified"
+    settled._checked.clear()
+    LanguagePack.from_pretrained(folder)
+    assert len(calls) == 4 * files
+
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("EMBSWAP_CHECK_CACHE", str(blocked / "checked"))  # cannot be created: only speed is lost
+    settled._checked.clear()
+    LanguagePack.from_pretrained(folder)
+    assert len(calls) == 5 * files
+
+
 def test_files_written_just_before_a_check_are_not_remembered(tmp_path, monkeypatch):
     import json
 
