@@ -67,6 +67,28 @@ class DemoConfig:
     quick: bool = False
     extra: dict = field(default_factory=dict)
 
+    def with_budget(self, fraction: float) -> DemoConfig:
+        """The same recipe with every stage's steps (and minutes cap) times ``fraction``.
+
+        1.0 is the default (about 20 minutes on 2 cores, measured to meet the quality bar);
+        ``benchmarks/demo_budget.py`` measures zero-shot accuracy against it.
+        """
+        if not fraction > 0:
+            raise EmbswapError(f"--budget must be above 0 (got {fraction}); 1.0 is the default, 0.5 about half the time")
+        if fraction == 1.0:
+            return self
+        from dataclasses import replace
+
+        def steps(n: int) -> int:
+            return max(1, round(n * fraction))
+
+        return replace(
+            self,
+            pretrain_steps=steps(self.pretrain_steps), pretrain_minutes=self.pretrain_minutes * fraction,
+            transfer_steps=steps(self.transfer_steps), transfer_minutes=self.transfer_minutes * fraction,
+            finetune_steps=steps(self.finetune_steps), finetune_minutes=self.finetune_minutes * fraction,
+        )
+
     @classmethod
     def quick_config(cls, languages: Sequence[str] = ("de", "ru")) -> DemoConfig:
         return cls(
@@ -291,6 +313,24 @@ class Demo:
         return results
 
 
+def _refuse_other_settings(output: Path, settings: dict) -> None:
+    """A store built with other budgets or another recipe must not be reused silently: its packs and
+    task would be reported under settings they were not trained with. Other languages are fine."""
+    previous_path = output / "demo_config.json"
+    if not (output / "store").exists() or not previous_path.is_file():
+        return
+    try:
+        previous = json.loads(previous_path.read_text())
+    except (OSError, ValueError):
+        return
+    differ = sorted(k for k in settings if k not in ("languages", "extra") and k in previous and previous[k] != settings[k])
+    if differ:
+        raise EmbswapError(
+            f"{output} holds a demo built with other settings ({', '.join(differ)}); "
+            "re-run with --fresh to start over there, or pass another -o folder"
+        )
+
+
 def run_demo(output: str | Path, config: DemoConfig, *, fresh: bool = False, log=print) -> dict:
     output = Path(output)
     if fresh and output.exists():
@@ -298,5 +338,7 @@ def run_demo(output: str | Path, config: DemoConfig, *, fresh: bool = False, log
             raise EmbswapError(f"{output} is not a demo folder (no store/ inside); refusing to delete it with --fresh")
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "demo_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
+    settings = json.loads(json.dumps(asdict(config), default=str))
+    _refuse_other_settings(output, settings)
+    (output / "demo_config.json").write_text(json.dumps(settings, indent=2))
     return Demo(output, config, log=log).run()

@@ -235,3 +235,24 @@ def test_quick_ablation_and_reproduction_write_valid_results(tmp_path):
     for run in reproduce["curves"].values():
         for seed_run in run.values():
             assert "note" in seed_run or seed_run["to_90"]["steps"] <= seed_run["points"][-1]["steps"]
+
+
+def test_demo_budget_points_and_table_from_saved_results(tmp_path):
+    import demo_budget
+
+    saved = json.loads((BENCHMARKS / "results" / "demo.json").read_text())
+    full = demo_budget.point(1.0, saved, "saved (demo.json)")
+    assert full["meets_bar"] is all(row["meets_bar"] for row in saved["languages"]) and saved["self_transfer_ratio"] >= 0.8
+    assert full["minutes"] == round(saved["wall_seconds"] / 60, 2)
+    short = json.loads(json.dumps(saved))
+    short["languages"][1]["meets_bar"] = False  # one language short of the bar: the point fails
+    short["wall_seconds"] = 600.0
+    half = demo_budget.point(0.5, short, "run")
+    assert half["meets_bar"] is False
+    report = {"quick": False, "points": [half, full], "shortest_meeting_bar": full, "wall_minutes": 1.0,
+              "environment": {"cpu": "x", "cores": 2, "torch_threads": 2, "load_average_start": "0 0 0"}}
+    markdown = demo_budget.render_markdown(report)
+    assert "| 0.5 | 10.0 |" in markdown and "| 1 | 20.0 |" in markdown
+    assert "Shortest budget meeting the bar: 1 (20.0 min)." in markdown
+    demo_budget.plot(report, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 10_000

@@ -37,3 +37,23 @@ def test_quick_demo_writes_report_and_reuses_store(tmp_path):
     rerun = json.loads((report / "results.json").read_text())
     assert rerun["languages"] == results["languages"]
     assert "reusing" in again.stderr
+
+    # Other budgets in the same folder would report old artifacts under new settings: refused, one line.
+    other = runner.invoke(app, ["demo", "--quick", "--budget", "0.5", "-o", str(out)])
+    assert other.exit_code == 1
+    assert "other settings (finetune_minutes, finetune_steps, pretrain_minutes, pretrain_steps" in other.stderr
+    assert "--fresh" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+
+
+def test_budget_scales_every_stage_and_keeps_the_recipe():
+    from embswap.demo import DemoConfig
+    from embswap.errors import EmbswapError
+
+    full = DemoConfig()
+    half = full.with_budget(0.5)
+    assert (half.pretrain_steps, half.transfer_steps, half.finetune_steps) == (700, 75, 100)
+    assert (half.pretrain_minutes, half.transfer_minutes, half.finetune_minutes) == (10.0, 2.0, 4.0)
+    assert (half.objective, half.init, half.eval_examples, half.pretrain_lr) == (full.objective, full.init, 1000, 1e-3)
+    assert full.with_budget(1.0) is full and full.with_budget(0.001).transfer_steps == 1
+    with pytest.raises(EmbswapError, match="--budget must be above 0"):
+        full.with_budget(0)
