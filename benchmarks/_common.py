@@ -255,6 +255,18 @@ def save(args: argparse.Namespace, name: str, data: dict) -> Path:
     return path
 
 
+def write_report(args: argparse.Namespace, name: str, report: dict, render, plot) -> Path:
+    """Save ``report`` as JSON, ``render(report)`` as Markdown and ``plot(report, path)`` as PNG; print the table."""
+    json_path = save(args, name, report)
+    report = {**report, "load_average_end": load_average()}
+    markdown = render(report)
+    write_atomic(result_path(args, name, "md"), markdown)
+    plot(report, result_path(args, name, "png"))
+    print(markdown)
+    print(f"wrote {json_path} (+ .md, .png)")
+    return json_path
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a unique temporary sibling, then rename it over ``path``: readers never see
     half a file, and two writers of one path never share a temporary file."""

@@ -158,12 +158,7 @@ def main() -> None:
         "shortest_meeting_bar": min(meeting, key=lambda p: p["minutes"]) if meeting else None,
         "wall_minutes": (time.perf_counter() - started) / 60,
     }
-    json_path = _common.save(args, NAME, report)
-    markdown = render_markdown(report)
-    _common.write_atomic(_common.result_path(args, NAME, "md"), markdown)
-    plot(report, _common.result_path(args, NAME, "png"))
-    print(markdown)
-    print(f"wrote {json_path} (+ .md, .png)")
+    _common.write_report(args, NAME, report, render_markdown, plot)
 
 
 if __name__ == "__main__":

@@ -251,13 +251,7 @@ def main() -> None:
         report["rows"].append({"id": row_id, "system": ROWS[row_id].system, "variant": _variant_fields(ROWS[row_id]),
                                "seeds": per_seed, "summary": summarise(per_seed)})
     report["wall_minutes"] = (time.perf_counter() - started) / 60
-    json_path = _common.save(args, NAME, report)
-    report = {**report, "load_average_end": _common.load_average()}
-    markdown = render_markdown(report)
-    _common.write_atomic(_common.result_path(args, NAME, "md"), markdown)
-    plot(report, _common.result_path(args, NAME, "png"))
-    print(markdown)
-    print(f"wrote {json_path} (+ .md, .png)")
+    _common.write_report(args, NAME, report, render_markdown, plot)
 
 
 def _variant_fields(variant: Variant) -> dict:

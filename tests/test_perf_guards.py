@@ -412,18 +412,24 @@ def test_verified_files_are_not_hashed_again_until_they_change(tmp_path, settled
     assert calls[first:] == ["embeddings.safetensors"]
 
 
-def test_a_later_process_reuses_what_an_earlier_one_verified(tmp_path, settled, monkeypatch):
+def _pack_with_hash_counter(tmp_path, eio, monkeypatch):
+    """A saved pack, its number of files, and the names of the files hashed from now on."""
     import json
 
-    from embswap.errors import CorruptArtifactError
-
-    monkeypatch.setenv("EMBSWAP_CHECK_CACHE", str(tmp_path / "checked"))
     _, en, _, _ = _two_packs("bert")
     folder = en.save_pretrained(tmp_path / "pack")
     files = len(json.loads((folder / "config.json").read_text())["files"])
     calls = []
-    real = settled.file_sha256
-    monkeypatch.setattr(settled, "file_sha256", lambda path: calls.append(path.name) or real(path))
+    real = eio.file_sha256
+    monkeypatch.setattr(eio, "file_sha256", lambda path: calls.append(path.name) or real(path))
+    return folder, files, calls
+
+
+def test_a_later_process_reuses_what_an_earlier_one_verified(tmp_path, settled, monkeypatch):
+    from embswap.errors import CorruptArtifactError
+
+    monkeypatch.setenv("EMBSWAP_CHECK_CACHE", str(tmp_path / "checked"))
+    folder, files, calls = _pack_with_hash_counter(tmp_path, settled, monkeypatch)
     LanguagePack.from_pretrained(folder)
     assert len(calls) == files
     assert len(list((tmp_path / "checked").glob("*.json"))) == files
@@ -441,15 +447,7 @@ def test_a_later_process_reuses_what_an_earlier_one_verified(tmp_path, settled, 
 
 
 def test_check_cache_can_be_switched_off_and_survives_garbage(tmp_path, settled, monkeypatch):
-    import json
-
-    _, en, _, _ = _two_packs("bert")
-    folder = en.save_pretrained(tmp_path / "pack")
-    files = len(json.loads((folder / "config.json").read_text())["files"])
-    calls = []
-    real = settled.file_sha256
-    monkeypatch.setattr(settled, "file_sha256", lambda path: calls.append(path.name) or real(path))
-
+    folder, files, calls = _pack_with_hash_counter(tmp_path, settled, monkeypatch)
     monkeypatch.setenv("EMBSWAP_CHECK_CACHE", "off")
     assert settled.check_cache_dir() is None
     LanguagePack.from_pretrained(folder)
