@@ -157,7 +157,7 @@ def remember(path: str | os.PathLike, stamp: tuple | None, *, sha256: str | None
     if stamp is None or file_stamp(path) != stamp:
         return
     key = os.path.realpath(path)
-    entry = _checked.pop(key, None)
+    entry = _checked.get(key)  # _keep moves it to the most recent end
     checked = entry[1] if entry is not None and entry[0] == stamp else CheckedFile()
     checked.sha256 = sha256 or checked.sha256
     checked.finite = finite or checked.finite
