@@ -77,6 +77,7 @@ def environment(args: argparse.Namespace) -> dict:
         pass
     return {
         "cpu": cpu,
+        "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "niceness": os.nice(0),

@@ -69,16 +69,34 @@ def invert_dictionary(words: dict[str, list[str]]) -> dict[str, list[str]]:
     return out
 
 
+# Pivot languages for an L2 whose own English list is small: FreeDict has pivot-L2 and pivot-eng.
+PIVOTS = ("deu", "fra")
+
+
 @lru_cache(maxsize=None)
 def dictionary_for(language: str) -> tuple[dict, str] | None:
-    """``(word list L2 -> English, label)``: FreeDict L2-eng, else eng-L2 inverted (labelled so), else None."""
+    """``(word list L2 -> English, label)``: FreeDict L2-eng; else eng-L2 inverted, merged with the
+    lists chained through each pivot language P that has P-L2 and P-eng (Russian: 1,204 inverted
+    entries alone; with the German and French pivots 665 of the 1,000 most frequent Bible words
+    find a translation, against 279); else None. The label names every part."""
     code = FREEDICT.get(language)
     if code is None:
         return None
     found = freedict(code, "eng")
     if found is not None:
         return found
+    from embswap.data.dictionary import merge_dictionaries, pivot_dictionary
+
+    parts, labels = [], []
     found = freedict("eng", code)
     if found is not None:
-        return invert_dictionary(found[0]), f"{found[1]} (inverted)"
-    return None
+        parts.append(invert_dictionary(found[0]))
+        labels.append(f"{found[1]} (inverted)")
+    for pivot in PIVOTS:
+        to_pivot, from_pivot = freedict(pivot, code), freedict(pivot, "eng")
+        if to_pivot is not None and from_pivot is not None:
+            parts.append(pivot_dictionary(invert_dictionary(to_pivot[0]), from_pivot[0]))
+            labels.append(f"{to_pivot[1]} (inverted) ∘ {from_pivot[1]}")
+    if not parts:
+        return None
+    return merge_dictionaries(*parts), " + ".join(labels)

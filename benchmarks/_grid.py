@@ -628,7 +628,10 @@ class Grid:
                 if job.kind == "pack" and job.variant.uses_parallel_text and job.language not in teachers:
                     teachers.add(job.language)  # the English side of the parallel text is encoded once per language
                     minutes += self._overhead("align-teacher")
-        wall = body_minutes + minutes / max(1, self.jobs)  # the body is built alone, then phases run in parallel
+        # The body is built alone, then phases run in parallel. The rates above were measured with both
+        # cores of a 2-core machine: two 1-thread jobs there take as long as one job alone (measured:
+        # reproduce.py estimated 62 min of wall for 2 jobs and took 120), so a job counts as 2 cores.
+        wall = body_minutes + minutes / max(1, min(self.jobs, (os.cpu_count() or 2) // 2))
         return {"compute_minutes": round(body_minutes + minutes, 1), "wall_minutes": round(wall, 1),
                 "to_build": counts, "jobs": self.jobs}
 

@@ -43,12 +43,12 @@ def _dictionary(n: int, anchors: str = "free") -> Variant:
 
 
 # The best monolingual recipe (no parallel text): one place decides it, and benchmarks/reproduce.py
-# reports it as "MonoTrans (embswap defaults)". A priori from FINDINGS.md §1 and §4 (dictionary
-# anchors frozen: 45.1 % German; alternating packs: +8 points on a random-init pack); revise it from
-# this table once the full run is in.
+# reports it as "MonoTrans (embswap defaults)". From the 2-seed run (results/quality_ablation.md):
+# frozen dictionary rows beat free ones at every N; N = 5000 has the largest smallest margin over
+# the better control (de / ru / hi: +18.5 / +10.4 / +10.9, against +19.3 / +6.4 / +10.7 at N = 1000);
+# robust packs cost English accuracy (63.5 -> 57.8) and gained nothing, so none.
 BEST_MONOLINGUAL = Variant(
-    "best monolingual: dictionary N=1000 frozen + robust packs 1", init="dictionary", dictionary_size=1000,
-    anchors="frozen", robust_packs=1,
+    "best monolingual: dictionary N=5000, anchors frozen", init="dictionary", dictionary_size=5000, anchors="frozen",
 )
 
 ROWS: dict[str, Variant] = {
@@ -70,6 +70,8 @@ ROWS: dict[str, Variant] = {
     "aligned": Variant("init aligned (eflomal word alignment; uses parallel text), mlm", init="aligned"),
     "mlm+align-aligned": Variant("mlm+align, aligned init (uses parallel text)", objective="mlm+align",
                                  init="aligned"),
+    "dict1000-frozen-robust1": Variant("dictionary N=1000, anchors frozen + --robust-packs 1 (the first default)",
+                                       init="dictionary", dictionary_size=1000, anchors="frozen", robust_packs=1),
     "best": BEST_MONOLINGUAL,
 }
 QUICK_ROWS = ("paper", "noise", "dict200-frozen", "robust1", "mlm+align")
@@ -159,11 +161,16 @@ def render_markdown(report: dict) -> str:
         "fine-tuning. Robust packs: embswap.train.robust.relearn_l1_packs (the English pack's tokenizer, random "
         "rows, MLM on those translations, seeds seed+1..seed+K), stored per seed.",
         "Dictionaries: " + "; ".join(f"{lang}: {label}" for lang, label in report["dictionaries"].items()) + ".",
-        f"Machine: {report['environment']['cpu']}, {report['jobs']} job(s) × {report['environment']['torch_threads']} "
+        f"Machine: {report['environment']['cpu']}"
+        + (f" with an {report['environment']['accelerator']} GPU (all jobs share it)"
+           if report["environment"].get("accelerator") else "")
+        + f", {report['jobs']} job(s) × {report['environment']['torch_threads']} "
         f"thread(s); load average {report['environment']['load_average_start']} at the start, "
         f"{report['load_average_end']} at the end; wall {report['wall_minutes']:.1f} min "
         f"(estimated {report['estimate']['wall_minutes']}).",
     ]
+    if report["environment"].get("note"):
+        notes.append(report["environment"]["note"][:1].upper() + report["environment"]["note"][1:] + ".")
     quick = " (quick smoke run: numbers are not meaningful)" if report["quick"] else ""
     title = "# Transfer-quality ablation" + quick
     return (title + "\n\n" + markdown_table(columns, lines) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n\n"

@@ -116,10 +116,11 @@ def transfer(
         str,
         typer.Option(
             "--anchors",
-            help="Rows set from the reference: free (train on), frozen (stay fixed) or penalty (train, pulled back "
-            "to their start by an L2 penalty).",
+            help="Rows set from the reference: auto (frozen for --init dictionary, else free; the ablation's "
+            "pick), free (train on), frozen (stay fixed) or penalty (train, pulled back to their start by an L2 "
+            "penalty).",
         ),
-    ] = "free",
+    ] = "auto",
     anchor_penalty: Annotated[
         Optional[float],
         typer.Option(

@@ -123,6 +123,32 @@ def test_lemma_candidates():
     assert dictionary.lemma_candidates("Tag") == []  # no stem shorter than three characters
 
 
+def test_russian_lemma_candidates_reach_the_citation_form():
+    assert "господь" in dictionary.lemma_candidates("Господа")  # genitive -> nominative
+    assert "земля" in dictionary.lemma_candidates("земли")
+    assert dictionary.lemma_candidates("сказал")[0] == "сказать"  # past tense -> infinitive
+    assert "говорить" in dictionary.lemma_candidates("говорит")
+    assert "великий" in dictionary.lemma_candidates("великого")
+    assert dictionary.lemma_candidates("дом") == []  # no stem shorter than three characters
+    # German words keep the German rules: no Cyrillic endings are tried on them.
+    assert dictionary.lemma_candidates("Hauses")[:2] == ["haus", "hause"]
+    words = {"земля": ["earth", "land"], "сказать": ["say"]}
+    assert dictionary.lookup(words, "земли") == ["earth", "land"]
+    assert dictionary.lookup(words, "Сказала") == ["say"]
+
+
+def test_pivot_and_merge_dictionaries():
+    ru_de = {"дом": ["Haus", "Heim"], "земля": ["Erde"], "кот": ["Katze"]}
+    de_en = {"Haus": ["house", "home", "building", "household"], "Heim": ["home", "hostel"], "Erde": ["earth"]}
+    pivoted = dictionary.pivot_dictionary(ru_de, de_en)
+    # Each pivot word gives its first three senses, in order, without repeats; no pivot entry, no word.
+    assert pivoted == {"дом": ["house", "home", "building", "hostel"], "земля": ["earth"]}
+    assert dictionary.pivot_dictionary(ru_de, de_en, max_senses=1) == {"дом": ["house", "home"], "земля": ["earth"]}
+    direct = {"земля": ["land"], "я": ["I"]}
+    assert dictionary.merge_dictionaries(direct, pivoted) == {
+        "земля": ["land", "earth"], "я": ["I"], "дом": ["house", "home", "building", "hostel"]}
+
+
 def test_lookup_exact_case_and_lemma():
     words = {"Haus": ["house"], "Kind": ["child"], "Mann": ["man"], "gehen": ["go"]}
     assert dictionary.lookup(words, "Haus") == ["house"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from embswap import split_model
-from embswap.errors import DataError, IncompatibleArtifactError
+from embswap.errors import DataError, EmbswapError, IncompatibleArtifactError
 from embswap.init import _Vocabulary, initialize_embeddings
 
 from conftest import make_tokenizer
@@ -159,6 +159,27 @@ def test_anchored_rows_are_exactly_the_word_list_shared_and_special_rows(setup):
     assert outcome.pack.provenance["init"]["anchored_rows"] == 24
     counts = outcome.pack.provenance["init"]["counts"]
     assert {rule: n for rule, n in counts.items() if n} == {"special": 5, "dictionary": 12, "overlap": 7, "random": 5}
+
+
+def test_default_anchors_freeze_dictionary_rows_and_free_the_rest(setup):
+    """anchors 'auto' (the default) is the ablation's pick: frozen for dictionary init, free otherwise."""
+    from conftest import DE_TEXT
+    from embswap.train.transfer import resolve_anchors, run_transfer
+
+    body, en_pack, de_tok = setup
+    common = dict(language="de", output=None, reference_pack=en_pack, max_steps=2, seq_len=32, batch_size=4,
+                  progress=False, checkpoint_every=None)
+    dict_run = run_transfer(body, de_tok, DE_TEXT, init="dictionary", dictionary=WORDS, **common)
+    assert dict_run.pack.provenance["anchors"] == "frozen"
+    rows = sorted(dict_run.init.anchored)
+    assert torch.equal(dict_run.pack.word_embeddings[rows], dict_run.init.word_embeddings[rows])
+    overlap_run = run_transfer(body, de_tok, DE_TEXT, init="overlap", **common)
+    assert overlap_run.pack.provenance["anchors"] == "free"
+    rows = sorted(overlap_run.init.anchored)
+    assert not torch.equal(overlap_run.pack.word_embeddings[rows], overlap_run.init.word_embeddings[rows])
+    assert resolve_anchors("penalty", "dictionary") == "penalty"
+    with pytest.raises(EmbswapError, match="unknown anchors mode 'loose'"):
+        resolve_anchors("loose", "random")
 
 
 def test_dictionary_limit_takes_the_most_frequent_words(setup):

@@ -29,6 +29,23 @@ _PRONUNCIATION = re.compile(r"(?:^|\s)/[^/,]+/(?=\s|,|;|$)")
 _SUFFIXES = ("es", "en", "em", "er", "s", "n", "e")
 _UMLAUTS = str.maketrans({"ä": "a", "ö": "o", "ü": "u"})
 
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+# Russian inflection endings, longest first, and the citation endings a stem may take back:
+# nouns list the nominative singular, adjectives the masculine -ый/-ий/-ой, verbs the infinitive.
+_RU_ENDINGS = ("ями", "ами", "ого", "его", "ому", "ему", "ыми", "ими", "ешь", "ишь", "ете", "ите", "ала", "яла",
+               "ила", "ела", "али", "яли", "или", "ели", "ах", "ях", "ам", "ям", "ом", "ем", "ой", "ей", "ов", "ев",
+               "ую", "юю", "ая", "яя", "ое", "ее", "ые", "ие", "ых", "их", "ет", "ит", "ют", "ут", "ат", "ят", "ал",
+               "ял", "ил", "ел", "а", "я", "у", "ю", "ы", "и", "е", "о", "ь", "й")
+_RU_NOUN_CITATION = ("", "а", "я", "ь", "о", "е", "й", "ый", "ий", "ой")
+_RU_VERB_CITATION = ("ть", "ать", "ять", "ить", "еть")
+_RU_CITATION = {e: (e[0] + "ть", *_RU_VERB_CITATION)
+                for e in ("ал", "ял", "ил", "ел", "ала", "яла", "ила", "ела", "али", "яли", "или", "ели")}
+_RU_CITATION.update({e: _RU_VERB_CITATION + _RU_NOUN_CITATION
+                     for e in ("ешь", "ишь", "ете", "ите", "ет", "ит", "ют", "ут", "ат", "ят")})
+_RU_CITATION.update({e: ("ый", "ий", "ой", *_RU_NOUN_CITATION)
+                     for e in ("ого", "его", "ому", "ему", "ыми", "ими", "ую", "юю", "ая", "яя", "ое", "ее", "ые",
+                               "ие", "ых", "их")})
+
 
 def read_tsv(path: str | Path) -> dict[str, list[str]]:
     """Read ``word<TAB>translation`` lines; repeated words add senses in file order.
@@ -175,10 +192,13 @@ def lemma_candidates(word: str) -> list[str]:
 
     Strips one German-style ending (-es, -en, -em, -er, -s, -n, -e), then optionally a second
     (``Kindern`` -> ``kinder`` -> ``kind``), and adds un-umlauted stems (``Männer`` -> ``mann``).
-    Stems shorter than three characters are not offered. Cheap and imprecise on purpose: it only
-    runs when a word list has no entry for the form itself.
+    Cyrillic words get Russian endings instead (:func:`russian_lemma_candidates`). Stems shorter
+    than three characters are not offered. Cheap and imprecise on purpose: it only runs when a
+    word list has no entry for the form itself.
     """
     lower = word.lower()
+    if _CYRILLIC.search(lower):
+        return russian_lemma_candidates(lower)
     first = [lower[: -len(s)] for s in _SUFFIXES if lower.endswith(s) and len(lower) - len(s) >= 3]
     second = [
         stem[: -len(s)] for stem in first for s in _SUFFIXES
@@ -189,6 +209,59 @@ def lemma_candidates(word: str) -> list[str]:
         for form in (stem, stem.translate(_UMLAUTS)):
             if form != lower and form not in out:
                 out.append(form)
+    return out
+
+
+def russian_lemma_candidates(word: str) -> list[str]:
+    """Dictionary forms a Russian word may come from, most likely first (lowercased).
+
+    Russian inflects by ending and dictionaries list the nominative singular or the infinitive:
+    strip one case / person / past-tense ending, then re-attach each citation ending
+    (``Господа`` -> ``господь``, ``земли`` -> ``земля``, ``сказал`` -> ``сказать``). Stems shorter
+    than three characters are not offered; many candidates are wrong, but only the first that a
+    word list actually holds is used.
+    """
+    lower = word.lower()
+    out: list[str] = []
+    for ending in _RU_ENDINGS:
+        if not lower.endswith(ending) or len(lower) - len(ending) < 3:
+            continue
+        stem = lower[: len(lower) - len(ending)]
+        for citation in _RU_CITATION.get(ending, _RU_NOUN_CITATION):
+            form = stem + citation
+            if form != lower and form not in out:
+                out.append(form)
+    return out
+
+
+def pivot_dictionary(source_to_pivot: dict[str, list[str]], pivot_to_target: dict[str, list[str]],
+                     max_senses: int = 3) -> dict[str, list[str]]:
+    """Chain two word lists through a pivot language: ``ru -> de`` and ``de -> en`` give ``ru -> en``.
+
+    Debian's only Russian-English list has ~1,200 entries; German-Russian with German-English
+    covers twice as many frequent Bible words. Each pivot word is looked up with
+    :func:`lookup` (lemma candidates included) and contributes its first ``max_senses``
+    translations, so a word's own senses come before the long tails of its pivots'.
+    """
+    out: dict[str, list[str]] = {}
+    for word, pivots in source_to_pivot.items():
+        senses: list[str] = []
+        for pivot in pivots:
+            for translation in lookup(pivot_to_target, pivot)[:max_senses]:
+                if translation not in senses:
+                    senses.append(translation)
+        if senses:
+            out[word] = senses
+    return out
+
+
+def merge_dictionaries(*dictionaries: dict[str, list[str]]) -> dict[str, list[str]]:
+    """One word list from several: a word's senses from earlier lists first, no duplicates."""
+    out: dict[str, list[str]] = {}
+    for words in dictionaries:
+        for word, senses in words.items():
+            merged = out.setdefault(word, [])
+            merged.extend(s for s in senses if s not in merged)
     return out
 
 

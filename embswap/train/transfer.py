@@ -44,7 +44,18 @@ from .loop import (
 )
 from .mlm import MLMBatches, build_sequences, mean_mlm_loss, mlm_loss, tokenize_texts
 
-ANCHOR_MODES = ("free", "frozen", "penalty")
+ANCHOR_MODES = ("auto", "free", "frozen", "penalty")
+
+
+def resolve_anchors(anchors: str, init: str) -> str:
+    """``auto``: frozen for dictionary anchors, free for every other init. The 2-seed ablation
+    (benchmarks/results/quality_ablation.md) found frozen dictionary rows ahead of free ones at every
+    N (200 / 1000 / 5000, averaged over German, Russian and Hindi); other inits were measured free."""
+    if anchors not in ANCHOR_MODES:
+        raise EmbswapError(f"unknown anchors mode {anchors!r}; expected one of: {', '.join(ANCHOR_MODES)}")
+    if anchors != "auto":
+        return anchors
+    return "frozen" if init == "dictionary" else "free"
 # Weight of the anchor penalty (relative squared drift of the anchored rows, see anchor_penalty_term):
 # about ln(vocabulary size) for 8k-32k vocabularies, i.e. the MLM loss at the start of step 2, so that
 # anchored rows drifting by their own length cost as much as the whole MLM loss did at step 0.
@@ -354,7 +365,7 @@ def run_transfer(
     dictionary=None,
     pos: bool = False,
     adapters: bool = False,
-    anchors: str = "free",
+    anchors: str = "auto",
     anchor_penalty: float | None = None,
     max_steps: int = 1000,
     max_minutes: float | None = None,
@@ -386,7 +397,8 @@ def run_transfer(
     dictionary needs ``dictionary``, a ``{word: [translations]}`` dict or TSV path; aligned word-aligns
     the pairs of ``objective_options["parallel"]``, the same pairs the align objective reads). ``pos`` adds
     position embeddings and ``adapters`` a Houlsby language adapter to what trains; ``anchors=
-    "frozen"`` keeps the rows set from the reference fixed, ``"penalty"`` lets them train under an
+    "auto"`` (the default) is frozen for init dictionary and free otherwise (:func:`resolve_anchors`);
+    ``"frozen"`` keeps the rows set from the reference fixed, ``"penalty"`` lets them train under an
     L2 pull back to their start (:func:`anchor_penalty_term`, weight ``anchor_penalty``, default
     :data:`DEFAULT_ANCHOR_PENALTY`). ``objective`` names registered loss
     builders joined by ``+``; ``extra_loss`` adds loss terms directly. Training stops at
@@ -404,8 +416,7 @@ def run_transfer(
         check_compatible(body, reference, name=f"reference pack {reference.language!r}")
     if precision not in PRECISIONS:
         raise EmbswapError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
-    if anchors not in ANCHOR_MODES:
-        raise EmbswapError(f"unknown anchors mode {anchors!r}; expected one of: {', '.join(ANCHOR_MODES)}")
+    anchors = resolve_anchors(anchors, init)
     anchor_penalty = _anchor_penalty_weight(anchors, anchor_penalty)
     check_tokenizer(body, tokenizer)
     if output is None and resume:
