@@ -54,3 +54,23 @@ def test_retrieval_scores_exact():
     scores = retrieval_scores(a, b)
     assert scores["top1_source_to_target"] == pytest.approx(1 / 3)
     assert scores["n"] == 3
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert"])
+def test_sentence_task_composes_on_a_body_split_from_a_masked_lm(family):
+    """A masked LM has no pooler: the headless model for a sentence task on its body leaves it out
+    (BERT and RoBERTa add one by default) and encodes with the masked LM's own hidden states."""
+    from conftest import make_mlm
+
+    from embswap import split_model
+
+    model, tokenizer = make_mlm(family)
+    body, pack = split_model(model, tokenizer, "en")
+    composed, tok = compose(body, pack, sentence_task(body))
+    assert not any("pooler" in name for name in composed.state_dict())
+    batch = tok(["in the beginning god created the heaven"], return_tensors="pt")
+    with torch.no_grad():
+        expected = model.base_model(**batch).last_hidden_state
+        assert torch.equal(composed(**batch).last_hidden_state, expected)
+    vectors = encode(composed, tok, ["in the beginning", "and the earth"])
+    assert vectors.shape == (2, body.embedding_dim)
