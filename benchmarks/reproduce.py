@@ -7,8 +7,9 @@ with a joint and a disjoint vocabulary (one body pretrained on English + the L2,
 JointMulti (one body on English + every L2). Tasks, fine-tuned on English only and scored zero-shot
 on held-out books: genre (6 classes) in German, French, Russian, Chinese and Hindi, and paraphrase
 (two translations of one verse vs a neighbouring verse) in German and French (Spanish and Italian,
-which also have two translations, with --languages: each adds two JointPair bodies). Equal compute: a JointPair body pretrains for the English
-body's budget plus one pack's; JointMulti for the English body's plus one pack per L2.
+which also have two translations, with --languages: each adds two JointPair bodies). Equal compute:
+a JointPair body pretrains for the English body's budget plus one pack's; JointMulti for the
+English body's plus one pack per L2.
 
 Also measured, which the paper did not: how many L2 tokens / steps a pack needs to reach 90 % of
 its final German zero-shot accuracy (one longer transfer, scored after every segment), for the
@@ -333,13 +334,7 @@ def main() -> None:
         "curves": curves(grid, args),
     }
     report["wall_minutes"] = (time.perf_counter() - started) / 60
-    json_path = _common.save(args, NAME, report)
-    report["load_average_end"] = _common.load_average()
-    markdown = render_markdown(report)
-    _common.write_atomic(_common.result_path(args, NAME, "md"), markdown)
-    plot(report, _common.result_path(args, NAME, "png"))
-    print(markdown)
-    print(f"wrote {json_path} (+ .md, .png)")
+    _common.write_report(args, NAME, report, render_markdown, plot)
 
 
 if __name__ == "__main__":

@@ -169,20 +169,18 @@ def auto_class(task: str | None):
         raise EmbswapError(f"unknown task type {task!r}; expected one of: {', '.join(TASK_TYPES)}") from None
 
 
-def has_pooler(tensor_names) -> bool:
-    """Whether a body's tensors include a pooler (``bert.pooler.dense.weight``, ...)."""
-    return any(name.startswith("pooler.") or ".pooler." in name for name in tensor_names)
-
-
-def without_pooler(task: str | None, config) -> dict:
-    """Constructor kwargs that leave the pooler out of ``task``'s model where the family has one.
+def without_pooler(task: str | None, config, tensor_names) -> dict:
+    """Constructor kwargs that leave the pooler out of ``task``'s model when the body has none.
 
     A headless BERT / RoBERTa / XLM-R model adds a pooler that a body split from a masked LM never
-    had; building it would leave weights no artifact provides. Families without a pooler: ``{}``.
+    had; building it would leave weights no artifact provides. ``{}`` for other tasks, for bodies
+    with a pooler (``bert.pooler.dense.weight``, ...) and for families without one.
     """
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
     if task not in ("sentence-embedding", "encoder") or type(config) not in MODEL_MAPPING:
+        return {}
+    if any(name.startswith("pooler.") or ".pooler." in name for name in tensor_names):
         return {}
     cls = MODEL_MAPPING[type(config)]
     return {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(cls.__init__).parameters else {}

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_utils import no_init_weights
 
 from . import adapters_support
-from .architectures import auto_class, has_pooler, pack_parameter_names, without_pooler
+from .architectures import auto_class, pack_parameter_names, without_pooler
 from .artifacts import Body, LanguagePack, TaskModule, check_compatible
 from .errors import IncompatibleArtifactError
 from .io import atomic_folder
@@ -40,9 +40,8 @@ def build_empty_model(body: Body, vocab_size: int, task: TaskModule | None = Non
         overrides["id2label"] = dict(enumerate(task.labels))
         overrides["label2id"] = {label: i for i, label in enumerate(task.labels)}
     config = body.hf_config(vocab_size, **overrides)
-    kwargs = {} if has_pooler(body.tensors) else without_pooler(task_type, config)  # MLM bodies have none
     with no_init_weights():
-        model = auto_class(task_type).from_config(config, **kwargs)
+        model = auto_class(task_type).from_config(config, **without_pooler(task_type, config, body.tensors))
     model.tie_weights()  # skipped under no_init_weights; the pack's matrix must feed both ends
     return model
 
