@@ -7,8 +7,8 @@ Measures, side by side in this process (or in a fresh subprocess per configurati
 
 - language switch on a loaded ``MultiLanguageModel`` vs ``AutoModelForMaskedLM.from_pretrained`` of
   that language's exported full model;
-- resident memory of one body + 10 packs (float32, and with the table in bfloat16) vs 10 full
-  models in one process, after one forward pass per language;
+- resident memory of one body + 10 packs (float32, and with the table in bfloat16 or int8 rows
+  with per-row scales) vs 10 full models in one process, after one forward pass per language;
 - mixed-language batches (4 languages in one batch) vs single-language batches of the same size;
 - ``embswap.compose`` from a store on disk vs ``from_pretrained`` of the equivalent exported folder
   (the model alone, and the model with its tokenizer, which compose also returns): again in a
@@ -43,6 +43,11 @@ from embswap.io import forget_checked  # noqa: E402
 NAME = "serving"
 QUICK = {"shape": "tiny", "vocab": 32000, "languages": 10, "batch": 16, "seq": 128, "rounds": 2, "switches": 500}
 DEFAULT = {"shape": "base", "vocab": 32000, "languages": 10, "batch": 16, "seq": 128, "rounds": 3, "switches": 2000}
+# The precisions the packs' table is kept in (MultiLanguageModel's table_dtype).
+TABLE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "int8": torch.int8}
+# Fresh interpreters per load kind, taken in turns (not kind by kind) so that drift in the
+# machine's load spreads over every kind alike.
+COLD_ROUNDS = 7
 
 
 def build_store(root: Path, shape: str, vocab: int, languages: int) -> dict:
@@ -146,12 +151,15 @@ def compose_vs_from_pretrained(args, paths: dict, sizes: dict) -> dict:
         record("assemble_copying", lambda: compose(*loaded))
     out = {key: round(common.median(values), 4) for key, values in timings.items()}
     compose(store.body_path, store.pack_path("l0"))  # verified once, so the check cache knows the store
-    cold = {
-        kind: common.median([common.in_subprocess(Path(__file__), {"kind": kind, **paths_for_child(paths)},
-                                                  args.threads)["seconds"] for _ in range(sizes["rounds"])])
-        for kind in ("cold-compose", "cold-compose-first-ever", "cold-from-pretrained-with-tokenizer",
-                     "cold-from-pretrained")
-    }
+    kinds = ("cold-compose", "cold-compose-first-ever", "cold-from-pretrained-with-tokenizer", "cold-from-pretrained")
+    seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(COLD_ROUNDS if not args.quick else sizes["rounds"]):
+        for kind in kinds:
+            child = common.in_subprocess(Path(__file__), {"kind": kind, **paths_for_child(paths)}, args.threads)
+            seconds[kind].append(child["seconds"])
+    cold = {kind: common.median(values) for kind, values in seconds.items()}
+    out["fresh_process_rounds"] = {k.removeprefix("cold-"): [round(v, 4) for v in values]
+                                   for k, values in seconds.items()}
     out.update({f"fresh_process_{k.removeprefix('cold-').replace('-', '_')}": round(v, 4) for k, v in cold.items()})
     model_only, with_tok = out["from_pretrained"], out["from_pretrained_with_tokenizer"]
     out["ratios"] = {
@@ -268,7 +276,7 @@ def child_memory(payload: dict) -> dict:
         for model in models:
             _first_forward(model, seq)
     else:
-        dtype = {"float32": None, "bfloat16": torch.bfloat16}[payload["table_dtype"]]
+        dtype = TABLE_DTYPES[payload["table_dtype"]]
         multi = load(payload["store"], table_dtype=dtype)
         for lang in multi.languages:
             multi.set_language(lang)
@@ -292,12 +300,12 @@ def memory(args, paths: dict, sizes: dict) -> dict:
     }
     out = {"child_env": common.CHILD_ENV, "load_average": common.load_average()}
     out["full_models"] = common.in_subprocess(Path(__file__), {**base, "kind": "full-models"}, args.threads)
-    for dtype in ("float32", "bfloat16"):
+    for dtype in TABLE_DTYPES:
         out[f"body_plus_packs_{dtype}"] = common.in_subprocess(
             Path(__file__), {**base, "kind": "packs", "table_dtype": dtype}, args.threads
         )
     full = out["full_models"]
-    for dtype in ("float32", "bfloat16"):
+    for dtype in TABLE_DTYPES:
         entry = out[f"body_plus_packs_{dtype}"]
         if "rss_mb" in entry and "rss_mb" in full:
             entry["rss_vs_full_models"] = round(entry["rss_mb"] / full["rss_mb"], 3)
@@ -315,6 +323,11 @@ def memory(args, paths: dict, sizes: dict) -> dict:
         ),
         "ratio_bfloat16_table": round(
             (body_bytes + sizes["languages"] * pack_bytes / 2) / (sizes["languages"] * (body_bytes + pack_bytes)), 3
+        ),
+        # int8 rows + one float32 scale per row; the output bias stays float32
+        "ratio_int8_table": round(
+            (body_bytes + sizes["languages"] * sizes["vocab"] * (body.embedding_dim + 8))
+            / (sizes["languages"] * (body_bytes + pack_bytes)), 3
         ),
     }
     return out
@@ -364,10 +377,12 @@ def plot(results: dict, path: Path) -> None:
     ax.set_ylabel("seconds (log)")
     ax.set_title(f"Switch language: {s['speedup']:,.0f}x faster")
     ax = axes[1]
-    names = ["full_models", "body_plus_packs_float32", "body_plus_packs_bfloat16"]
-    labels = ["10 full models\n+ tokenizers", "body +\n10 packs", "body + 10 packs\n(bf16 table)"]
+    names = ["full_models", "body_plus_packs_float32", "body_plus_packs_bfloat16", "body_plus_packs_int8"]
+    labels = ["10 full models\n+ tokenizers", "body +\n10 packs", "body + 10 packs\n(bf16 table)",
+              "body + 10 packs\n(int8 table)"]
     values = [mem.get(n, {}).get("rss_mb", 0) / 1024 for n in names]
-    ax.bar(labels, values, color=["C0", "C1", "C2"])
+    ax.bar(labels, values, color=["C0", "C1", "C2", "C3"])
+    ax.tick_params(axis="x", labelsize=7)
     ax.set_ylabel("RSS after one forward each (GiB)")
     ax.set_title("Memory of 10 languages in one process")
     ax = axes[2]
@@ -416,7 +431,7 @@ def report(results: dict) -> None:
         common.table(
             "Compose from a store vs from_pretrained (median seconds)",
             ["step", "seconds"],
-            [[k, v] for k, v in c.items() if k not in ("load_average", "ratios")],
+            [[k, v] for k, v in c.items() if k not in ("load_average", "ratios", "fresh_process_rounds")],
         )
     )
     print(common.table("Compose: ratios", ["ratio", "value"], [[k, v] for k, v in c["ratios"].items()]))
@@ -453,6 +468,12 @@ def report(results: dict) -> None:
         common.target(
             "RSS body + packs (bf16 table) vs full models",
             mem.get("body_plus_packs_bfloat16", {}).get("rss_vs_full_models"),
+            0.25,
+            False,
+        ),
+        common.target(
+            "RSS body + packs (int8 table) vs full models",
+            mem.get("body_plus_packs_int8", {}).get("rss_vs_full_models"),
             0.25,
             False,
         ),

@@ -6,11 +6,15 @@ offset (and re-points the tied output layer at the language's rows) and copies n
 ``table_dtype=torch.bfloat16`` (or float16) keeps that table in half precision: rows are cast to
 the model's precision as they are looked up (and, for a masked LM's output layer, as it computes),
 so a model serves many languages in about half the memory, with outputs equal to those of packs
-stored in that precision (``LanguagePack.to``).
+stored in that precision (``LanguagePack.to``). ``table_dtype=torch.int8`` keeps a quarter: each row
+is stored as int8 with its own float32 scale (absmax / 127), multiplied back in as rows are read;
+outputs equal those of the pack with its matrix replaced by ``dequantize_rows(*quantize_rows(m))``
+(``int8_pack``). Output biases and position tables stay in the model's precision (they are small).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
@@ -25,28 +29,59 @@ from .errors import EmbswapError, IncompatibleArtifactError
 from .store import Store
 
 
+def quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 rows, float32 scales of shape (rows, 1)): each row divided by its absmax / 127 and rounded.
+    An all-zero row gets scale 1 (it stays zero)."""
+    matrix = matrix.float()
+    scales = matrix.abs().amax(dim=1, keepdim=True) / 127.0
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+    return torch.round(matrix / scales).clamp_(-127, 127).to(torch.int8), scales
+
+
+def dequantize_rows(rows: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The values an int8 table serves: ``rows`` times their scales, in ``dtype``."""
+    return rows.to(dtype) * scales.to(dtype)
+
+
+def int8_pack(pack: LanguagePack) -> LanguagePack:
+    """The pack as an int8 table serves it: its matrix quantized and multiplied back (a copy)."""
+    matrix = pack.word_embeddings
+    return dataclasses.replace(pack, word_embeddings=dequantize_rows(*quantize_rows(matrix), dtype=matrix.dtype),
+                               provenance={**pack.provenance, "served_as": "int8 rows"})
+
+
 class LanguageEmbedding(nn.Embedding):
     """Every loaded language's word embeddings in one table; ``offsets`` selects rows per example.
 
-    ``output_dtype``: the precision looked-up rows are cast to (for a table kept in half precision).
+    ``output_dtype``: the precision looked-up rows are cast to (for a table kept in half precision or
+    int8); ``scales``: per-row factors of an int8 table, applied after the cast.
     """
 
-    def __init__(self, table: torch.Tensor, output_dtype: torch.dtype | None = None):
-        super().__init__(table.shape[0], table.shape[1], _weight=table)
+    def __init__(self, table: torch.Tensor, output_dtype: torch.dtype | None = None,
+                 scales: torch.Tensor | None = None):
+        # An int8 table cannot require gradients: serving tables are frozen then.
+        super().__init__(table.shape[0], table.shape[1], _weight=table, _freeze=scales is not None)
         self.offsets: torch.Tensor = torch.zeros((), dtype=torch.long)
         self.output_dtype = output_dtype
+        self.register_buffer("scales", scales, persistent=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = F.embedding(input_ids + self.offsets, self.weight)
-        return rows if self.output_dtype is None else rows.to(self.output_dtype)
+        ids = input_ids + self.offsets
+        rows = F.embedding(ids, self.weight)
+        rows = rows if self.output_dtype is None else rows.to(self.output_dtype)
+        return rows if self.scales is None else rows * F.embedding(ids, self.scales)
 
 
 class UpcastingLinear(nn.Linear):
-    """A masked LM's vocabulary projection over half-precision table rows, cast to the input's
-    precision per call: the logits of rows upcast once, without keeping that full-precision copy."""
+    """A masked LM's vocabulary projection over half-precision or int8 table rows, cast to the input's
+    precision per call (and scaled, for int8): the logits of rows upcast once, without keeping that
+    full-precision copy."""
+
+    scales: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight.to(x.dtype), self.bias)
+        weight = self.weight.to(x.dtype)
+        return F.linear(x, weight if self.scales is None else weight * self.scales.to(x.dtype), self.bias)
 
 
 def _upcasting_output(model, output: nn.Linear) -> UpcastingLinear:
@@ -91,16 +126,23 @@ class MultiLanguageModel(nn.Module):
         # or, with table_dtype, the table keeps that precision and rows are cast as they are read.
         compute = self.model.get_input_embeddings().weight.dtype
         stored = table_dtype or compute
-        if not stored.is_floating_point:
-            raise EmbswapError(f"table_dtype must be a floating-point dtype, got {stored}")
-        tables, biases, self._ranges, start = [], [], {}, 0
+        if not (stored.is_floating_point or stored == torch.int8):
+            raise EmbswapError(f"table_dtype must be a floating-point dtype or torch.int8, got {stored}")
+        tables, scales, biases, self._ranges, start = [], [], [], {}, 0
         for lang, pack in packs.items():
-            tables.append(special_rows_applied(pack, task).to(stored))
+            matrix = special_rows_applied(pack, task)
+            if stored == torch.int8:
+                rows, row_scales = quantize_rows(matrix)
+                tables.append(rows)
+                scales.append(row_scales.to(compute))
+            else:
+                tables.append(matrix.to(stored))
             biases.append(_through(pack.output_bias, stored, compute))
             self._ranges[lang] = (start, start + pack.vocab_size)
             start += pack.vocab_size
-        self.embedding = LanguageEmbedding(torch.cat(tables), output_dtype=compute if stored != compute else None)
-        del tables
+        self.embedding = LanguageEmbedding(torch.cat(tables), output_dtype=compute if stored != compute else None,
+                                           scales=torch.cat(scales) if scales else None)
+        del tables, scales
         self.model.set_input_embeddings(self.embedding)
         self._output = output_layer(self.model) if task is None and body.head == "mlm" else None
         if self._output is not None and self.embedding.output_dtype is not None:
@@ -124,6 +166,8 @@ class MultiLanguageModel(nn.Module):
         if self._output is not None:  # views: nothing is copied
             state["weight"] = nn.Parameter(self.embedding.weight[start:end], requires_grad=False)
             state["bias"] = nn.Parameter(self._bias[start:end], requires_grad=False)
+            if self.embedding.scales is not None:
+                state["scales"] = self.embedding.scales[start:end]
         if self._position_table is not None and self._base_positions is not None:
             table = self._positions.get(language)
             state["positions"] = nn.Parameter(table, requires_grad=False) if table is not None else self._base_positions
@@ -142,6 +186,8 @@ class MultiLanguageModel(nn.Module):
         if self._output is not None:
             self._output._parameters["weight"] = state["weight"]
             self._output._parameters["bias"] = state["bias"]
+            if "scales" in state:
+                self._output.scales = state["scales"]
         if "positions" in state:
             self._position_table._parameters["weight"] = state["positions"]
         self.language = language
@@ -200,8 +246,11 @@ class MultiLanguageModel(nn.Module):
 
 
 def _through(tensor: torch.Tensor | None, stored: torch.dtype, compute: torch.dtype) -> torch.Tensor | None:
-    """A pack tensor as the model uses it when the pack is kept in ``stored`` precision."""
-    return None if tensor is None else tensor.to(stored).to(compute)
+    """A pack tensor as the model uses it when the pack is kept in ``stored`` precision (int8 tables
+    quantize only the matrix: biases and positions stay as they are)."""
+    if tensor is None:
+        return None
+    return tensor.to(compute) if stored == torch.int8 else tensor.to(stored).to(compute)
 
 
 def load(

@@ -6,6 +6,7 @@ Covered elsewhere, not repeated here: masked-only logits equal full logits in lo
 the matrix, so every row has a gradient at every step (benchmarks/transfer_speed.py shows it).
 """
 
+import dataclasses
 import hashlib
 import importlib
 import sys
@@ -16,6 +17,7 @@ import torch
 
 from embswap import LanguagePack, MultiLanguageModel, compose, split_model
 from embswap.architectures import output_layer, word_embeddings
+from embswap.compose import special_rows_applied
 from embswap.errors import EmbswapError, IncompatibleArtifactError
 from embswap.train.loop import LoopConfig, default_optimizer
 from embswap.train.transfer import _transfer_optimizer, run_transfer
@@ -533,3 +535,55 @@ def test_half_table_output_layer_reads_the_table_without_a_copy():
     weight = output_layer(multi.model).weight
     assert weight.dtype == torch.bfloat16
     assert weight.data_ptr() == multi.embedding.weight[en.vocab_size :].data_ptr()
+
+
+def test_quantize_rows_round_trip_is_within_half_a_step_per_row():
+    from embswap.multilang import dequantize_rows, quantize_rows
+
+    matrix = torch.tensor([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0], [3.0, 1.5, -0.75]])
+    rows, scales = quantize_rows(matrix)
+    assert rows.dtype == torch.int8 and scales.shape == (3, 1)
+    assert rows.tolist() == [[64, -127, 32], [0, 0, 0], [127, 64, -32]]  # 63.5 rounds half to even
+    assert scales.flatten().tolist() == pytest.approx([1.0 / 127, 1.0, 3.0 / 127])
+    back = dequantize_rows(rows, scales)
+    assert back[1].tolist() == [0.0, 0.0, 0.0]
+    assert torch.all((back - matrix).abs() <= scales / 2 + 1e-7)
+
+
+@pytest.mark.parametrize("name", ["bert", "roberta"])
+def test_int8_table_equals_the_dequantized_packs(name):
+    from embswap.multilang import int8_pack
+
+    body, en, de, tokenizer = _two_packs(name)
+    multi = MultiLanguageModel(body, {"en": en, "de": de}, table_dtype=torch.int8)
+    table = multi.embedding.weight
+    assert table.dtype == torch.int8 and not table.requires_grad
+    assert table.numel() == (en.vocab_size + de.vocab_size) * en.word_embeddings.shape[1]
+    for pack, texts in ((de, DE_TEXT[:3]), (en, EN_TEXT[:3]), (de, DE_TEXT[3:5])):
+        multi.set_language(pack.language)
+        single, _ = compose(body, int8_pack(pack))
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():  # masked-LM logits: the output layer reads the int8 rows too
+            assert torch.equal(multi(**batch).logits, single(**batch).logits)
+    assert output_layer(multi.model).weight.data_ptr() == table[en.vocab_size :].data_ptr()  # no copy
+
+
+def test_int8_table_mixed_batch_equals_single_language():
+    from embswap.multilang import int8_pack
+
+    body, en, de, _ = _two_packs("bert")
+    task = random_task(body, en)
+    multi = MultiLanguageModel(body, {"en": en, "de": de}, task, table_dtype=torch.int8)
+    texts, langs = [EN_TEXT[0], DE_TEXT[1], EN_TEXT[2], DE_TEXT[3]], ["en", "de", "en", "de"]
+    batch = multi.tokenize(texts, langs)
+    with torch.no_grad():
+        mixed = multi(batch["input_ids"], languages=langs, attention_mask=batch["attention_mask"]).logits
+        for lang, pack in (("en", en), ("de", de)):
+            # the task's special rows are written in before quantizing, as the table does
+            served = int8_pack(dataclasses.replace(pack, word_embeddings=special_rows_applied(pack, task)))
+            single, _ = compose(body, served, dataclasses.replace(task, special_rows={}))
+            rows = [i for i, tag in enumerate(langs) if tag == lang]
+            out = single(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            assert torch.equal(mixed[rows], out[rows])
+    with pytest.raises(EmbswapError, match="torch.int8"):
+        MultiLanguageModel(body, {"en": en}, table_dtype=torch.int16)
