@@ -77,7 +77,9 @@ DEMO_FRACTION = 0.15
 def budget_for(quick: bool, scale: float) -> Budget:
     if quick:
         return Budget.from_demo(DemoConfig.quick_config()).scaled(scale)
-    return Budget.from_demo(DemoConfig(), eval_examples=400).scaled(DEMO_FRACTION * scale)
+    # Rounded so that --scale 6.67 is the demo's budget exactly (1,400 body steps, not 1,401): a body the
+    # demo pretrained then matches it step for step (--body-from).
+    return Budget.from_demo(DemoConfig(), eval_examples=400).scaled(round(DEMO_FRACTION * scale, 2))
 
 
 def curve_variants() -> dict[str, Variant]:
@@ -99,6 +101,8 @@ def arguments():
     p.add_argument("--languages", help="comma-separated L2s (default: genre de,fr,ru,zh,hi; paraphrase de,fr; "
                                        f"quick: {','.join(QUICK_LANGUAGES)}); paraphrase keeps those with two "
                                        "translations")
+    p.add_argument("--jointpair-languages", default="all",
+                   help="L2s that get JointPair bodies (two each, the costliest systems: default all; e.g. de)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--jobs", type=int, default=2, help="processes building artifacts in parallel (default 2)")
     p.add_argument("--scale", type=float, default=1.0,
@@ -120,6 +124,12 @@ def arguments():
             p.error(f"unknown L2 {', '.join(unknown)}; the corpus has {', '.join(x for x in LANGUAGES if x != 'en')}")
     args.task_languages = {task: tuple(langs if chosen is None else _select(task, chosen)) for task, langs in
                            TASKS.items()}
+    every = sorted({lang for langs in args.task_languages.values() for lang in langs})
+    args.pair_languages = tuple(every if args.jointpair_languages == "all" else
+                                [lang for lang in args.jointpair_languages.split(",") if lang in every])
+    if not args.pair_languages and any(s.startswith("jointpair") for s in args.system_ids):
+        p.error(f"--jointpair-languages {args.jointpair_languages}: none of them is run; choose from "
+                f"{','.join(every)} or all")
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     default_curve = "2x5" if args.quick else f"6x{max(1, round(50 * args.scale))}"
     segments, _, steps = (args.curve or default_curve).partition("x")
@@ -139,12 +149,20 @@ def register(grid: Grid, args) -> None:
         for seed in args.seed_list:
             variant = SYSTEMS[system].with_seed(seed)
             for task, languages in args.task_languages.items():
-                if languages:
-                    grid.require(variant, task, languages, controls=system == "paper")
+                built = built_languages(args, system, languages)
+                for language in set(languages) - set(built):
+                    grid.unavailable[(variant, language)] = "not run (--jointpair-languages)"
+                if built:
+                    grid.require(variant, task, built, controls=system == "paper")
     if args.curve_shape[0] > 0 and not args.no_curve:
         for variant in curve_variants().values():
             for seed in args.seed_list:
                 grid.require_curve(variant.with_seed(seed), CURVE_TASK, CURVE_LANGUAGE)
+
+
+def built_languages(args, system: str, languages: Sequence[str]) -> list[str]:
+    """The languages a system is run on: JointPair only on --jointpair-languages (a body pair per L2)."""
+    return [lang for lang in languages if not system.startswith("jointpair") or lang in args.pair_languages]
 
 
 def task_table(grid: Grid, args, task: str) -> dict:
@@ -155,8 +173,9 @@ def task_table(grid: Grid, args, task: str) -> dict:
         variants = [SYSTEMS[system].with_seed(seed) for seed in args.seed_list]
         per_seed = {v.seed: {lang: grid.score(v, task, lang, "pack") for lang in languages} for v in variants}
         # JointPair has one body (and task model) per L2: its English score is the mean over them.
-        english = [sum(grid.score(v, task, lang, "english")["accuracy"] for lang in languages) / len(languages)
-                   for v in variants]
+        built = built_languages(args, system, languages)
+        english = [sum(grid.score(v, task, lang, "english")["accuracy"] for lang in built) / len(built)
+                   if built else None for v in variants]
         cells = {}
         for lang in languages:
             values = [per_seed[seed][lang] for seed in args.seed_list]
@@ -250,6 +269,11 @@ def render_markdown(report: dict) -> str:
         "A language without a bilingual dictionary shows n/a there, never a substitute.",
         "Learning curve: one transfer at a constant learning rate, resumed segment by segment, scored after each; "
         "'90 % reached at' is the first checkpoint scoring at least 0.9 × the final accuracy.",
+        f"Command: `{report['environment']['command']}`"
+        + (f"; the English body was copied from the demo's store ({report['body_from']}), pretrained at the "
+           "same budget and recipe." if report["body_from"] else "."),
+        "JointPair bodies: " + (", ".join(report["jointpair_languages"]) or "none")
+        + " (--jointpair-languages; other cells say 'not run').",
         "Dictionaries: " + "; ".join(f"{lang}: {label}" for lang, label in report["dictionaries"].items()) + ".",
         f"Minutes: wall time of the system's packs (or joint body), task and scores. Seeds: "
         f"{', '.join(str(s) for s in report['seeds'])}. Machine: {report['environment']['cpu']}, {report['jobs']} "
@@ -329,6 +353,7 @@ def main() -> None:
         "languages": {task: list(langs) for task, langs in args.task_languages.items()},
         "majority": {task: grid.majority(task)["accuracy"] for task, langs in args.task_languages.items() if langs},
         "n_test": grid.budget.eval_examples, "curve_shape": list(args.curve_shape),
+        "jointpair_languages": list(args.pair_languages), "body_from": str(args.body_from or ""),
         "dictionaries": {lang: (dictionary_for(lang) or (None, "none available"))[1] for lang in all_languages},
         "tasks": {task: task_table(grid, args, task) for task, langs in args.task_languages.items() if langs},
         "curves": curves(grid, args),

@@ -228,10 +228,17 @@ def test_quick_ablation_and_reproduction_write_valid_results(tmp_path):
     assert "build: 0 to do" in again.stdout and "task: 0 to do" in again.stdout  # every artifact reused
     assert json.loads((tmp_path / "results" / "quality_ablation.quick.json").read_text())["rows"] == ablation["rows"]
 
-    _run("reproduce.py", tmp_path)
+    _run("reproduce.py", tmp_path, "--jointpair-languages", "de")
     reproduce = _check_outputs(tmp_path / "results", "reproduce")
     assert sorted(reproduce["tasks"]["genre"]) == sorted(SYSTEMS)  # the JSON sorts its keys
     assert reproduce["languages"] == {"genre": ["de", "ru"], "paraphrase": ["de"]}
+    assert reproduce["jointpair_languages"] == ["de"]
+    for system in ("jointpair-joint", "jointpair-disjoint"):  # one body pair, for German only
+        row = reproduce["tasks"]["genre"][system]
+        assert row["cells"]["ru"] == {"note": "not run (--jointpair-languages)"}
+        assert row["cells"]["de"]["mean"] is not None and row["languages_averaged"] == 1
+        assert row["english"]["mean"] is not None
+    assert reproduce["tasks"]["genre"]["jointmulti"]["languages_averaged"] == 2
     for run in reproduce["curves"].values():
         for seed_run in run.values():
             assert "note" in seed_run or seed_run["to_90"]["steps"] <= seed_run["points"][-1]["steps"]
