@@ -15,7 +15,9 @@ Also measured, which the paper did not: how many L2 tokens / steps a pack needs 
 its final German zero-shot accuracy (one longer transfer, scored after every segment), for the
 random, overlap and dictionary inits.
 
-    python benchmarks/reproduce.py                  # about an hour on 2 CPU cores (2 jobs)
+    python benchmarks/reproduce.py                  # 44 min on 2 CPU cores (2 jobs): too small to transfer
+    # the demo's budget, where the swap carries genre: 101 min on 2 cores with the demo's body
+    python benchmarks/reproduce.py --scale 6.67 --body-from embswap-demo --jointpair-languages de --curve 6x50
     python benchmarks/reproduce.py --quick          # CI smoke run, under 2 minutes
     python benchmarks/reproduce.py --scale 4        # a bigger machine: every budget x4
     python benchmarks/reproduce.py --systems paper,jointpair-joint --languages de,ru
