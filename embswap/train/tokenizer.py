@@ -52,6 +52,28 @@ def _backend(model: str, family: Family, lowercase: bool) -> tuple[Tokenizer, ty
     raise DataError(f"unknown tokenizer model {model!r}; expected one of: {', '.join(TOKENIZER_MODELS)}")
 
 
+def _canonical_ids(tok: Tokenizer) -> Tokenizer:
+    """The same tokenizer with ids that depend only on its tokens: special tokens keep theirs, the
+    rest take the remaining ids in sorted order.
+
+    The trainers learn the same tokens in every run but number some of them (the alphabet) in hash
+    order, which differs per process: the same text and seed then gave a body a different
+    embedding row per token, and a run could not be repeated. Unigram's ids are its pieces' order
+    in a scored list and stay as trained.
+    """
+    import json
+
+    data = json.loads(tok.to_str())
+    vocab = data["model"].get("vocab")
+    if not isinstance(vocab, dict):
+        return tok
+    fixed = {entry["content"]: entry["id"] for entry in data.get("added_tokens", []) if entry["content"] in vocab}
+    free = sorted(set(vocab.values()) - set(fixed.values()))
+    rest = sorted(token for token in vocab if token not in fixed)
+    data["model"]["vocab"] = {**fixed, **dict(zip(rest, free))}
+    return Tokenizer.from_str(json.dumps(data))
+
+
 def train_tokenizer(
     texts: Iterable[str],
     vocab_size: int,
@@ -81,6 +103,7 @@ def train_tokenizer(
     tok.train_from_iterator(texts, trainer=trainer_cls(**kwargs))
     if tok.get_vocab_size() <= len(specials):
         raise DataError("the text is empty: a tokenizer needs some text to learn from")
+    tok = _canonical_ids(tok)
     cls, sep = fam.special_tokens["cls"], fam.special_tokens["sep"]
     pair = f"{cls} $A {sep} $B:1 {sep}:1" if fam.pair_style == "bert" else f"{cls} $A {sep} {sep} $B {sep}"
     tok.post_processor = processors.TemplateProcessing(
