@@ -75,8 +75,8 @@ def test_aligned_pack_carries_the_task_across(tmp_path):
     print(f"english {english_score:.1f} zero-shot {zero_shot:.1f} untrained {control:.1f} majority {majority:.1f}")
     # Thresholds from measured runs. Tokenizer ids used to follow per-process hash order, so runs differed
     # (seeds 1 / 2 / 3: English 87.7 / 88.3 / 89.7, zero-shot 85.0 / 89.0 / 84.3, untrained 42.7 / 42.0 / 43.0;
-    # one CI run: English 66.3, zero-shot 59.3). Ids are canonical now (train_tokenizer), and this run gives
-    # English 88.0, zero-shot 81.7, untrained 48.0, majority 58.0 every time on the same torch build.
+    # one CI run: English 66.3, zero-shot 59.3). Ids are canonical now (train_tokenizer); measured since:
+    # English 88.0, zero-shot 81.7, untrained 48.0, majority 58.0.
     assert english_score >= majority + 15, "the English classifier itself did not learn the task"
     assert zero_shot >= max(control, majority) + 10
     assert zero_shot >= 0.85 * english_score
