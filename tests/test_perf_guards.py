@@ -215,12 +215,20 @@ def test_half_table_mixed_batch_equals_single_language():
     task = random_task(body, en)
     task.special_rows = {}  # special rows are the task's (float32); here only the packs are half
     multi = MultiLanguageModel(body, {"en": en, "de": de}, task, table_dtype=torch.bfloat16)
+    _assert_mixed_batch_equals_single(
+        multi, {"en": en, "de": de}, lambda pack: compose(body, pack.to(torch.bfloat16), task)[0]
+    )
+
+
+def _assert_mixed_batch_equals_single(multi, packs: dict, single_model) -> None:
+    """A batch mixing English and German through ``multi`` gives, row for row, the logits of
+    ``single_model(pack)`` on the whole batch."""
     texts, langs = [EN_TEXT[0], DE_TEXT[1], EN_TEXT[2], DE_TEXT[3]], ["en", "de", "en", "de"]
     batch = multi.tokenize(texts, langs)
     with torch.no_grad():
         mixed = multi(batch["input_ids"], languages=langs, attention_mask=batch["attention_mask"]).logits
-        for lang, pack in (("en", en), ("de", de)):
-            single, _ = compose(body, pack.to(torch.bfloat16), task)
+        for lang, pack in packs.items():
+            single = single_model(pack)
             rows = [i for i, tag in enumerate(langs) if tag == lang]
             out = single(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             assert torch.equal(mixed[rows], out[rows])
@@ -574,16 +582,12 @@ def test_int8_table_mixed_batch_equals_single_language():
     body, en, de, _ = _two_packs("bert")
     task = random_task(body, en)
     multi = MultiLanguageModel(body, {"en": en, "de": de}, task, table_dtype=torch.int8)
-    texts, langs = [EN_TEXT[0], DE_TEXT[1], EN_TEXT[2], DE_TEXT[3]], ["en", "de", "en", "de"]
-    batch = multi.tokenize(texts, langs)
-    with torch.no_grad():
-        mixed = multi(batch["input_ids"], languages=langs, attention_mask=batch["attention_mask"]).logits
-        for lang, pack in (("en", en), ("de", de)):
-            # the task's special rows are written in before quantizing, as the table does
-            served = int8_pack(dataclasses.replace(pack, word_embeddings=special_rows_applied(pack, task)))
-            single, _ = compose(body, served, dataclasses.replace(task, special_rows={}))
-            rows = [i for i, tag in enumerate(langs) if tag == lang]
-            out = single(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            assert torch.equal(mixed[rows], out[rows])
+
+    def single_model(pack):
+        # the task's special rows are written in before quantizing, as the table does
+        served = int8_pack(dataclasses.replace(pack, word_embeddings=special_rows_applied(pack, task)))
+        return compose(body, served, dataclasses.replace(task, special_rows={}))[0]
+
+    _assert_mixed_batch_equals_single(multi, {"en": en, "de": de}, single_model)
     with pytest.raises(EmbswapError, match="torch.int8"):
         MultiLanguageModel(body, {"en": en}, table_dtype=torch.int16)
