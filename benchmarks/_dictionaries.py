@@ -100,3 +100,11 @@ def dictionary_for(language: str) -> tuple[dict, str] | None:
     if not parts:
         return None
     return merge_dictionaries(*parts), " + ".join(labels)
+
+
+def dictionary_digest(words: dict[str, list[str]]) -> str:
+    """Eight hex characters of SHA-256 over the word list (sorted): names the packs learned from it."""
+    import hashlib
+
+    text = json.dumps(words, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 from _common import write_atomic
-from _dictionaries import dictionary_for
+from _dictionaries import dictionary_digest, dictionary_for
 from _variants import (
     RELEARN_TRANSLATIONS,
     ROBUST,
@@ -295,11 +295,19 @@ class Grid:
         for i, (job, seconds) in enumerate(finished, 1):
             self.log(f"  [{i}/{len(todo)}] {self.describe_job(job)} ({seconds:.0f} s)")
 
+    def pack_name(self, variant: Variant, language: str) -> str:
+        """:func:`pack_key`, with the digest of the word list a dictionary init reads."""
+        digest = None
+        if variant.init == "dictionary" and variant.body == "mono" and language != SELF:
+            found = dictionary_for(language)
+            digest = dictionary_digest(found[0]) if found else None
+        return pack_key(variant, language, digest)
+
     def describe_job(self, job: Job) -> str:
         if job.kind == "tokenizer":
             return f"tokenizer {job.language}"
         if job.kind == "pack":
-            return f"pack {pack_key(job.variant, job.language)}"
+            return f"pack {self.pack_name(job.variant, job.language)}"
         if job.kind == "joint-body":
             return f"body {store_id(job.variant, job.language)}"
         if job.kind == "robust":
@@ -317,7 +325,7 @@ class Grid:
         if job.kind == "tokenizer":
             return ("tokenizer", job.language)
         if job.kind == "pack":
-            return ("pack", pack_key(job.variant, job.language))
+            return ("pack", self.pack_name(job.variant, job.language))
         if job.kind == "joint-body":
             return ("joint-body", store_id(job.variant, job.language))
         if job.kind == "robust":
@@ -344,7 +352,7 @@ class Grid:
         if job.kind == "tokenizer":
             return (self.folder / "tokenizers" / job.language / "tokenizer.json").is_file()
         if job.kind == "pack":
-            return self.store.pack_path(pack_key(job.variant, job.language)).exists()
+            return self.store.pack_path(self.pack_name(job.variant, job.language)).exists()
         if job.kind == "joint-body":
             return self.store_of(job.variant, job.language).body_path.exists()
         if job.kind == "robust":
@@ -428,7 +436,7 @@ class Grid:
         texts = self.texts(language) if "mlm" in variant.objective else []
         run_transfer(
             self.store.body, self.tokenizer(language), texts, language="en" if english else language,
-            output=self.store.pack_path(pack_key(variant, language)), init=init,
+            output=self.store.pack_path(self.pack_name(variant, language)), init=init,
             reference_pack=self.store.pack("en"), dictionary=words,
             dictionary_limit=variant.dictionary_size if init == "dictionary" else None, pos=variant.pos,
             adapters=variant.adapters, anchors=variant.anchors, objective=variant.objective,
@@ -499,14 +507,14 @@ class Grid:
         _, test_id = self.test_rows(job.task, language)
         store = store_id(job.variant, job.language)
         if job.kind == "curve":
-            name = f"{pack_key(job.variant, job.language)}~curve{self.curve_shape[0]}x{self.curve_shape[1]}"
+            name = f"{self.pack_name(job.variant, job.language)}~curve{self.curve_shape[0]}x{self.curve_shape[1]}"
             return self.folder / "curves" / store / task_key(job.variant, job.task) / f"{name}__{test_id}.json"
         if job.which == "random":
             pack = f"random~{job.language}~s{job.variant.seed}"
         elif job.which == "english":
             pack = "en"
         else:
-            pack = pack_key(job.variant, job.language)
+            pack = self.pack_name(job.variant, job.language)
         return self.folder / "scores" / store / task_key(job.variant, job.task) / f"{pack}__{test_id}.json"
 
     def score(self, variant: Variant, task: str, language: str, which: str) -> dict:
@@ -532,9 +540,9 @@ class Grid:
         elif which == "random":
             pack = self.untrained_pack(store, variant, job.language)
         else:
-            pack = store.pack(pack_key(variant, job.language))
+            pack = store.pack(self.pack_name(variant, job.language))
         if which == "self":
-            check_unseen(task, pack, pack_key(variant, job.language))
+            check_unseen(task, pack, self.pack_name(variant, job.language))
         metrics = evaluate(store.body, pack, task, rows)
         write_atomic(self.score_path(job), json.dumps({**metrics, "pack": pack.language, "which": which}))
 
@@ -553,7 +561,7 @@ class Grid:
     def pack_info(self, variant: Variant, language: str) -> dict | None:
         """What the pack's provenance says about its init and training (None when absent)."""
         store = self.store_of(variant, language)
-        path = store.pack_path(pack_key(variant, language))
+        path = store.pack_path(self.pack_name(variant, language))
         if not path.exists():
             return None
         provenance = _provenance(path)
@@ -589,7 +597,7 @@ class Grid:
         task = self.store.task(task_key(variant, job.task))
         rows, _ = self.test_rows(job.task, language)
         points = self.curve_points(job)
-        output = self.folder / "curve-packs" / f"{pack_key(variant, language)}~{segment_steps}"
+        output = self.folder / "curve-packs" / f"{self.pack_name(variant, language)}~{segment_steps}"
         words = dictionary_for(language)[0] if variant.init == "dictionary" else None
         for segment in range(len(points), segments + 1):
             outcome = run_transfer(

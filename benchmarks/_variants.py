@@ -149,13 +149,20 @@ def init_tag(variant: Variant) -> str:
     return f"dict{variant.dictionary_size}" if variant.init == "dictionary" else variant.init
 
 
-def pack_key(variant: Variant, language: str) -> str:
-    """Store name of the pack ``variant`` learns for ``language``: decided by its step-2 choices only."""
+def pack_key(variant: Variant, language: str, dictionary_digest: str | None = None) -> str:
+    """Store name of the pack ``variant`` learns for ``language``: decided by its step-2 choices only.
+
+    A dictionary init also names the word list's ``dictionary_digest``, so a changed list (another
+    pivot, another FreeDict release) learns a new pack instead of reusing one built from the old list.
+    """
     if variant.body != "mono":
         return language  # a joint body's own pack, in that body's store
     if language == SELF:
         variant = self_transfer_variant(variant)
-    parts = [language, variant.objective, init_tag(variant)]
+    if variant.init == "dictionary" and not dictionary_digest:
+        raise EmbswapError(f"variant {variant.system!r}: a dictionary pack's name needs the word list's digest")
+    tag = f"{init_tag(variant)}-{dictionary_digest}" if variant.init == "dictionary" else init_tag(variant)
+    parts = [language, variant.objective, tag]
     if variant.anchors != "free":
         parts.append(variant.anchors)
     if variant.pos:

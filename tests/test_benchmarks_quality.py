@@ -15,7 +15,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from _dictionaries import invert_dictionary  # noqa: E402
+from _dictionaries import dictionary_digest, invert_dictionary  # noqa: E402
 from _grid import Grid, Job  # noqa: E402
 from _tables import first_reaching, format_cell, iter_percentages, markdown_table, mean_and_values  # noqa: E402
 from _variants import PAPER_NOISE, SELF, Budget, Variant, pack_key, store_id, task_key  # noqa: E402
@@ -27,7 +27,9 @@ def test_pack_names_are_the_step2_choices():
     assert pack_key(Variant(), "de") == "de~mlm~random~s0"
     assert pack_key(Variant(objective="mlm+align", init="overlap"), "de") == "de~mlm+align~overlap~s0"
     frozen = Variant(init="dictionary", dictionary_size=1000, anchors="frozen")
-    assert pack_key(frozen, "ru") == "ru~mlm~dict1000~frozen~s0"
+    assert pack_key(frozen, "ru", "0a1b2c3d") == "ru~mlm~dict1000-0a1b2c3d~frozen~s0"
+    with pytest.raises(EmbswapError, match="digest"):
+        pack_key(frozen, "ru")  # a dictionary pack is never named without its word list
     # The self-transfer pack re-learns English from random rows (anchors would copy the English rows).
     assert pack_key(frozen, SELF) == "en-relearned~mlm~random~s0"
     assert pack_key(Variant(objective="align", adapters=True), SELF) == "en-relearned~align~random~adapters~s0"
@@ -131,6 +133,15 @@ def test_cells_and_tables():
 def test_inverted_word_list_keeps_single_word_senses():
     words = {"house": ["Haus", "Gebäude"], "home": ["Haus", "Heim"], "leave": ["weg gehen"]}
     assert invert_dictionary(words) == {"Haus": ["house", "home"], "Gebäude": ["house"], "Heim": ["home"]}
+
+
+def test_a_changed_word_list_names_a_new_dictionary_pack():
+    words = {"Haus": ["house"], "Heim": ["home"]}
+    same = {"Heim": ["home"], "Haus": ["house"]}  # key order does not matter
+    changed = {"Haus": ["house", "home"], "Heim": ["home"]}
+    assert dictionary_digest(words) == dictionary_digest(same)
+    assert dictionary_digest(words) != dictionary_digest(changed)
+    assert len(dictionary_digest(words)) == 8
 
 
 def _ablation_report():
