@@ -17,6 +17,7 @@ def demo(
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete what an earlier run left in the folder and start over.")] = False,
     lang: Annotated[Optional[str], typer.Option("--lang", help="Comma-separated languages (default de,ru,zh,hi).")] = None,
     objective: Annotated[Optional[str], typer.Option(help="Step-2 objective: mlm (the paper) or mlm+align (default).")] = None,
+    robust_packs: Annotated[Optional[int], typer.Option("--robust-packs", help="Re-learned English packs that swap-robust fine-tuning reads beside the English pack (default 1; 0 fine-tunes on the English pack alone, as the paper).")] = None,
     budget: Annotated[float, typer.Option("--budget", help="Fraction of the default step budgets (1.0: about 20 minutes on 2 cores, measured to meet the bar; see benchmarks/demo_budget.py).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
@@ -34,6 +35,10 @@ def demo(
     config = DemoConfig.quick_config(languages or ("de", "ru")) if quick else DemoConfig(**({"languages": languages} if languages else {}))
     if objective:
         config.objective = objective
+    if robust_packs is not None:
+        if robust_packs < 0:
+            raise typer.BadParameter(f"--robust-packs is {robust_packs}; give 0 or more (0: no swap-robust fine-tuning)")
+        config.robust_packs = robust_packs
     config = config.with_budget(budget)
     results = run_demo(output, config, fresh=fresh, log=lambda msg: err_console.print(f"[bold]>[/bold] {msg}"))
     if as_json:

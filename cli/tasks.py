@@ -70,7 +70,7 @@ def _rows(source: Optional[str], task: str, options: dict, flag: str) -> list[di
     return load_rows(source or "", task, **dict(options))
 
 
-def _robust_packs(body, pack, store, k, texts, max_steps, max_minutes, seed, device):
+def _robust_packs(body, pack, store, k, texts, max_steps, max_minutes, seed, device, objective="mlm", parallel=None):
     """(the L1 pack, {name: re-learned pack}) for --robust-packs K, from the store or re-learned into it."""
     from embswap import Body, LanguagePack, Store
     from embswap.constants import STORE_BODY
@@ -87,11 +87,20 @@ def _robust_packs(body, pack, store, k, texts, max_steps, max_minutes, seed, dev
                 param_hint="--store",
             )
         store = Path(body).parent
+    if objective not in ("mlm", "mlm+align", "align"):
+        raise typer.BadParameter(f"{objective!r} is not one of: mlm, mlm+align, align", param_hint="--robust-objective")
+    pairs = None
+    if parallel:
+        from embswap.train.align import read_parallel_source
+
+        pairs = [pair for spec in parallel for pair in read_parallel_source(spec)]
     l1 = LanguagePack.from_pretrained(pack)
     relearned = relearn_l1_packs(
         Store(store), l1, read_texts(texts or []), k, body=Body.from_pretrained(body), seed=seed,
-        max_steps=max_steps, max_minutes=max_minutes, device=device, data_description=describe(texts or []),
-        log=err_console.print,
+        max_steps=max_steps, max_minutes=max_minutes, device=device,
+        data_description={"mlm": describe(texts or []), "parallel": list(parallel or [])} if parallel
+        else describe(texts or []),
+        log=err_console.print, objective=objective, parallel=pairs,
     )
     return l1, {robust_pack_name(l1.language, i): p for i, p in enumerate(relearned, start=1)}
 
@@ -155,6 +164,22 @@ def finetune(
             help="L1 text the robust packs are re-learned from: a file or a named source such as bible:en. Repeatable.",
         ),
     ] = None,
+    robust_objective: Annotated[
+        str,
+        typer.Option(
+            "--robust-objective",
+            help="Step-2 objective of the robust packs: mlm, or mlm+align / align with --robust-parallel (measured "
+            "better at laptop scale: benchmarks/results/robust_finetune.md).",
+        ),
+    ] = "mlm",
+    robust_parallel: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--robust-parallel",
+            help="L1 sentence pairs for an align objective (two wordings of one text): JSONL source/target, TSV, or a "
+            "named source such as bible:4-3. Repeatable.",
+        ),
+    ] = None,
     robust_steps: Annotated[int, typer.Option("--robust-steps", help="Step-2 steps per re-learned pack.")] = 1000,
     robust_minutes: Annotated[
         float, typer.Option("--robust-minutes", help="Stop re-learning a pack after this many minutes.")
@@ -191,7 +216,7 @@ def finetune(
 
     Example: embswap finetune --body store/body --pack store/packs/en --task classification
     --train bible-genre:en:train --dev bible-genre:en:dev -o store/tasks/genre --noise 0.075
-    [--robust-packs 2 --robust-text bible:en]
+    [--robust-packs 2 --robust-text bible:en --robust-objective mlm+align --robust-parallel bible:4-3]
     """
     from embswap.tasks.data import describe_source
     from embswap.train.finetune import finetune as run_finetune
@@ -208,7 +233,7 @@ def finetune(
     extra_packs, pack_names = list(extra_pack or []), None
     if robust_packs != 0:
         l1, relearned = _robust_packs(body, pack, store, robust_packs, robust_text, robust_steps, robust_minutes,
-                                      seed, device)
+                                      seed, device, robust_objective, robust_parallel)
         pack_names = [Path(pack).name, *(Path(p).name for p in extra_packs), *relearned]
         pack, extra_packs = l1, extra_packs + list(relearned.values())
     err_console.print(

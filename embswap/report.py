@@ -25,8 +25,8 @@ def demo_markdown(results: dict) -> str:
         "",
         f"English in-language: {english['accuracy']:.1f} % accuracy, {english['macro_f1']:.1f} macro-F1 "
         f"(majority {results['majority']['accuracy']:.1f} %). Clean self-transfer (a re-learned English pack "
-        f"swapped in): {st['accuracy']:.1f} % = {100 * results['self_transfer_ratio']:.0f} % of English "
-        f"(bar: ≥ 80 %). Test examples per language: {results['n_test']}.",
+        f"swapped in, never seen by fine-tuning): {st['accuracy']:.1f} % = {100 * results['self_transfer_ratio']:.0f} % "
+        f"of English (bar: ≥ 80 %). Test examples per language: {results['n_test']}.{_robust_sentence(results)}",
         "",
         self_transfer_line(results),
     ]
@@ -34,6 +34,14 @@ def demo_markdown(results: dict) -> str:
     if capped:
         lines += ["", capped]
     return "\n".join(lines) + "\n"
+
+
+def _robust_sentence(results: dict) -> str:
+    k = results.get("config", {}).get("robust_packs") or 0
+    if not k:
+        return ""
+    return (f" The classifier was fine-tuned swap-robust: batches read the English pack and {k} re-learned "
+            f"English pack{'s' if k > 1 else ''} in turn.")
 
 
 def budget_line(results: dict) -> str:

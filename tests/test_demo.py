@@ -29,7 +29,12 @@ def test_quick_demo_writes_report_and_reuses_store(tmp_path):
     assert 0.0 <= results["english"]["accuracy"] <= 100.0
     assert (report / "results.md").read_text().count("|") > 20
     packs = sorted(p.name for p in (out / "store" / "packs").iterdir() if not p.name.startswith("."))
-    assert packs == ["de", "en", "en-relearned", "ru"]  # hidden .NAME.checkpoint folders serve --resume
+    assert packs == ["de", "en", "en-relearned", "en-robust-1", "ru"]  # hidden .NAME.checkpoint folders serve --resume
+    # Swap-robust fine-tuning read the English pack and the robust pack, never the self-transfer pack.
+    task_config = json.loads((out / "store" / "tasks" / "genre" / "config.json").read_text())
+    seen = [entry["name"] for entry in task_config["provenance"]["trained_with_packs"]]
+    assert seen == ["en", "en-robust-1"]
+    assert "swap-robust" in (report / "results.md").read_text()
 
     # A second run reuses every artifact: nothing is trained again.
     again = runner.invoke(app, ["demo", "--quick", "-o", str(out), "--json"])

@@ -227,6 +227,21 @@ def test_relearn_errors_come_before_any_training(bert_store):
         relearn_l1_packs(bert_store, "en", EN_TEXT, 1, **RELEARN)
 
 
+def test_aligned_robust_packs_record_their_objective_and_are_not_reused_for_another(tmp_path, bert_store):
+    pairs = [{"source": a, "target": b} for a, b in zip(EN_TEXT, EN_TEXT[1:] + EN_TEXT[:1])]
+    with pytest.raises(DataError, match=r"objective 'mlm\+align' needs parallel 'en' text .*: pass --robust-parallel"):
+        relearn_l1_packs(bert_store, "en", EN_TEXT, 1, objective="mlm+align", **RELEARN)
+    assert bert_store.languages == ["en"]  # refused before any training
+
+    packs = relearn_l1_packs(bert_store, "en", EN_TEXT, 1, objective="mlm+align", parallel=pairs,
+                             teacher_cache=str(tmp_path / "cache"), **RELEARN)
+    assert packs[0].provenance["objective"] == "mlm+align" and packs[0].provenance["steps"] == 2
+    again = relearn_l1_packs(bert_store, "en", None, 1, objective="mlm+align", **RELEARN)  # reused: no pairs needed
+    assert _sha256(again[0].word_embeddings) == _sha256(packs[0].word_embeddings)
+    with pytest.raises(IncompatibleArtifactError, match=r"re-learned with objective 'mlm\+align', not 'mlm'"):
+        relearn_l1_packs(bert_store, "en", EN_TEXT, 1, **RELEARN)
+
+
 def test_resume_ends_with_the_uninterrupted_weights(tmp_path, bert_parts):
     body, pack = bert_parts
     settings = dict(max_steps=6, checkpoint_every=2, noise=0.1)

@@ -24,12 +24,18 @@ def robust_pack_name(language: str, index: int) -> str:
     return f"{language}-robust-{index}"
 
 
-def _check_reusable(store: Store, name: str, l1_pack: LanguagePack) -> LanguagePack:
+def _check_reusable(store: Store, name: str, l1_pack: LanguagePack, objective: str) -> LanguagePack:
     pack = store.pack(name)
     if pack.language != l1_pack.language or pack.tokenizer.get_vocab() != l1_pack.tokenizer.get_vocab():
         raise IncompatibleArtifactError(
             f"store pack {name!r} was not re-learned from this {l1_pack.language!r} pack (another language or "
             f"vocabulary); delete {store.pack_path(name)} to re-learn it"
+        )
+    learned_with = pack.provenance.get("objective", "mlm")
+    if learned_with != objective:
+        raise IncompatibleArtifactError(
+            f"store pack {name!r} was re-learned with objective {learned_with!r}, not {objective!r}; delete "
+            f"{store.pack_path(name)} to re-learn it, or ask for {learned_with!r}"
         )
     return pack
 
@@ -52,6 +58,10 @@ def relearn_l1_packs(
     progress: bool = True,
     data_description: object = None,
     log: Callable[[str], None] | None = None,
+    objective: str = "mlm",
+    parallel: Sequence[dict] | None = None,
+    align_weight: float | None = None,
+    teacher_cache: str | None = None,
 ) -> list[LanguagePack]:
     """The ``k`` re-learned L1 packs ``{l1}-robust-1`` ... ``{l1}-robust-k`` of ``store``.
 
@@ -60,6 +70,11 @@ def relearn_l1_packs(
     (L1 text) with seed ``seed + i``: the L1 pack's tokenizer, a random matrix (special rows from
     the L1 pack), MLM, ``body`` (default: the store's) frozen, for ``max_steps`` or
     ``max_minutes``; an interrupted one resumes. Pass the list to ``finetune(extra_packs=...)``.
+
+    ``objective="mlm+align"`` (or ``"align"``) also pulls each re-learned pack towards the L1 pack's
+    pooled states on ``parallel`` pairs ``{"source", "target"}`` of L1 text (e.g. two translations of
+    one text): at laptop scale such packs make fine-tuning swap-robust where MLM-only ones do not
+    (benchmarks/results/robust_finetune.md, quality_ablation.md).
     """
     store = store if isinstance(store, Store) else Store(store)
     if k < 0:
@@ -68,24 +83,36 @@ def relearn_l1_packs(
     names = [robust_pack_name(l1_pack.language, i) for i in range(1, k + 1)]
     missing = [name for name in names if not store.pack_path(name).exists()]
     texts = [t for t in (texts or []) if t and t.strip()]
-    if missing and not texts:
+    uses_align = "align" in objective
+    if missing and uses_align and not parallel:
+        raise DataError(
+            f"re-learning {', '.join(missing)} with objective {objective!r} needs parallel {l1_pack.language!r} "
+            "text (two wordings of the same sentences): pass --robust-parallel FILE or a named source such as bible:4-3"
+        )
+    if missing and not texts and "mlm" in objective:
         raise DataError(
             f"re-learning {', '.join(missing)} needs {l1_pack.language!r} text; pass --robust-text FILE or a named "
             f"source such as bible:{l1_pack.language}"
         )
     body = body if body is not None else store.body
     say = log or (lambda message: None)
+    options = None
+    if uses_align:
+        options = {"parallel": list(parallel or []), "teacher_cache": teacher_cache, "align_max_length": seq_len}
+        if align_weight is not None:
+            options["align_weight"] = align_weight
     packs = []
     for index, name in enumerate(names, start=1):
         if name not in missing:
             say(f"robust pack {name}: reusing the pack in the store")
-            packs.append(_check_reusable(store, name, l1_pack))
+            packs.append(_check_reusable(store, name, l1_pack, objective))
             continue
         say(f"robust pack {name}: re-learning {l1_pack.language!r} on {len(texts):,} lines (seed {seed + index})")
         path = store.pack_path(name)
         outcome = run_transfer(
             body, l1_pack.tokenizer, texts, language=l1_pack.language, output=path, init="random",
-            reference_pack=l1_pack, objective="mlm", max_steps=max_steps, max_minutes=max_minutes, lr=lr,
+            reference_pack=l1_pack, objective=objective, objective_options=options, max_steps=max_steps,
+            max_minutes=max_minutes, lr=lr,
             batch_size=batch_size, seq_len=seq_len, warmup_steps=warmup_steps, seed=seed + index, resume=True,
             device=device, progress=progress, data_description=data_description,
         )
