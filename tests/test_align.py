@@ -56,18 +56,41 @@ def test_teacher_cache_key_and_reuse(tmp_path, parts):
     sources = [p["source"] for p in PAIRS[:5]]
     model = build_empty_model(body, en.vocab_size)
     model.load_state_dict(composed_state_dict(model, body, en, None))
-    first = teacher_vectors(model, en, body.fingerprint, sources, cache_dir=tmp_path)
-    assert len(list(tmp_path.iterdir())) == 1
+    counted = []
+    first = teacher_vectors(model, en, body.fingerprint, sources, cache_dir=tmp_path, progress=counted.append)
+    assert len(list(tmp_path.iterdir())) == 1 and sum(counted) == 5
     again = teacher_vectors(model, en, body.fingerprint, sources, cache_dir=tmp_path)
     assert torch.equal(first, again) and len(list(tmp_path.iterdir())) == 1
     assert torch.allclose(first.norm(dim=-1), torch.ones(5))
-    key = teacher_key(body.fingerprint, en, sources, "mean", 128)
+    key = teacher_key(body.fingerprint, en, "mean", 128)
+    assert [p.name for p in tmp_path.iterdir()] == [key]
     other_body, _ = split_model(*make_mlm("bert", seed=3), "en")
-    assert teacher_key(other_body.fingerprint, en, sources, "mean", 128) != key
+    assert teacher_key(other_body.fingerprint, en, "mean", 128) != key
     changed = type(en)(language="en", tokenizer=en.tokenizer, word_embeddings=en.word_embeddings + 1,
                        output_bias=en.output_bias, body_fingerprint=body.fingerprint)
-    assert teacher_key(body.fingerprint, changed, sources, "mean", 128) != key
-    assert teacher_key(body.fingerprint, en, sources[:4], "mean", 128) != key
+    assert teacher_key(body.fingerprint, changed, "mean", 128) != key
+    assert teacher_key(body.fingerprint, en, "cls", 128) != key and teacher_key(body.fingerprint, en, "mean", 64) != key
+
+
+def test_teacher_cache_computes_only_the_sentences_it_lacks(tmp_path, parts):
+    body, en, _ = parts
+    model = build_empty_model(body, en.vocab_size)
+    model.load_state_dict(composed_state_dict(model, body, en, None))
+    sources = list(dict.fromkeys(p["source"] for p in PAIRS))  # 8 distinct sentences
+    teacher_vectors(model, en, body.fingerprint, sources[:6], cache_dir=tmp_path)
+    counted = []
+    more = sources[3:] + sources[3:4]  # three cached, the rest new, one repeated
+    mixed = teacher_vectors(model, en, body.fingerprint, more, cache_dir=tmp_path / "", progress=counted.append)
+    fresh = teacher_vectors(model, en, body.fingerprint, more, cache_dir=tmp_path / "alone")
+    assert torch.allclose(mixed, fresh, atol=1e-6) and torch.equal(mixed[0], mixed[-1])
+    shards = sorted((tmp_path / teacher_key(body.fingerprint, en, "mean", 128)).iterdir())
+    assert len(shards) == 2 and not any(p.name.startswith(".") for p in shards)  # no temporary file left
+    # The four cached entries (three sentences, one twice) advance the bar at once; only new ones are encoded.
+    assert counted[0] == 4 and sum(counted[1:]) == len(sources) - 6 > 0
+    # A damaged shard is recomputed, not fatal.
+    shards[0].write_bytes(b"not a safetensors file")
+    again = teacher_vectors(model, en, body.fingerprint, more, cache_dir=tmp_path)
+    assert torch.allclose(again, fresh, atol=1e-6)
 
 
 def test_bad_parallel_input(tmp_path, parts):

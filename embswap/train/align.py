@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
-from ..io import atomic_folder, load_tensors, save_tensors, tensor_bytes
+from ..errors import CorruptArtifactError, DataError
+from ..io import load_tensors, save_tensors, tensor_bytes
 
 POOLING_MODES = ("mean", "cls", "max")
 
@@ -99,15 +99,13 @@ def read_parallel_source(spec: str) -> list[dict]:
     return validate_pairs(rows, spec)
 
 
-def teacher_key(body_fingerprint: str, pack, sources: Sequence[str], mode: str, max_length: int) -> str:
-    """Cache key: changes when the body, the L1 pack, the text, pooling or length change."""
+def teacher_key(body_fingerprint: str, pack, mode: str, max_length: int) -> str:
+    """Cache folder of one teacher: changes when the body, the L1 pack, pooling or length change."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([body_fingerprint, mode, max_length, len(sources)]).encode())
+    digest.update(json.dumps([body_fingerprint, mode, max_length]).encode())
     digest.update(tensor_bytes(pack.word_embeddings))
     # The vocabulary, not the tokenizer JSON: that JSON also records padding/truncation state.
     digest.update(json.dumps(sorted(pack.tokenizer.get_vocab().items())).encode())
-    for text in sources:
-        digest.update(text.encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -115,7 +113,65 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("EMBSWAP_CACHE", Path.home() / ".cache" / "embswap")) / "teacher"
 
 
+def _text_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def _cached_rows(folder: Path, wanted: set[bytes]) -> dict[bytes, torch.Tensor]:
+    """The vectors of ``wanted`` sentences found in the folder's shards (an unreadable shard is skipped:
+    its sentences are computed again)."""
+    found: dict[bytes, torch.Tensor] = {}
+    if not folder.is_dir():
+        return found
+    for shard in sorted(folder.glob("[!.]*.safetensors")):
+        try:  # a damaged shard costs a recomputation, never a failed run
+            tensors = load_tensors(shard, expected_shapes={"vectors": (None, None), "digests": (None, 32)})
+        except CorruptArtifactError:
+            continue
+        if tensors["digests"].shape[0] != tensors["vectors"].shape[0]:
+            continue
+        for digest, vector in zip(tensors["digests"].numpy(), tensors["vectors"]):
+            key = digest.tobytes()
+            if key in wanted:
+                found[key] = vector
+    return found
+
+
+def _write_shard(folder: Path, digests: list[bytes], vectors: torch.Tensor) -> None:
+    """One new shard, written to a hidden temporary file and renamed: readers never see half a shard."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(b"".join(digests)).hexdigest()[:32]
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    table = torch.frombuffer(bytearray(b"".join(digests)), dtype=torch.uint8).reshape(len(digests), 32)
+    try:
+        save_tensors({"vectors": vectors, "digests": table}, tmp)
+        os.replace(tmp, folder / f"{name}.safetensors")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @torch.no_grad()
+def _encode(model, pack, texts: Sequence[str], mode: str, max_length: int, batch_size: int, progress) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-grouped: less padding
+    out = torch.empty(0)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = pack.tokenizer([texts[i] for i in index], padding=True, truncation=True,
+                               max_length=max_length, return_tensors="pt")
+        device = next(model.parameters()).device
+        vectors = F.normalize(pooled_states(model, batch["input_ids"].to(device),
+                                            batch["attention_mask"].to(device), mode).float(), dim=-1).cpu()
+        if out.numel() == 0:
+            out = torch.empty(len(texts), vectors.shape[1])
+        out[index] = vectors
+        if progress is not None:
+            progress(len(index))
+    model.train(was_training)
+    return out
+
+
 def teacher_vectors(
     model,
     pack,
@@ -128,32 +184,29 @@ def teacher_vectors(
     cache_dir: str | os.PathLike | None = None,
     progress=None,
 ) -> torch.Tensor:
-    """L2-normalised pooled states of ``model`` (body + L1 pack) on ``sources``, cached on disk."""
+    """L2-normalised pooled states of ``model`` (body + L1 pack) on ``sources``, cached on disk.
+
+    The cache keeps one vector per sentence (shards in a folder per body, pack, pooling and length),
+    so parallel data that shares most of its L1 side with an earlier run (another L2 of the same
+    text) only computes the sentences it adds.
+    """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = teacher_key(body_fingerprint, pack, sources, mode, max_length)
-    folder = cache / key
-    if (folder / "vectors.safetensors").is_file():
-        return load_tensors(folder / "vectors.safetensors")["vectors"]
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # length-grouped: less padding
-    out = torch.empty(0)
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        batch = pack.tokenizer([sources[i] for i in index], padding=True, truncation=True,
-                               max_length=max_length, return_tensors="pt")
-        device = next(model.parameters()).device
-        vectors = F.normalize(pooled_states(model, batch["input_ids"].to(device),
-                                            batch["attention_mask"].to(device), mode).float(), dim=-1).cpu()
-        if out.numel() == 0:
-            out = torch.empty(len(sources), vectors.shape[1])
-        out[index] = vectors
-        if progress is not None:
-            progress(len(index))
-    model.train(was_training)
-    with atomic_folder(folder) as tmp:
-        save_tensors({"vectors": out}, tmp / "vectors.safetensors")
-    return out
+    folder = cache / teacher_key(body_fingerprint, pack, mode, max_length)
+    digests = [_text_digest(text) for text in sources]
+    known = _cached_rows(folder, set(digests))
+    todo: dict[bytes, str] = {}
+    for digest, text in zip(digests, sources):
+        if digest not in known:
+            todo.setdefault(digest, text)
+    if progress is not None and len(sources) > len(todo):
+        progress(len(sources) - len(todo))
+    if todo:
+        vectors = _encode(model, pack, list(todo.values()), mode, max_length, batch_size, progress)
+        _write_shard(folder, list(todo), vectors)
+        known.update(zip(todo, vectors))
+    if not sources:
+        return torch.empty(0)
+    return torch.stack([known[digest] for digest in digests])
 
 
 @dataclass
