@@ -332,6 +332,11 @@ class Demo:
         return results
 
 
+# Settings that older demos did not record, with the value they ran with: a folder from before
+# swap-robust fine-tuning holds a task model fine-tuned on the English pack alone.
+_OLDER_DEMOS = {"robust_packs": 0}
+
+
 def _refuse_other_settings(output: Path, settings: dict) -> None:
     """A store built with other budgets or another recipe must not be reused silently: its packs and
     task would be reported under settings they were not trained with. Other languages are fine."""
@@ -342,6 +347,7 @@ def _refuse_other_settings(output: Path, settings: dict) -> None:
         previous = json.loads(previous_path.read_text())
     except (OSError, ValueError):
         return
+    previous = {**_OLDER_DEMOS, **previous}
     differ = sorted(k for k in settings if k not in ("languages", "extra") and k in previous and previous[k] != settings[k])
     if differ:
         raise EmbswapError(

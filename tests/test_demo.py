@@ -62,3 +62,22 @@ def test_budget_scales_every_stage_and_keeps_the_recipe():
     assert full.with_budget(1.0) is full and full.with_budget(0.001).transfer_steps == 1
     with pytest.raises(EmbswapError, match="--budget must be above 0"):
         full.with_budget(0)
+
+
+def test_a_demo_folder_from_before_robust_fine_tuning_is_refused(tmp_path):
+    """Its task model read the English pack alone; reusing it would report a swap-robust run that never was."""
+    from dataclasses import asdict
+
+    from embswap.demo import DemoConfig, run_demo
+    from embswap.errors import EmbswapError
+
+    config = DemoConfig.quick_config()
+    older = {k: v for k, v in json.loads(json.dumps(asdict(config), default=str)).items() if k != "robust_packs"}
+    (tmp_path / "store").mkdir()
+    (tmp_path / "demo_config.json").write_text(json.dumps(older))
+    with pytest.raises(EmbswapError, match=r"other settings \(robust_packs\).*--fresh"):
+        run_demo(tmp_path, config)
+    from embswap.demo import _refuse_other_settings
+
+    config.robust_packs = 0  # what that folder was built with: accepted
+    assert _refuse_other_settings(tmp_path, json.loads(json.dumps(asdict(config), default=str))) is None
