@@ -93,6 +93,23 @@ def test_teacher_cache_computes_only_the_sentences_it_lacks(tmp_path, parts):
     assert torch.allclose(again, fresh, atol=1e-6)
 
 
+def test_only_the_pairs_the_steps_read_get_teacher_vectors(tmp_path, parts):
+    from embswap.io import load_tensors
+    from embswap.train.align import ParallelBatches
+
+    body, en, de_tok = parts
+    pairs = [{"source": f"{a} ({i})", "target": b} for i, (a, b) in enumerate(zip(EN_TEXT * 3, DE_TEXT * 3))][:40]
+    batches = ParallelBatches(de_tok, [p["target"] for p in pairs], batch_size=4, seed=0, max_length=32)
+    read = batches.rows_read(3)
+    assert len(read) == 12 and read == sorted({i for step in range(3) for i in batches(step)["index"].tolist()})
+    assert batches.rows_read(1000) == list(range(40))  # a long run reads every pair
+    run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="random", reference_pack=en,
+                 objective="align", objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)},
+                 max_steps=3, batch_size=4, seq_len=32, checkpoint_every=None, progress=False)
+    (shard,) = (tmp_path / teacher_key(body.fingerprint, en, "mean", 32)).iterdir()
+    assert load_tensors(shard)["vectors"].shape[0] == 12  # 12 distinct sources read, not 40
+
+
 def test_bad_parallel_input(tmp_path, parts):
     body, en, de_tok = parts
     bad = tmp_path / "bad.tsv"

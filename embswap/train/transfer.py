@@ -92,6 +92,7 @@ class ObjectiveContext:
     batch_size: int
     seq_len: int
     options: dict = field(default_factory=dict)
+    max_steps: int | None = None  # steps the run will take: data only those steps read need preparing
 
 
 _OBJECTIVES: dict[str, Callable[[ObjectiveContext], list[LossTerm]]] = {}
@@ -481,6 +482,7 @@ def run_transfer(
         batch_size=batch_size,
         seq_len=seq_len,
         options=dict(objective_options or {}),
+        max_steps=max_steps,
     )
     terms = build_loss_terms(objective, context)
     if extra_loss is not None:
