@@ -46,6 +46,7 @@ from _variants import (
     self_transfer_variant,
     store_id,
     task_key,
+    task_recipe,
 )
 
 from embswap.errors import EmbswapError
@@ -465,10 +466,11 @@ class Grid:
         variant, b = job.variant, self.budget
         store = self.store_of(variant, job.language or "en")
         extras = self.robust_packs(variant)
+        steps, minutes, lr = task_recipe(b, job.task)
         finetune(store.body, store.pack("en"), TASK_TYPES[job.task], self.train_rows(job.task),
                  labels=self.labels(job.task), output=store.task_path(task_key(variant, job.task)),
-                 lr=b.finetune_lr, batch_size=b.batch_size, seq_len=b.seq_len, seed=variant.seed,
-                 max_steps=b.task_steps, max_minutes=b.task_minutes, resume=True, extra_packs=extras or None,
+                 lr=lr, batch_size=b.batch_size, seq_len=b.seq_len, seed=variant.seed,
+                 max_steps=steps, max_minutes=minutes, resume=True, extra_packs=extras or None,
                  noise=variant.noise, progress=self.progress, data_description=f"bible-{job.task}:en:train")
 
     # ----------------------------------------------------------------------------- swap-robust packs
@@ -672,7 +674,7 @@ class Grid:
             return steps * b.tokens_per_step / TOKENS_PER_SECOND["pretrain"] / speed / 60 + self._overhead("joint-body")
         if job.kind == "task":
             step = b.batch_size * TOKENS_PER_EXAMPLE / TOKENS_PER_SECOND["finetune"] / speed / 60
-            return b.task_steps * step + self._overhead("task")
+            return task_recipe(b, job.task)[0] * step + self._overhead("task")
         if job.kind == "curve":
             segments, steps = self.curve_shape
             return segments * steps * mlm_minutes + (segments + 1) * eval_minutes

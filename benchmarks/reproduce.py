@@ -37,7 +37,7 @@ import _common
 from _dictionaries import dictionary_for
 from _grid import Grid
 from _tables import first_reaching, format_cell, markdown_table, mean_and_values
-from _variants import PAPER_NOISE, Budget, Variant
+from _variants import PAPER_NOISE, TASK_RECIPES, Budget, Variant
 from quality_ablation import BEST_MONOLINGUAL, WORK
 
 from embswap.demo import DemoConfig
@@ -258,8 +258,10 @@ def render_markdown(report: dict) -> str:
     b, e = report["budget"], report["equal_compute"]
     parts += ["## How it was run", "", *(f"- {note}" for note in [
         f"Budgets (steps; minutes are only safety caps): English body {e['english']}; each pack {b['pack_steps']} "
-        f"steps of {b['batch_size']} × {b['mlm_seq_len']} tokens; each task {b['task_steps']} steps of "
-        f"{b['batch_size']} examples; {report['n_test']} test examples per "
+        f"steps of {b['batch_size']} × {b['mlm_seq_len']} tokens; each genre task {b['task_steps']} steps of "
+        f"{b['batch_size']} examples (lr {b['finetune_lr']:g}), each paraphrase task "
+        f"{round(b['task_steps'] * TASK_RECIPES['paraphrase']['steps'])} (lr {TASK_RECIPES['paraphrase']['lr']:g}: "
+        f"it compares two sentences and needs more, gentler steps); {report['n_test']} test examples per "
         "language (paraphrase: half as many verses, a positive and a negative pair each).",
         f"Equal compute, in steps of one {e['tokens_per_step']:,}-token MLM batch: JointPair pretrains "
         f"{e['jointpair']}; JointMulti {e['jointmulti']}. Vocabularies: "

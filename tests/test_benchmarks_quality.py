@@ -18,7 +18,7 @@ sys.path.insert(0, str(BENCHMARKS))
 from _dictionaries import dictionary_digest, invert_dictionary  # noqa: E402
 from _grid import Grid, Job  # noqa: E402
 from _tables import first_reaching, format_cell, iter_percentages, markdown_table, mean_and_values  # noqa: E402
-from _variants import PAPER_NOISE, SELF, Budget, Variant, pack_key, store_id, task_key  # noqa: E402
+from _variants import PAPER_NOISE, SELF, Budget, Variant, pack_key, store_id, task_key, task_recipe  # noqa: E402
 
 from embswap.errors import EmbswapError  # noqa: E402
 
@@ -42,7 +42,10 @@ def test_step3_choices_share_the_pack_and_name_the_task():
     assert pack_key(tuned, "de") == pack_key(paper, "de")
     assert task_key(paper, "genre") == "genre~s0"
     assert task_key(tuned, "genre") == "genre~noise0.075~robust2~s0"
-    assert task_key(Variant(pos=True, adapters=True), "paraphrase") == "paraphrase~s0"  # pack-side only
+    # +pos / +adapters are pack-side; paraphrase's own recipe (more, gentler steps) names its models
+    assert task_key(Variant(pos=True, adapters=True), "paraphrase") == "paraphrase~x2~lr0.0003~s0"
+    assert task_recipe(Budget(task_steps=200, task_minutes=8.0), "paraphrase") == (400, 16.0, 3e-4)
+    assert task_recipe(Budget(task_steps=200, finetune_lr=1e-3), "genre") == (200, 8.0, 1e-3)
 
 
 def test_each_seed_keeps_its_own_robust_packs(tmp_path):
