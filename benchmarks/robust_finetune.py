@@ -29,11 +29,10 @@ from pathlib import Path
 import _common
 from _tables import markdown_table
 
-from embswap.demo import Demo, DemoConfig, _bible, _subsample, run_demo
+from embswap.demo import Demo, DemoConfig, _bible, run_demo
 from embswap.diagnose import self_transfer
 from embswap.errors import EmbswapError
 from embswap.evaluate import evaluate
-from embswap.train.robust import robust_pack_name
 
 NAME = "robust_finetune"
 SELF_SEED_BASE = 100  # extra self-transfer packs take seeds 100, 101, ...: never a robust pack's seed
@@ -81,47 +80,24 @@ def task_model(demo: Demo, k: int, seed: int) -> str:
     if k == cfg.robust_packs and seed == cfg.seed:
         return "genre"  # the demo's own task model
     name = f"genre~robust{k}~s{seed}"
-    if not demo.store.task_path(name).exists():
-        from embswap.train.finetune import finetune
-
-        bible = _bible()
-        robust = [robust_pack_name("en", i) for i in range(1, k + 1)]
-        for i, pack in enumerate(robust, start=1):
-            demo.transfer("en", pack, cfg.seed + i)
-        train_rows = bible.genre_examples("en", "train")
-        if cfg.quick:
-            train_rows = _subsample(train_rows, 400, cfg.seed)
-        dev_rows = _subsample(bible.genre_examples("en", "dev"), 50 if cfg.quick else 300, cfg.seed)
-        finetune(demo.store.body, demo.store.pack("en"), "classification", train_rows, dev_rows=dev_rows,
-                 labels=list(bible.GENRES), output=demo.store.task_path(name), epochs=cfg.finetune_epochs,
-                 lr=cfg.finetune_lr, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=seed,
-                 max_steps=cfg.finetune_steps, max_minutes=cfg.finetune_minutes, resume=True,
-                 extra_packs=[demo.store.pack(p) for p in robust], pack_names=["en", *robust],
-                 data_description="bible-genre:en:train")
+    robust = demo.robust_names(k)
+    for i, pack in enumerate(robust, start=1):
+        demo.transfer("en", pack, cfg.seed + i)
+    demo.finetune(name, robust, seed)
     return name
-
-
-def test_rows(cfg: DemoConfig) -> dict[str, list[dict]]:
-    """The demo's own test subsample, per language (the same verses everywhere)."""
-    bible, languages = _bible(), ["en", *cfg.languages]
-    rows = {lang: bible.genre_examples(lang, "test", common=languages) for lang in languages}
-    ids = sorted({row["id"] for row in rows["en"]})
-    keep = {row["id"] for row in _subsample([{"id": i} for i in ids], cfg.eval_examples, cfg.seed)}
-    return {lang: [row for row in found if row["id"] in keep] for lang, found in rows.items()}
 
 
 def score(demo: Demo, task_name: str, rows: dict, selves: list[str]) -> dict:
     store, cfg = demo.store, demo.config
     task, body = store.task(task_name), store.body
-    english = evaluate(body, store.pack("en"), task, rows["en"])["accuracy"]
-    self_scores = [self_transfer(body, store.pack("en"), task, rows["en"], store.pack(name))["self_transfer"]["accuracy"]
-                   for name in selves]
+    swaps = [self_transfer(body, store.pack("en"), task, rows["en"], store.pack(name)) for name in selves]
     languages = {}
     for lang in cfg.languages:
         zero = evaluate(body, store.pack(lang), task, rows[lang])["accuracy"]
         control = evaluate(body, demo.untrained_pack(lang), task, rows[lang])["accuracy"]
         languages[lang] = {"accuracy": zero, "untrained_pack": control}
-    return {"task": task_name, "english": english, "self_transfer": self_scores, "languages": languages}
+    return {"task": task_name, "english": swaps[0]["l1"]["accuracy"],
+            "self_transfer": [swap["self_transfer"]["accuracy"] for swap in swaps], "languages": languages}
 
 
 def summarise(cells: list[dict], majority: float) -> dict:
@@ -209,7 +185,7 @@ def main() -> None:
     for name, seed in self_pack_names(args.n_self):
         demo.transfer("en", name, seed)
         selves.append(name)
-    rows = test_rows(cfg)
+    rows = demo.test_rows()
     from embswap.evaluate import majority_baseline
 
     majority = majority_baseline(_bible().genre_examples("en", "train"), rows["en"])["accuracy"]

@@ -191,11 +191,12 @@ class Demo:
             return [v.text for code in ("3", "2") for v in bible.verses(code)]
         return bible.mlm_text(language)
 
-    def robust_names(self) -> list[str]:
-        """Store names of the English packs swap-robust fine-tuning reads beside the English pack."""
+    def robust_names(self, k: int | None = None) -> list[str]:
+        """Store names of the ``k`` (default: the config's) English packs swap-robust fine-tuning reads."""
         from .train.robust import robust_pack_name
 
-        return [robust_pack_name("en", i) for i in range(1, self.config.robust_packs + 1)]
+        k = self.config.robust_packs if k is None else k
+        return [robust_pack_name("en", i) for i in range(1, k + 1)]
 
     def transfer(self, language: str, name: str | None = None, seed: int | None = None) -> None:
         """Learn ``language``'s pack (``name`` defaults to the language; "en-relearned" for self-transfer,
@@ -225,25 +226,28 @@ class Demo:
             data_description={"mlm": f"bible:{language}", "parallel": f"bible:4-{language}, train books"},
         )
 
-    def finetune(self) -> None:
-        if self.store.task_path("genre").exists():
-            self.log("finetune: reusing the genre task in the store")
+    def finetune(self, name: str = "genre", robust: list[str] | None = None, seed: int | None = None) -> None:
+        """Fine-tune the genre task into the store as ``name`` (default: the demo's, with its robust packs
+        and seed; benchmarks/robust_finetune.py asks for others)."""
+        if self.store.task_path(name).exists():
+            self.log(f"finetune: reusing the {name} task in the store")
             return
         from .train.finetune import finetune
 
         cfg, bible = self.config, _bible()
+        robust = self.robust_names() if robust is None else robust
+        seed = cfg.seed if seed is None else seed
         train_rows = bible.genre_examples("en", "train")
         dev_rows = _subsample(bible.genre_examples("en", "dev"), 300 if not cfg.quick else 50, cfg.seed)
         if cfg.quick:
             train_rows = _subsample(train_rows, 400, cfg.seed)
-        robust = self.robust_names()
         self.log(f"finetune: genre classifier on English ({len(train_rows)} examples, {cfg.finetune_steps} steps"
                  + (f", swap-robust with {', '.join(robust)})" if robust else ")"))
         finetune(
             self.store.body, self.store.pack("en"), "classification", train_rows, dev_rows=dev_rows,
             extra_packs=[self.store.pack(name) for name in robust], pack_names=["en", *robust],
-            labels=list(bible.GENRES), output=self.store.task_path("genre"), epochs=cfg.finetune_epochs,
-            lr=cfg.finetune_lr, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed,
+            labels=list(bible.GENRES), output=self.store.task_path(name), epochs=cfg.finetune_epochs,
+            lr=cfg.finetune_lr, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=seed,
             max_steps=cfg.finetune_steps, max_minutes=cfg.finetune_minutes, resume=True, data_description="bible-genre:en:train",
         )
 
@@ -257,13 +261,18 @@ class Demo:
                             output_bias=start.output_bias, body_fingerprint=body.fingerprint,
                             provenance={"init": "random", "trained": False})
 
-    def evaluate(self) -> dict:
+    def test_rows(self) -> dict[str, list[dict]]:
+        """The held-out genre rows per language: the same ``eval_examples`` verses in every language."""
         cfg, bible = self.config, _bible()
         languages = ["en", *cfg.languages]
         test = {lang: bible.genre_examples(lang, "test", common=languages) for lang in languages}
         ids = sorted({row["id"] for row in test["en"]})
         keep = {row["id"] for row in _subsample([{"id": i} for i in ids], cfg.eval_examples, cfg.seed)}
-        test = {lang: [row for row in rows if row["id"] in keep] for lang, rows in test.items()}
+        return {lang: [row for row in rows if row["id"] in keep] for lang, rows in test.items()}
+
+    def evaluate(self) -> dict:
+        cfg, bible = self.config, _bible()
+        test = self.test_rows()
         body, task = self.store.body, self.store.task("genre")
         majority = majority_baseline(bible.genre_examples("en", "train"), test["en"])
         rows = []
@@ -280,7 +289,7 @@ class Demo:
             "self_transfer_alignment": swap["alignment"],
             "majority": majority,
             "languages": rows,
-            "n_test": len(keep),
+            "n_test": len(test["en"]),
         }
 
     @staticmethod
