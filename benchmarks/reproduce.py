@@ -280,9 +280,14 @@ def render_markdown(report: dict) -> str:
         + " (--jointpair-languages; other cells say 'not run').",
         "Dictionaries: " + "; ".join(f"{lang}: {label}" for lang, label in report["dictionaries"].items()) + ".",
         f"Minutes: wall time of the system's packs (or joint body), task and scores. Seeds: "
-        f"{', '.join(str(s) for s in report['seeds'])}. Machine: {report['environment']['cpu']}, {report['jobs']} "
-        f"job(s); load average {report['environment']['load_average_start']} → {report['load_average_end']}; wall "
-        f"{report['wall_minutes']:.1f} min (estimated {report['estimate']['wall_minutes']}).",
+        f"{', '.join(str(s) for s in report['seeds'])}. Machine: {report['environment']['cpu']}"
+        + (f" with an {report['environment']['accelerator']} GPU (all jobs share it)"
+           if report["environment"].get("accelerator") else "")
+        + f", {report['jobs']} job(s); load average {report['environment']['load_average_start']} → "
+        f"{report['load_average_end']}; wall {report['wall_minutes']:.1f} min (estimated "
+        f"{report['estimate']['wall_minutes']}).",
+        *([report["environment"]["note"][:1].upper() + report["environment"]["note"][1:] + "."]
+          if report["environment"].get("note") else []),
     ])]
     return "\n".join(parts) + "\n"
 
