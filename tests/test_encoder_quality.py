@@ -1,7 +1,7 @@
 """End to end on a real sentence encoder: all-MiniLM-L6-v2 learns German from a pack alone.
 
 The encoder is split into a frozen body and its English pack; a German pack (16k WordPiece,
-subword-mean init) is trained for 2 minutes with the align objective on Bible verse pairs of the
+subword-mean init) is trained for 200 steps of 32 pairs with the align objective on Bible verse pairs of the
 training books (both German translations of 3,000 English verses), then scored on 300 verse
 pairs of books 40-44, held out from the pairs and from the tokenizer. Retrieval must reach
 top-1 >= 30 % both ways and beat the same init untrained by a wide margin.
@@ -10,7 +10,6 @@ top-1 >= 30 % both ways and beat the same init untrained by a wide margin.
 from pathlib import Path
 
 import pytest
-import torch
 
 from embswap import split
 from embswap.artifacts import LanguagePack
@@ -41,33 +40,31 @@ def _train_pairs(verses: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_minutes_of_alignment_teach_minilm_german(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the budget is wall-clock: one thread makes the 2 minutes comparable
-    try:
-        folder = str(Path(minilm.__file__).parent / "model")
-        body, en = split(folder, "en", allow_headless=True)
-        task = sentence_task(body, read_pooling(folder))
-        tokenizer = train_tokenizer(bible.mlm_text("de", books=TRAIN_BOOKS), 16000, family=body.family,
-                                    special_ids=body.special_tokens, lowercase=True)
-        test = _every_nth(bible.parallel_pairs("4", "e", books=HELD_OUT_BOOKS), 300)
-        start = initialize_embeddings(body, tokenizer, "subword-mean", reference_pack=en)
-        untrained = LanguagePack(language="de", tokenizer=tokenizer, word_embeddings=start.word_embeddings,
-                                 body_fingerprint=body.fingerprint)
-        before = evaluate_retrieval(body, en, untrained, task, test)
-        outcome = run_transfer(
-            body, tokenizer, [], language="de", output=None, init="subword-mean", reference_pack=en,
-            objective="align", objective_options={"parallel": _train_pairs(3000), "pooling": task.settings["mode"],
-                                                  "teacher_cache": str(tmp_path / "teacher")},
-            max_steps=1_000_000, max_minutes=2.0, lr=5e-3, batch_size=32, warmup_steps=0, checkpoint_every=None,
-            progress=False, seed=0,
-        )
-        after = evaluate_retrieval(body, en, outcome.pack, task, test)
-    finally:
-        torch.set_num_threads(threads)
+def test_two_hundred_steps_of_alignment_teach_minilm_german(tmp_path):
+    # The budget is steps, not minutes, so a slow or busy machine learns the same amount; minutes are a
+    # cap. Measured on 2 cores: 200 steps reached top-1 0.55 / 0.68 from an untrained 0.10 / 0.08
+    # (100 steps: 0.33 / 0.46, too close to the bar).
+    folder = str(Path(minilm.__file__).parent / "model")
+    body, en = split(folder, "en", allow_headless=True)
+    task = sentence_task(body, read_pooling(folder))
+    tokenizer = train_tokenizer(bible.mlm_text("de", books=TRAIN_BOOKS), 16000, family=body.family,
+                                special_ids=body.special_tokens, lowercase=True)
+    test = _every_nth(bible.parallel_pairs("4", "e", books=HELD_OUT_BOOKS), 300)
+    start = initialize_embeddings(body, tokenizer, "subword-mean", reference_pack=en)
+    untrained = LanguagePack(language="de", tokenizer=tokenizer, word_embeddings=start.word_embeddings,
+                             body_fingerprint=body.fingerprint)
+    before = evaluate_retrieval(body, en, untrained, task, test)
+    outcome = run_transfer(
+        body, tokenizer, [], language="de", output=None, init="subword-mean", reference_pack=en,
+        objective="align", objective_options={"parallel": _train_pairs(3000), "pooling": task.settings["mode"],
+                                              "teacher_cache": str(tmp_path / "teacher")},
+        max_steps=200, max_minutes=10.0, lr=5e-3, batch_size=32, warmup_steps=0, checkpoint_every=None,
+        progress=False, seed=0,
+    )
+    after = evaluate_retrieval(body, en, outcome.pack, task, test)
     summary = f"untrained {before}, after {outcome.result.step} steps {after}"
     print(summary)  # shown with -s: the measured numbers of this run
-    assert after["n"] == 300
+    assert outcome.result.step == 200 and after["n"] == 300
     assert after["top1_l2_to_l1"] >= 0.30 and after["top1_l1_to_l2"] >= 0.30, summary
     assert after["top1_l2_to_l1"] >= before["top1_l2_to_l1"] + 0.20, summary
     assert after["top1_l1_to_l2"] >= before["top1_l1_to_l2"] + 0.20, summary
