@@ -18,8 +18,9 @@ random, overlap and dictionary inits.
     python benchmarks/reproduce.py                  # 44 min on 2 CPU cores (2 jobs): too small to transfer
     # the demo's budget, where the swap carries genre: 101 min on 2 cores with the demo's body
     python benchmarks/reproduce.py --scale 6.67 --body-from embswap-demo --jointpair-languages de --curve 6x50
+    # the committed results: the demo's budget, every JointPair body, 2 seeds; ~10 min on one H100 + 16 cores
+    python benchmarks/reproduce.py --scale 6.67 --curve 6x50 --seeds 0,1 --jobs 12
     python benchmarks/reproduce.py --quick          # CI smoke run, under 2 minutes
-    python benchmarks/reproduce.py --scale 4        # a bigger machine: every budget x4
     python benchmarks/reproduce.py --systems paper,jointpair-joint --languages de,ru
 
 Artifacts live in --work (default benchmarks/work/, shared with quality_ablation.py when the budgets
