@@ -249,8 +249,9 @@ def load_saved(args: argparse.Namespace, name: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def save(args: argparse.Namespace, name: str, data: dict) -> Path:
-    data = {**data, "load_average_end": load_average(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+def save(args: argparse.Namespace, name: str, data: dict, load_average_end: str | None = None) -> Path:
+    data = {**data, "load_average_end": load_average_end or load_average(),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = result_path(args, name, "json")
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
@@ -258,8 +259,9 @@ def save(args: argparse.Namespace, name: str, data: dict) -> Path:
 
 def write_report(args: argparse.Namespace, name: str, report: dict, render, plot) -> Path:
     """Save ``report`` as JSON, ``render(report)`` as Markdown and ``plot(report, path)`` as PNG; print the table."""
-    json_path = save(args, name, report)
+    # Read once: the Markdown must show the figure the JSON holds.
     report = {**report, "load_average_end": load_average()}
+    json_path = save(args, name, report, load_average_end=report["load_average_end"])
     markdown = render(report)
     write_atomic(result_path(args, name, "md"), markdown)
     plot(report, result_path(args, name, "png"))

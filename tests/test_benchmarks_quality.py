@@ -204,6 +204,25 @@ def test_jobs_of_one_artifact_share_one_timing(tmp_path):
     assert grid.timing_path(Job("task", paper, None, "genre")) != grid.timing_path(Job("task", noisy, None, "genre"))
 
 
+def test_report_json_and_markdown_show_one_reading_of_the_load_average(tmp_path, monkeypatch):
+    import argparse
+    import itertools
+
+    import _common
+
+    readings = itertools.count(1)
+    monkeypatch.setattr(_common, "load_average", lambda: f"reading {next(readings)}")
+    args = argparse.Namespace(out=tmp_path, quick=True)
+    path = _common.write_report(args, "probe", {"x": 1}, lambda r: f"end: {r['load_average_end']}\n",
+                                lambda r, png: png.write_bytes(b"png"))
+    saved = json.loads(path.read_text())
+    assert saved["load_average_end"] == "reading 1" and saved["x"] == 1
+    assert (tmp_path / "probe.quick.md").read_text() == "end: reading 1\n"
+    # A caller of save() without a reading still gets a fresh one (partial re-runs merge old results).
+    again = _common.save(args, "probe", {**saved})
+    assert json.loads(again.read_text())["load_average_end"] == "reading 2"
+
+
 # ------------------------------------------------------------------------------ the scripts, end to end
 
 def _run(script: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
