@@ -90,6 +90,18 @@ def environment(args: argparse.Namespace) -> dict:
     }
 
 
+def accelerator_clause(environment: dict) -> str:
+    """" with an <GPU> GPU (all jobs share it)" for a report's Machine line, or "" on a CPU."""
+    accelerator = environment.get("accelerator")
+    return f" with an {accelerator} GPU (all jobs share it)" if accelerator else ""
+
+
+def run_notes(environment: dict) -> list[str]:
+    """The environment's free-text ``note`` (added after a run, e.g. how a lent machine ran it) as a sentence."""
+    note = environment.get("note")
+    return [note[:1].upper() + note[1:] + "."] if note else []
+
+
 def rss_mb() -> float:
     """Current resident set size (MiB)."""
     return _status_kb("VmRSS") / 1024

@@ -161,16 +161,13 @@ def render_markdown(report: dict) -> str:
         "fine-tuning. Robust packs: embswap.train.robust.relearn_l1_packs (the English pack's tokenizer, random "
         "rows, MLM on those translations, seeds seed+1..seed+K), stored per seed.",
         "Dictionaries: " + "; ".join(f"{lang}: {label}" for lang, label in report["dictionaries"].items()) + ".",
-        f"Machine: {report['environment']['cpu']}"
-        + (f" with an {report['environment']['accelerator']} GPU (all jobs share it)"
-           if report["environment"].get("accelerator") else "")
-        + f", {report['jobs']} job(s) × {report['environment']['torch_threads']} "
+        f"Machine: {report['environment']['cpu']}{_common.accelerator_clause(report['environment'])}"
+        f", {report['jobs']} job(s) × {report['environment']['torch_threads']} "
         f"thread(s); load average {report['environment']['load_average_start']} at the start, "
         f"{report['load_average_end']} at the end; wall {report['wall_minutes']:.1f} min "
         f"(estimated {report['estimate']['wall_minutes']}).",
     ]
-    if report["environment"].get("note"):
-        notes.append(report["environment"]["note"][:1].upper() + report["environment"]["note"][1:] + ".")
+    notes += _common.run_notes(report["environment"])
     quick = " (quick smoke run: numbers are not meaningful)" if report["quick"] else ""
     title = "# Transfer-quality ablation" + quick
     return (title + "\n\n" + markdown_table(columns, lines) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n\n"

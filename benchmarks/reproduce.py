@@ -38,7 +38,7 @@ import _common
 from _dictionaries import dictionary_for
 from _grid import Grid
 from _tables import first_reaching, format_cell, markdown_table, mean_and_values
-from _variants import PAPER_NOISE, TASK_RECIPES, Budget, Variant
+from _variants import PAPER_NOISE, Budget, Variant, task_recipe
 from quality_ablation import BEST_MONOLINGUAL, WORK
 
 from embswap.demo import DemoConfig
@@ -257,11 +257,13 @@ def render_markdown(report: dict) -> str:
         parts.append(markdown_table(["init", "seed", "untrained", "final", "90 % of final reached at", "curve length"],
                                     rows))
     b, e = report["budget"], report["equal_compute"]
+    paraphrase_steps, _, paraphrase_lr = task_recipe(
+        Budget(task_steps=b["task_steps"], task_minutes=b["task_minutes"], finetune_lr=b["finetune_lr"]), "paraphrase")
     parts += ["## How it was run", "", *(f"- {note}" for note in [
         f"Budgets (steps; minutes are only safety caps): English body {e['english']}; each pack {b['pack_steps']} "
         f"steps of {b['batch_size']} × {b['mlm_seq_len']} tokens; each genre task {b['task_steps']} steps of "
         f"{b['batch_size']} examples (lr {b['finetune_lr']:g}), each paraphrase task "
-        f"{round(b['task_steps'] * TASK_RECIPES['paraphrase']['steps'])} (lr {TASK_RECIPES['paraphrase']['lr']:g}: "
+        f"{paraphrase_steps} (lr {paraphrase_lr:g}: "
         f"it compares two sentences and needs more, gentler steps); {report['n_test']} test examples per "
         "language (paraphrase: half as many verses, a positive and a negative pair each).",
         f"Equal compute, in steps of one {e['tokens_per_step']:,}-token MLM batch: JointPair pretrains "
@@ -282,13 +284,10 @@ def render_markdown(report: dict) -> str:
         "Dictionaries: " + "; ".join(f"{lang}: {label}" for lang, label in report["dictionaries"].items()) + ".",
         f"Minutes: wall time of the system's packs (or joint body), task and scores. Seeds: "
         f"{', '.join(str(s) for s in report['seeds'])}. Machine: {report['environment']['cpu']}"
-        + (f" with an {report['environment']['accelerator']} GPU (all jobs share it)"
-           if report["environment"].get("accelerator") else "")
-        + f", {report['jobs']} job(s); load average {report['environment']['load_average_start']} → "
-        f"{report['load_average_end']}; wall {report['wall_minutes']:.1f} min (estimated "
-        f"{report['estimate']['wall_minutes']}).",
-        *([report["environment"]["note"][:1].upper() + report["environment"]["note"][1:] + "."]
-          if report["environment"].get("note") else []),
+        f"{_common.accelerator_clause(report['environment'])}, {report['jobs']} job(s); load average "
+        f"{report['environment']['load_average_start']} → {report['load_average_end']}; wall "
+        f"{report['wall_minutes']:.1f} min (estimated {report['estimate']['wall_minutes']}).",
+        *_common.run_notes(report["environment"]),
     ])]
     return "\n".join(parts) + "\n"
 

@@ -271,15 +271,17 @@ class ParallelBatches:
         for step in range(steps):
             if len(rows) == len(self.ids):
                 break
-            epoch, index = divmod(step, self.batches_per_epoch)
-            plan = self._plan(epoch)
-            rows.update(plan[index % len(plan)])
+            rows.update(self._batch(step))
         return sorted(rows)
 
-    def __call__(self, step: int, process_index: int = 0, num_processes: int = 1) -> dict:
+    def _batch(self, step: int) -> list[int]:
+        """Rows of step ``step``'s whole batch (all processes): the one schedule rows_read and __call__ share."""
         epoch, index = divmod(step, self.batches_per_epoch)
         plan = self._plan(epoch)
-        rows = plan[index % len(plan)][process_index::num_processes]
+        return plan[index % len(plan)]
+
+    def __call__(self, step: int, process_index: int = 0, num_processes: int = 1) -> dict:
+        rows = self._batch(step)[process_index::num_processes]
         width = max(len(self.ids[i]) for i in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
