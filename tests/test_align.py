@@ -38,7 +38,12 @@ def test_align_trains_only_pack_tensors(tmp_path, parts, objective):
     assert out.result.step == 6
     assert out.pack.provenance["objective"] == objective
     assert out.pack.provenance["loss_terms"]["align"] == 5000.0
-    assert "align_loss" in out.result.history[-1] or "loss" in out.result.history[-1]
+    last = [r for r in out.result.history if "loss" in r][-1]
+    assert last["step"] == 6
+    if objective == "align":  # a single term: its loss is the logged loss, no per-term split
+        assert "align_loss" not in last and "mlm_loss" not in last
+    else:  # the logged loss is the weighted sum of the logged terms
+        assert last["loss"] == pytest.approx(last["mlm_loss"] + 5000.0 * last["align_loss"], rel=1e-3)
 
 
 def test_align_lowers_loss(tmp_path, parts):
