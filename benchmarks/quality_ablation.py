@@ -1,4 +1,4 @@
-"""Which step-2 and step-3 choices carry a task through the swap at laptop scale (issue 12's ablation).
+"""Which step-2 and step-3 choices carry a task through the swap at laptop scale (docs/method.md#ablation).
 
 Rows: the paper-literal MonoTrans recipe (random init, mlm, no noise), +noise, every init (overlap;
 dictionary with N = 200 / 1000 / 5000 anchors, free and frozen; subword-mean), anchors penalty,

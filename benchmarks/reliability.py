@@ -28,11 +28,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+import reliability_bounds as bounds  # noqa: E402
+import reliability_classes as classes  # noqa: E402
 import reliability_kit as kit  # noqa: E402
 from embswap import LanguagePack, split_model  # noqa: E402
 
 # max_examples per loader at scale 1 (artifact loaders load each example twice: hashes on and off).
-FUZZ = {"safetensors": 10000, "read_config": 3000, "body": 2000, "pack": 2000, "task": 2000, "store": 500}
+FUZZ = {"safetensors": 10000, "read_config": 3000, "body": 2000, "pack": 2000, "task": 2000, "store": 500,
+        # generated families of hostile-artifact classes (tests/reliability_classes.py)
+        "tokenizer_files": 300, "token_ids": 300, "names": 2000, "dtype_range": 300,
+        # tests/reliability_bounds.py: misfits that verify --load must catch, oversized JSON and headers
+        "compose_shapes": 300, "json_bounds": 300}
 
 
 def _vm_bytes() -> int:
@@ -57,6 +63,10 @@ def fuzz(samples: kit.Samples, scale: float, headroom_gb: float) -> dict:
                 kit.fuzz_safetensors(samples, n, derandomize=False)
             elif target == "read_config":
                 kit.fuzz_read_config(samples, n, derandomize=False)
+            elif target in classes.FAMILIES:
+                classes.FAMILIES[target](samples, n, derandomize=False)
+            elif target in bounds.FAMILIES:
+                bounds.FAMILIES[target](samples, n, derandomize=False)
             else:
                 kit.fuzz_artifact(samples, target, n, derandomize=False)
             timings[target] = round(time.perf_counter() - start, 1)

@@ -1,4 +1,4 @@
-"""The paper's comparison table at laptop scale, on Bible text (issue 8).
+"""The paper's comparison table at laptop scale, on Bible text (docs/results.md#reproduction).
 
 Systems: MonoTrans as the paper ran it (random init, mlm), MonoTrans with embswap's default
 monolingual recipe (BEST_MONOLINGUAL of quality_ablation.py: one place decides it), +pos, +noise,
@@ -62,7 +62,7 @@ SYSTEMS: dict[str, Variant] = {
     "jointpair-disjoint": Variant("JointPair, disjoint vocabulary", body="pair-disjoint"),
     "jointmulti": Variant("JointMulti (joint 4V vocabulary)", body="multi"),
 }
-# The paper's averages (XNLI accuracy / XQuAD F1; DESIGN.md): other tasks and languages and a far
+# The paper's averages (XNLI accuracy / XQuAD F1; Artetxe et al., 2020): other tasks and languages and a far
 # larger scale, quoted for orientation only. JointMulti: the paper's JointMulti-32k.
 PAPER_AVERAGES = {"paper": "67.8 / 61.1", "pos": "69.1 / 56.8", "noise": "70.0 / 57.8", "adapters": "69.5 / 66.8",
                   "jointpair-disjoint": "71.1 / 67.0", "jointmulti": "65.0 / 54.5"}

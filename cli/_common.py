@@ -33,6 +33,11 @@ MaxMinutesOption = Annotated[
     Optional[float], typer.Option("--max-minutes", help="Stop after this many minutes (checkpoint kept).")
 ]
 SeqLenOption = Annotated[int, typer.Option("--seq-len", help="Tokens per training sequence.")]
+# Commands that read an existing body: the default is 128 cut to what the body reads.
+BodySeqLenOption = Annotated[
+    Optional[int],
+    typer.Option("--seq-len", help="Tokens per sequence (default: 128, or the body's positions when it reads fewer)."),
+]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Sequences per step (over all processes).")]
 DeviceOption = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: a GPU if any).")]
 CheckpointEveryOption = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")]

@@ -8,17 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from embswap import Store
-from embswap.compose import export as export_model
-from embswap.split import split as split_checkpoint
 from embswap.constants import CONFIG_NAME, STORE_BODY, STORE_PACKS
-from embswap.errors import EmbswapError
-from embswap.hub import resolve as resolve_location
-from embswap.errors import CorruptArtifactError
-from embswap.io import load_json, read_config
-from embswap.store import folder_bytes
-from embswap.tasks.sentence import read_pooling, sentence_task
+from embswap.errors import CorruptArtifactError, EmbswapError
 
 from ._common import err_console, human_bytes, out_console, print_json
 
@@ -29,13 +22,27 @@ def split(
     lang: Annotated[str, typer.Option("--lang", help="Language code of the model's vocabulary.")] = "en",
     revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")] = None,
     headless: Annotated[bool, typer.Option("--headless", help="Accept an encoder without an MLM head.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace the store's body and pack (its other packs and tasks stop composing)."),
+    ] = False,
 ) -> None:
     """Split a masked-LM checkpoint into a frozen body and its first language pack.
 
     Example: embswap split ./bert-en -o store --lang en
     """
+    from embswap import Store
+    from embswap.names import check_name
+    from embswap.outputs import STORE, check_output
+    from embswap.split import split as split_checkpoint
+    from embswap.tasks.sentence import read_pooling, sentence_task
+
+    check_name(lang, "language code")  # --lang names the pack's folder
+    store = Store(check_output(output, STORE, inputs=[model]))
+    sentence = store.task_path("sentence-embedding")
+    for path, kind in ((store.body_path, "body"), (store.pack_path(lang), "language_pack"), (sentence, "task_module")):
+        check_output(path, kind, replace=overwrite, flag="--overwrite")  # all before anything is written
     body, pack = split_checkpoint(model, lang, revision=revision, allow_headless=headless)
-    store = Store(output)
     store.save_body(body)
     store.save_pack(pack)
     written = f"body {body.short_fingerprint} and pack {lang!r}"
@@ -59,9 +66,18 @@ def compose(
     Examples: embswap compose --store store --lang de --task genre -o de-genre;
     embswap compose --body store/body --pack store/packs/de -o de-mlm
     """
+    from embswap import Store
+    from embswap.compose import export as export_model
+    from embswap.hub import resolve as resolve_location
+    from embswap.outputs import MODEL, check_output
+
+    check_output(output, MODEL, inputs=[store, body, pack, task])
     if store is not None:
         if lang is None:
             raise typer.BadParameter("--store needs --lang", param_hint="--lang")
+        from embswap.names import check_name
+
+        check_name(lang, "language code")  # a name inside the store, never a path out of it
         st = Store(resolve_location(store))  # a local store or user/repo[@revision][:subfolder]
         body_art, pack_art = st.body, st.pack(lang)
         task_art = (st.task(task) if task in st.task_names or not Path(task).exists() else task) if task else None
@@ -83,6 +99,9 @@ _FIELDS = {
 
 def _describe(path: Path) -> dict:
     """What an artifact's config says, after the same validation every loader does."""
+    from embswap.io import load_json, read_config
+    from embswap.store import folder_bytes
+
     config = load_json(path / CONFIG_NAME)
     kind = config.get("kind") if isinstance(config, dict) else None
     if kind not in _FIELDS:
@@ -97,6 +116,8 @@ def _describe(path: Path) -> dict:
 
 
 def _store_summary(path: Path) -> dict:
+    from embswap import Store
+
     rows = Store(path).inventory()
     body = next((r for r in rows if r["kind"] == "body"), None)
     packs = [r for r in rows if r["kind"] == "language_pack"]
@@ -118,11 +139,20 @@ def _store_summary(path: Path) -> dict:
     }
 
 
+def _plain(text: str) -> Text:
+    """Untrusted text (config values, folder names) as a terminal shows it: control and escape
+    sequences escaped as ``--json`` escapes them, and no rich markup interpreted."""
+    return Text("".join(ch if ch.isprintable() else json.dumps(ch)[1:-1] if ord(ch) < 0x80 else f"\\u{ord(ch):04x}"
+                        for ch in text))
+
+
 def inspect(
     path: Annotated[Path, typer.Argument(help="An artifact folder or a store.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """Show what an artifact or a store holds: kind, language, sizes, fingerprint, provenance."""
+    from embswap.hub import resolve as resolve_location
+
     if not path.exists():
         path = resolve_location(str(path))  # a Hub id; a missing local path raises ArtifactNotFoundError
     if (path / CONFIG_NAME).is_file():
@@ -135,17 +165,17 @@ def inspect(
         print_json(info)
         return
     if info["kind"] != "store":
-        table = Table(title=f"{info['kind']} {path}", show_header=False)
+        table = Table(title=_plain(f"{info['kind']} {path}"), show_header=False)
         for key, value in info.items():
-            table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+            table.add_row(key, _plain(json.dumps(value) if isinstance(value, (dict, list)) else str(value)))
         out_console.print(table)
         return
-    table = Table(title=f"store {path} (body {str(info['fingerprint'])[:12]})")
+    table = Table(title=_plain(f"store {path} (body {str(info['fingerprint'])[:12]})"))
     table.add_column("kind")
     table.add_column("name")
     table.add_column("size", justify="right")
     for row in info["artifacts"]:
-        table.add_row(row["kind"], row["name"], human_bytes(row["bytes"]))
+        table.add_row(row["kind"], _plain(row["name"]), human_bytes(row["bytes"]))
     out_console.print(table)
     out_console.print(
         f"total {human_bytes(info['bytes'])} for {info['models']} language x task models; "

@@ -20,19 +20,20 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write (JSONL; plain text for bible).")],
     lang: Annotated[str, typer.Option("--lang", help="Language code (bible-parallel: SRC-TGT translation codes, e.g. 4-e).")] = "en",
     split: Annotated[str, typer.Option("--split", help="train, dev or test (held-out books).")] = "train",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the file if it exists.")] = False,
 ) -> None:
     """Write a named source to a file, e.g. `embswap data export bible-genre --lang de --split test -o de.jsonl`."""
     from embswap.data.bible import export_jsonl, resolve_source
+    from embswap.outputs import FILE, atomic_file, check_output
 
     if source not in SOURCES:
         raise typer.BadParameter(f"expected one of: {', '.join(SOURCES)}", param_hint="SOURCE")
+    check_output(output, FILE, replace=overwrite, flag="--overwrite")
     spec = f"bible:{lang}:{split}" if source in ("bible", "bible-parallel") else f"{source}:{lang}:{split}"
     rows = resolve_source(spec)
     if source == "bible":
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in rows), encoding="utf-8")
-        tmp.replace(output)
+        with atomic_file(output) as handle:
+            handle.write("".join(line + "\n" for line in rows))
         count = len(rows)
     else:
         count = export_jsonl(rows, output)

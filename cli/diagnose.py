@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ._common import BatchSizeOption, DeviceOption, SeqLenOption, err_console, out_console, print_json
+from ._common import BatchSizeOption, BodySeqLenOption, DeviceOption, err_console, out_console, print_json
 
 OBJECTIVES = ("mlm", "mlm+align")
 
@@ -89,7 +89,7 @@ def diagnose(
         Optional[int], typer.Option("--vocab-size", help="Vocabulary of the re-learned pack (default: the L1 pack's).")
     ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate of re-learning.")] = 1e-3,
-    seq_len: SeqLenOption = 128,
+    seq_len: BodySeqLenOption = None,
     batch_size: BatchSizeOption = 32,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the init, the batches and the masks.")] = 0,
     top_k: Annotated[

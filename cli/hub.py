@@ -9,8 +9,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from embswap import hub
-from embswap.cards import card_for, write_card
 from embswap.constants import CONFIG_NAME
 from embswap.errors import ArtifactNotFoundError, DataError
 
@@ -52,6 +50,8 @@ def push(
     Examples: embswap push store/packs/de --repo me/bert-en-packs --subfolder packs/de;
     embswap push store --repo me/bert-en-store --license apache-2.0
     """
+    from embswap import hub
+
     if not path.exists():
         raise ArtifactNotFoundError(f"{path} does not exist; pass an artifact folder or a store")
     options = {"license": license, "base_model": base_model, "datasets": dataset or None, "eval_results": _results(results)}
@@ -70,13 +70,18 @@ def pull(
     repo: Annotated[str, typer.Argument(help="Hub id: user/name[@revision][:subfolder].")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the artifact or store into.")],
     revision: Annotated[Optional[str], typer.Option(help="Branch, tag or commit.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--overwrite", "--force", help="Replace an artifact or store of the kind pulled (never other files)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """Download an artifact or a store: weights, configs, tokenizers and cards only (no code, no pickles).
 
     Example: embswap pull me/bert-en-packs:packs/de -o packs/de
     """
+    from embswap import hub
+
     folder = hub.pull(repo, output, revision, overwrite=force)
     artifacts = [str(p.relative_to(folder)) or "." for p in hub.artifact_folders(folder)]
     if as_json:
@@ -97,6 +102,8 @@ def search(
 
     Example: embswap search --body me/bert-en-store --lang de
     """
+    from embswap import hub
+
     rows = hub.search(body, lang, token=token, limit=limit)
     if as_json:
         print_json(rows)
@@ -121,6 +128,8 @@ def card(
     write: Annotated[bool, typer.Option("--write", help="Write README.md into the folder instead of printing it.")] = False,
 ) -> None:
     """Print (or write) the model card `embswap push` would upload."""
+    from embswap.cards import card_for, write_card
+
     if not path.exists():
         raise ArtifactNotFoundError(f"{path} does not exist; pass an artifact folder or a store")
     options = {"location": repo, "license": license}

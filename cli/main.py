@@ -1,7 +1,13 @@
-"""The Typer app: command groups joined here; known errors become one line and exit code 1."""
+"""The Typer app: command groups joined here; known errors become one line and exit code 1.
+
+Every command module is imported and registered here by name, so a module that fails to import
+stops the CLI at startup instead of leaving a command silently missing. The modules import torch,
+transformers and the rest of the library inside their commands: `embswap --help` stays light.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -11,6 +17,15 @@ import typer
 from embswap.errors import EmbswapError
 
 from . import artifacts as artifacts_cmds
+from . import data as data_cmds
+from . import demo as demo_cmds
+from . import diagnose as diagnose_cmds
+from . import hub as hub_cmds
+from . import pretrain as pretrain_cmds
+from . import tasks as tasks_cmds
+from . import tokenizer as tokenizer_cmds
+from . import train as train_cmds
+from . import verify as verify_cmds
 
 app = typer.Typer(
     name="embswap",
@@ -23,20 +38,9 @@ app = typer.Typer(
 app.command("split")(artifacts_cmds.split)
 app.command("compose")(artifacts_cmds.compose)
 app.command("inspect")(artifacts_cmds.inspect)
-
-
-def _register_optional() -> None:
-    """Command modules that later parts of the pipeline add; each registers itself."""
-    import importlib
-
-    for name in ("tokenizer", "train", "pretrain", "tasks", "data", "demo", "hub", "verify", "diagnose"):
-        try:
-            module = importlib.import_module(f"embswap.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"embswap.cli.{name}":
-                continue
-            raise
-        module.register(app)
+for _module in (tokenizer_cmds, train_cmds, pretrain_cmds, tasks_cmds, data_cmds, demo_cmds, hub_cmds, verify_cmds,
+                diagnose_cmds):
+    _module.register(app)
 
 
 def _one_line_errors(func):
@@ -51,8 +55,26 @@ def _one_line_errors(func):
                 raise
             typer.echo(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", err=True)
             raise typer.Exit(1) from None
+        except (typer.TyperException, typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise  # usage errors (exit 2), deliberate exits, Ctrl-C
+        except BaseException as err:  # a bug or a case no check foresaw (a Rust panic is a BaseException): one line
+            if os.environ.get("EMBSWAP_DEBUG") == "1":
+                raise
+            typer.echo(
+                f"error: unexpected error ({type(err).__name__}): {_first_line(err)}; "
+                "run with EMBSWAP_DEBUG=1 for the traceback",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _first_line(err: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of ``err``'s message, control characters escaped, cut to ``limit``."""
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    text = text if text.isprintable() else repr(text)[1:-1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _wrap_commands(typer_app: typer.Typer) -> None:
@@ -63,16 +85,42 @@ def _wrap_commands(typer_app: typer.Typer) -> None:
         _wrap_commands(group.typer_instance)
 
 
-_register_optional()
 _wrap_commands(app)
 
 
+def _tolerate_closed_output() -> None:
+    """Output sent to a closed pipe (`embswap pretrain ... | head`) is dropped; the run and its save go on."""
+    import signal
+
+    from embswap.outputs import tolerate_closed
+
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # such a write then raises (and is dropped) instead of killing us
+    sys.stdout, sys.stderr = tolerate_closed(sys.stdout), tolerate_closed(sys.stderr)
+
+
 def main() -> None:
+    _tolerate_closed_output()
     try:
-        app()
+        # Not standalone: click would print a usage error as a framed box; here it is one `error:` line.
+        code = app(standalone_mode=False, prog_name="embswap")
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except typer.TyperException as err:  # click's usage errors (exit code 2) and the like
+        if type(err).__name__ == "NoArgsIsHelpError":  # `embswap` or `embswap data` alone: show the help
+            with contextlib.suppress(SystemExit):
+                app(args=[*sys.argv[1:], "--help"], prog_name="embswap")
+            sys.exit(2)
+        typer.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+        context = getattr(err, "ctx", None)
+        if getattr(err, "exit_code", 1) == 2 and context is not None:
+            typer.echo(f"try: {context.command_path} --help", err=True)
+        sys.exit(getattr(err, "exit_code", 1))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

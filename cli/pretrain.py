@@ -107,11 +107,16 @@ def pretrain(
     """
     from embswap.artifacts import load_tokenizer
     from embswap.data.text import describe, read_texts
+    from embswap.outputs import STORE, check_output
     from embswap.train.pretrain import PRESETS, VOCAB_MODES, run_pretrain
 
     languages = [part.strip() for part in lang.split(",") if part.strip()]
     if not languages or len(set(languages)) != len(languages):
         raise typer.BadParameter(f"{lang!r}: give distinct language codes joined by commas", param_hint="--lang")
+    from embswap.names import check_name
+
+    for code in languages:
+        check_name(code, "language code")  # each names a pack's folder in the store
     if preset not in PRESETS:
         raise typer.BadParameter(f"expected one of: {', '.join(PRESETS)}", param_hint="--preset")
     if vocab not in VOCAB_MODES:
@@ -124,6 +129,11 @@ def pretrain(
         )
     if not text and dataset is None:
         raise typer.BadParameter("give at least one --text FILE (or --dataset NAME)", param_hint="--text")
+    # Values may be LANG=PATH; both readings are inputs the store must not hold or sit in.
+    values = [*(text or []), *(tokenizer or [])]
+    check_output(output, STORE, inputs=[*values, *(value.partition("=")[2] for value in values)])
+    check_output(output / "body", "body", replace=resume or overwrite,
+                 flag="--overwrite (or --resume to continue its run)")
     if threads is not None:
         import torch
 
@@ -186,7 +196,8 @@ def pretrain(
     prov = outcome.body.provenance
     losses = prov["mlm_loss"]
     err_console.print(
-        f"{prov['baseline']} {family}-{prov['preset']} body {outcome.body.short_fingerprint} and packs "
+        f"{prov['baseline']} {family}-{prov['preset']} body {outcome.body.short_fingerprint} (reads up to "
+        f"{prov['max_positions']} tokens) and packs "
         f"{', '.join(languages)} written to {output}: {prov['steps']} steps, {prov['tokens_seen']:,} tokens, "
         f"{prov['minutes']} min, held-out MLM loss {_rounded(losses['eval_initial'])} -> "
         f"{_rounded(losses['eval_final'])}"

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from embswap.errors import EmbswapError
 
-from ._common import err_console, out_console, print_json
+from ._common import ThreadsOption, err_console, out_console, print_json
 
 TASK_CHOICES = ("classification", "pair-classification", "qa")
 MODE_CHOICES = ("full", "adapter", "frozen")
@@ -134,12 +134,23 @@ def finetune(
         ),
     ] = 0.0,
     epochs: Annotated[float, typer.Option("--epochs", help="Passes over the training rows.")] = 2.0,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, 10% warm-up, linear decay).")] = 2e-5,
+    lr: Annotated[
+        Optional[float],
+        typer.Option(
+            "--lr",
+            help="Peak learning rate (AdamW, 10% warm-up, linear decay; default from the body: 1e-3 for a small body "
+            "made by `embswap pretrain`, 2e-5 for others; the task records it).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per step.")] = 32,
     seq_len: Annotated[
-        int,
-        typer.Option("--seq-len", help="Longest input in tokens (longer inputs are cut; QA contexts are windowed)."),
-    ] = 128,
+        Optional[int],
+        typer.Option(
+            "--seq-len",
+            help="Longest input in tokens (longer inputs are cut; QA contexts are windowed; default: 128, or the "
+            "body's positions when it reads fewer).",
+        ),
+    ] = None,
     max_steps: Annotated[
         Optional[int], typer.Option("--max-steps", help="Stop after this many steps (overrides --epochs).")
     ] = None,
@@ -211,6 +222,8 @@ def finetune(
     pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    threads: ThreadsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Step 3: fine-tune body + head on L1 task data with the word embeddings frozen.
 
@@ -218,11 +231,25 @@ def finetune(
     --train bible-genre:en:train --dev bible-genre:en:dev -o store/tasks/genre --noise 0.075
     [--robust-packs 2 --robust-text bible:en --robust-objective mlm+align --robust-parallel bible:4-3]
     """
+    from embswap import Body
+    from embswap.architectures import resolve_seq_len
+    from embswap.outputs import check_output
     from embswap.tasks.data import describe_source
+    from embswap.train.finetune import default_lr
     from embswap.train.finetune import finetune as run_finetune
+
+    from .train import set_threads
 
     _check_choice(task, TASK_CHOICES, "--task")
     _check_choice(mode, MODE_CHOICES, "--mode")
+    set_threads(threads)
+    # An earlier task module there is replaced (re-training a store's task in place).
+    check_output(output, "task_module", inputs=[body, pack, train, dev, *(extra_pack or []), *(robust_text or []),
+                                                *(robust_parallel or [])])
+    body_art = Body.from_pretrained(body)
+    # Resolved here too, so a length the body cannot read fails before any data or robust pack is read.
+    length, length_source = resolve_seq_len(body_art.model_config, seq_len)
+    rate, rate_source = (lr, "given") if lr is not None else default_lr(body_art)
     options = _dataset_options(dataset, config, split, text_column, pair_column, label_column)
     train_rows = _rows(train, task, options, "--train")
     dev_rows = None
@@ -238,9 +265,10 @@ def finetune(
         pack, extra_packs = l1, extra_packs + list(relearned.values())
     err_console.print(
         f"fine-tuning {task} ({mode}) on {len(train_rows)} rows" + (f", dev {len(dev_rows)}" if dev_rows else "")
+        + f"; lr {rate:g} ({rate_source}), seq_len {length} ({length_source})"
     )
     module = run_finetune(
-        body,
+        body_art,
         pack,
         task,
         train_rows,
@@ -262,6 +290,7 @@ def finetune(
         pack_names=pack_names,
         checkpoint_every=checkpoint_every,
         data_description=describe_source(train or "", **options),
+        progress=not quiet,
     )
     summary = {
         "output": str(output),
@@ -269,6 +298,9 @@ def finetune(
         "mode": module.mode,
         "labels": module.labels,
         "steps": module.provenance.get("steps"),
+        "lr": module.provenance.get("lr"),
+        "lr_source": module.provenance.get("lr_source"),
+        "seq_len": module.provenance.get("seq_len"),
         "dev_metrics": module.provenance.get("dev_metrics", {}),
     }
     if "batches_per_pack" in module.provenance:
@@ -408,6 +440,12 @@ def evaluate(
         Optional[str], typer.Option("--lang", help="Comma-separated languages of the store to score (default: all).")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per forward pass.")] = 64,
+    seq_len: Annotated[
+        Optional[int],
+        typer.Option(
+            "--seq-len", help="Longest input in tokens (default: the task's own, or the body's positions if fewer)."
+        ),
+    ] = None,
     device: DeviceOpt = None,
     dataset: DatasetOpt = None,
     config: ConfigOpt = None,
@@ -447,6 +485,9 @@ def evaluate(
     if task is None:
         raise typer.BadParameter("give --task (a task folder, or a task name with --store)", param_hint="--task")
     if task == "retrieval":
+        if seq_len is not None:
+            raise typer.BadParameter("retrieval reads the pooling's length (cut to the body's); drop it",
+                                     param_hint="--seq-len")
         _evaluate_retrieval(data, store, body, pack, lang, reference_pack, ceiling, as_json)
         return
     if reference_pack is not None or ceiling is not None:
@@ -458,17 +499,21 @@ def evaluate(
         from embswap import Store
 
         st = Store(store)
+        if task not in st.task_names and not Path(task).exists():
+            st.task(task)  # not found: the error lists the store's tasks, as `compose --store` does
         languages = [x.strip() for x in lang.split(",") if x.strip()] if lang else st.languages
         if not languages:
             raise EmbswapError(f"store {store} has no language packs; train one with `embswap transfer`")
-        results = evaluate_languages(st, task, languages, data or "", batch_size=batch_size, device=device, **options)
+        results = evaluate_languages(st, task, languages, data or "", batch_size=batch_size, device=device,
+                                     seq_len=seq_len, **options)
     else:
         if body is None or pack is None:
             raise typer.BadParameter("give --body and --pack, or --store with --lang", param_hint="--body/--pack")
         if lang and "," in lang:
             raise typer.BadParameter("several languages need --store", param_hint="--lang")
         name = lang or "-"
-        results = {name: run_evaluate(body, pack, task, data or "", batch_size, device=device, **options)}
+        results = {name: run_evaluate(body, pack, task, data or "", batch_size, device=device, seq_len=seq_len,
+                                      **options)}
     if as_json:
         print_json(next(iter(results.values())) if len(results) == 1 else results)
         return

@@ -7,8 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from embswap.io import atomic_folder
-
 from ._common import err_console, print_json
 
 tokenizer_app = typer.Typer(help="Train tokenizers for new languages.", no_args_is_help=True)
@@ -48,26 +46,36 @@ def train(
     embswap tokenizer train --lang de --text bible:de --model unigram -o tok-de
     """
     from embswap.data.text import read_texts
+    from embswap.io import atomic_folder
+    from embswap.outputs import TOKENIZER, check_output
     from embswap.train.tokenizer import TOKENIZER_MODELS, train_tokenizer
 
     if not text and dataset is None:
         raise typer.BadParameter("give at least one --text FILE (or --dataset NAME)", param_hint="--text")
+    if lang is not None:
+        from embswap.names import check_name
+
+        check_name(lang, "language code")  # the same codes a pack may have
+    check_output(output, TOKENIZER, inputs=[*(text or []), body])  # an earlier tokenizer there is replaced
     if model is not None and model not in TOKENIZER_MODELS:
         raise typer.BadParameter(f"expected one of: {', '.join(TOKENIZER_MODELS)}", param_hint="--model")
-    special_ids = None
+    special_ids, max_length = None, 512
     if body is not None:
         from embswap import Body
+        from embswap.architectures import max_input_tokens
 
         body_art = Body.from_pretrained(body)
         if family is not None and family != body_art.family:
             raise typer.BadParameter(f"the body is a {body_art.family} model; drop --family", param_hint="--family")
         family, special_ids = body_art.family, body_art.special_tokens
+        # The tokenizer's own limit (what truncation=True cuts to) is what the body reads.
+        max_length = max_input_tokens(body_art.model_config) or max_length
     family = family or "bert"
     texts = read_texts(text or [], dataset=dataset, dataset_config=dataset_config, split=split, column=column)
     err_console.print(f"training a {model or 'default'} tokenizer ({family}) on {len(texts):,} lines ...")
     tokenizer = train_tokenizer(
         texts, vocab_size, family=family, model=model, special_ids=special_ids, lowercase=lowercase,
-        min_frequency=min_frequency,
+        min_frequency=min_frequency, max_length=max_length,
     )
     with atomic_folder(output) as tmp:
         tokenizer.save_pretrained(str(tmp))

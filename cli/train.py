@@ -13,10 +13,10 @@ import typer
 
 from ._common import (
     BatchSizeOption,
+    BodySeqLenOption,
     CheckpointEveryOption,
     DeviceOption,
     MaxMinutesOption,
-    SeqLenOption,
     ThreadsOption,
     err_console,
     print_json,
@@ -93,13 +93,14 @@ def transfer(
     ] = None,
     lowercase: Annotated[bool, typer.Option("--lowercase", help="Lowercase when training the tokenizer.")] = False,
     init: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--init",
             help="Initial matrix: random, overlap, dictionary, subword-mean, or aligned (word alignment of the "
-            "--parallel text with eflomal: pip install \"embswap[align]\").",
+            "--parallel text with eflomal: pip install \"embswap[align]\"). Default: aligned with --parallel "
+            "(subword-mean where eflomal is missing), else random.",
         ),
-    ] = "random",
+    ] = None,
     reference_pack: Annotated[
         Optional[str],
         typer.Option("--reference-pack", help="Pack to copy rows from (default: the store's only other pack)."),
@@ -142,9 +143,13 @@ def transfer(
     pooling: Annotated[str, typer.Option("--pooling", help="Pooled states the alignment compares: mean, cls, max.")] = "mean",
     max_steps: Annotated[int, typer.Option("--max-steps", help="Training steps (also the schedule's length).")] = 1000,
     max_minutes: MaxMinutesOption = None,
-    seq_len: SeqLenOption = 128,
+    seq_len: BodySeqLenOption = None,
     batch_size: BatchSizeOption = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, linear warmup and decay).")] = 1e-3,
+    lr: Annotated[
+        Optional[float],
+        typer.Option("--lr", help="Peak learning rate (AdamW, linear warmup and decay). Default: 1e-3; with --parallel "
+                     "1e-3 after an aligned init, 5e-3 after the others."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the init, the batches and the masks.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint of this output.")] = False,
     device: DeviceOption = None,
@@ -166,13 +171,15 @@ def transfer(
     embswap transfer --body store/body --lang de --text de.txt -o store/packs/de --max-minutes 10 --resume
     """
     from embswap import Body, LanguagePack
+    from embswap.architectures import max_input_tokens
     from embswap.artifacts import load_tokenizer
     from embswap.data.text import describe, read_texts
     from embswap.init import INIT_METHODS
+    from embswap.outputs import check_output
     from embswap.train.tokenizer import train_tokenizer
     from embswap.train.transfer import ANCHOR_MODES, run_transfer, tokenizer_for_run
 
-    if init not in INIT_METHODS:
+    if init is not None and init not in INIT_METHODS:
         raise typer.BadParameter(f"expected one of: {', '.join(INIT_METHODS)}", param_hint="--init")
     if anchors not in ANCHOR_MODES:
         raise typer.BadParameter(f"expected one of: {', '.join(ANCHOR_MODES)}", param_hint="--anchors")
@@ -188,6 +195,12 @@ def transfer(
     if init == "aligned" and not parallel:
         raise typer.BadParameter("--init aligned word-aligns --parallel FILE (or bible:4-e); add it",
                                  param_hint="--parallel")
+    from embswap.names import check_name
+
+    check_name(lang, "language code")  # recorded in the pack, and its folder name in a store
+    # An earlier pack there is replaced (re-training a store's pack in place; --resume relies on it).
+    inputs = [body, tokenizer, reference_pack, dictionary, *(text or []), *(parallel or []), *(eval_text or [])]
+    check_output(output, "language_pack", inputs=inputs)
     set_threads(threads)
 
     body_art = Body.from_pretrained(body)
@@ -197,7 +210,7 @@ def transfer(
         if len(others) == 1:
             reference = str(others[0])
             say(f"reference pack: {reference} (the store's only other pack)")
-    if reference is None and init != "random":
+    if reference is None and init not in (None, "random"):
         raise typer.BadParameter(
             f"--init {init} copies rows from a reference pack; pass --reference-pack STORE/packs/en",
             param_hint="--reference-pack",
@@ -218,6 +231,7 @@ def transfer(
             return train_tokenizer(
                 texts, vocab_size, family=body_art.family, model=tokenizer_model,
                 special_ids=body_art.special_tokens, lowercase=lowercase,
+                max_length=max_input_tokens(body_art.model_config) or 512,
             )
 
         # Resuming reuses the tokenizer the interrupted run trained (training one is not deterministic).
@@ -256,6 +270,7 @@ def transfer(
         checkpoint_every=checkpoint_every,
         data_description=describe(text or [], dataset, config=dataset_config, split=split if dataset else None),
         progress=not quiet,
+        recipe_log=say,
     )
     if not outcome.result.is_main_process:
         return
@@ -264,8 +279,9 @@ def transfer(
     shown = losses["eval_final"] if losses["eval_final"] is not None else losses["train_final"]
     err_console.print(
         f"pack {lang!r} ({outcome.pack.vocab_size:,} tokens) written to {output}: {prov['steps']} steps, "
-        f"{prov['tokens_seen']:,} tokens, MLM loss {shown if shown is None else round(shown, 4)}, init counts "
-        f"{prov['init']['counts']}"
+        f"{prov['tokens_seen']:,} tokens, seq_len {prov['seq_len']} ({prov['seq_len_source']}), "
+        f"MLM loss {shown if shown is None else round(shown, 4)}, init {prov['init']['method']} ({prov['init_source']}), "
+        f"lr {prov['lr']:g} ({prov['lr_source']}), init counts {prov['init']['counts']}"
     )
     if as_json:
         print_json({"output": str(output), **prov})

@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from embswap import hub
 from embswap.errors import CorruptArtifactError
-from embswap.verify import verify as verify_files
 
 from ._common import err_console, human_bytes, out_console, print_json
 
@@ -25,6 +23,9 @@ def verify(
     Exit code 0 when everything matches, 1 with a one-line reason on the first problem.
     Examples: embswap verify store; embswap verify store/packs/de --load --json
     """
+    from embswap import hub
+    from embswap.verify import verify as verify_files
+
     folder = Path(path) if Path(path).exists() else hub.resolve(path)
     rows = verify_files(folder, load=load)
     failed = [r for r in rows if r.failed]

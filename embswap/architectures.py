@@ -9,7 +9,7 @@ The word-embedding matrix and the MLM output layer are found through the model's
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -24,7 +24,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from .errors import EmbswapError, UnsupportedModelError
+from .errors import DataError, EmbswapError, UnsupportedModelError
 
 TASK_TYPES = ("classification", "pair-classification", "qa", "sentence-embedding")
 
@@ -257,6 +257,51 @@ def mlm_head_logits(model: PreTrainedModel, hidden_states: torch.Tensor) -> torc
             f"the {family.name} family (head-less bodies train with the align objective)"
         )
     return family.mlm_head(model, hidden_states)
+
+
+# The input length a run uses when the body reads longer ones: the cost of a step grows with it.
+DEFAULT_SEQ_LEN = 128
+
+
+def max_input_tokens(config: PretrainedConfig | Mapping) -> int | None:
+    """The longest input, special tokens included, a model with ``config`` reads (None: no bound).
+
+    ``config`` is a transformers config or its dict (``Body.model_config``). A learned position table
+    of N rows reads N tokens; RoBERTa-style families number positions from ``pad_token_id + 1``, so
+    roberta-base's 514 rows read 512 tokens.
+    """
+    get = config.get if isinstance(config, Mapping) else (lambda key: getattr(config, key, None))
+    positions = get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return None
+    model_type = get("model_type")
+    family = next((f for f in _FAMILIES.values() if model_type in f.model_types), None)
+    if family is not None and family.position_offset_from_pad:
+        positions -= int(get("pad_token_id") or 0) + 1
+    return positions
+
+
+def resolve_seq_len(
+    config: PretrainedConfig | Mapping, seq_len: int | None = None, *, recorded: int | None = None
+) -> tuple[int, str]:
+    """``(length, why)`` of a run on a body with ``config``.
+
+    An explicit ``seq_len`` is kept, or refused with a one-line error when the body cannot read it.
+    Without one: the task module's ``recorded`` length, else :data:`DEFAULT_SEQ_LEN`, cut to what the
+    body reads (a body pretrained with ``--seq-len 64`` gets 64).
+    """
+    limit = max_input_tokens(config)
+    if seq_len is not None:
+        if limit is not None and seq_len > limit:
+            raise DataError(
+                f"seq_len {seq_len} is longer than the body's {limit} positions; use --seq-len {limit} or less "
+                "(or leave it out: the default fits the body)"
+            )
+        return int(seq_len), "given"
+    length, why = (int(recorded), "the task module's") if recorded is not None else (DEFAULT_SEQ_LEN, "default")
+    if limit is not None and limit < length:
+        return limit, f"the body's {limit} positions"
+    return length, why
 
 
 def embedding_dim(model: PreTrainedModel) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from . import hub
 from ._version import __version__
@@ -34,10 +34,11 @@ from .constants import (
     TOKENIZER_DIR,
     WORD_EMBEDDINGS,
 )
-from .errors import CorruptArtifactError, IncompatibleArtifactError
+from .errors import CorruptArtifactError, IncompatibleArtifactError, InvalidNameError
 from .io import (
     atomic_folder,
     file_stamp,
+    load_json,
     load_tensors,
     locate,
     read_config,
@@ -49,7 +50,15 @@ from .io import (
     tensor_bytes,
     write_config,
 )
-from .safety import SHA256_HEX
+from .names import check_name
+from .safety import (
+    SHA256_HEX,
+    TOKENIZER_SETTINGS_FILES,
+    dtype_name,
+    first_unrepresentable,
+    max_token_id,
+    tokenizer_settings,
+)
 
 # Config keys that say nothing about the architecture (or differ per language) and so stay out of
 # the body fingerprint and of the stored body config.
@@ -193,7 +202,7 @@ class Body(_Artifact):
             family=family,
             model_config=require(config, "model_config", dict, folder),
             special_tokens=require(config, "special_tokens", dict, folder),
-            tensors=load_tensors(weights, check_finite_values=True),
+            tensors=_load_weights(weights),
             embedding_dim=require(config, "embedding_dim", int, folder),
             head=require(config, "head", str, folder),
             provenance=config.get("provenance", {}),
@@ -226,12 +235,9 @@ class LanguagePack(_Artifact):
     kind: ClassVar[str] = "language_pack"
 
     def __post_init__(self) -> None:
+        check_name(self.language, "language code")
+        check_token_ids(self)
         rows = self.word_embeddings.shape[0]
-        if len(self.tokenizer) > rows:
-            raise IncompatibleArtifactError(
-                f"pack {self.language!r}: the tokenizer has {len(self.tokenizer)} tokens but the embedding matrix "
-                f"has {rows} rows; train the tokenizer and the matrix together"
-            )
         if self.output_bias is not None and self.output_bias.shape != (rows,):
             raise IncompatibleArtifactError(
                 f"pack {self.language!r}: output bias has shape {tuple(self.output_bias.shape)}, expected ({rows},)"
@@ -252,6 +258,16 @@ class LanguagePack(_Artifact):
         pack on disk and in memory); composing it casts the tensors back to the body's precision."""
         if not dtype.is_floating_point:
             raise IncompatibleArtifactError(f"a pack's tensors must stay floating point; got {dtype}")
+
+        tensors = {WORD_EMBEDDINGS: self.word_embeddings, OUTPUT_BIAS: self.output_bias,
+                   POSITION_EMBEDDINGS: self.position_embeddings, **(self.adapter_tensors or {})}
+        overflow = first_unrepresentable(tensors, dtype)
+        if overflow is not None:
+            name, index, value = overflow
+            raise IncompatibleArtifactError(
+                f"pack {self.language!r}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in "
+                f"{dtype_name(dtype)}; keep this pack in a wider dtype (float32 or bfloat16)"
+            )
 
         def cast(tensor):
             return tensor.to(dtype) if tensor is not None and tensor.is_floating_point() else tensor
@@ -296,7 +312,12 @@ class LanguagePack(_Artifact):
             expected[OUTPUT_BIAS] = (vocab,)
         if config.get("position_embeddings") is True:
             expected[POSITION_EMBEDDINGS] = (None, hidden)
-        tensors = load_tensors(folder / PACK_WEIGHTS, expected_shapes=expected, check_finite_values=True)
+        language = require(config, "language", str, folder)
+        try:
+            check_name(language, "language code")
+        except InvalidNameError as err:
+            raise CorruptArtifactError(f"{folder}/config.json: {err}") from None
+        tensors = _load_weights(folder / PACK_WEIGHTS, expected_shapes=expected)
         matrix = tensors[WORD_EMBEDDINGS]
         if not matrix.is_floating_point():
             raise CorruptArtifactError(f"{folder / PACK_WEIGHTS}: word embeddings have dtype {matrix.dtype}, expected floats")
@@ -305,9 +326,9 @@ class LanguagePack(_Artifact):
                 f"{folder}: word embeddings have shape {tuple(matrix.shape)}, config says ({vocab}, {hidden})"
             )
         adapter_config = _optional_dict(config, "adapter_config", folder)
-        adapter = load_tensors(folder / PACK_ADAPTER_WEIGHTS, check_finite_values=True) if adapter_config else None
+        adapter = _load_weights(folder / PACK_ADAPTER_WEIGHTS) if adapter_config else None
         return cls(
-            language=require(config, "language", str, folder),
+            language=language,
             tokenizer=load_tokenizer(folder / TOKENIZER_DIR),
             word_embeddings=matrix,
             body_fingerprint=_fingerprint(config, "body_fingerprint", folder),
@@ -372,9 +393,7 @@ class TaskModule(_Artifact):
         files = config["files"]
         special: dict[int, torch.Tensor] = {}
         if TASK_SPECIAL_ROWS in files:
-            data = load_tensors(
-                folder / TASK_SPECIAL_ROWS, expected_shapes={"ids": (None,), "rows": (None, None)}, check_finite_values=True
-            )
+            data = _load_weights(folder / TASK_SPECIAL_ROWS, expected_shapes={"ids": (None,), "rows": (None, None)})
             if set(data) != {"ids", "rows"} or data["ids"].shape[0] != data["rows"].shape[0] or data["ids"].is_floating_point():
                 raise CorruptArtifactError(f"{folder / TASK_SPECIAL_ROWS} must hold matching 'ids' and 'rows'")
             special = {int(i): row for i, row in zip(data["ids"].tolist(), data["rows"])}
@@ -382,29 +401,79 @@ class TaskModule(_Artifact):
         return cls(
             task=require(config, "task", str, folder),
             labels=require(config, "labels", list, folder),
-            head=load_tensors(folder / TASK_HEAD_WEIGHTS, check_finite_values=True),
+            head=_load_weights(folder / TASK_HEAD_WEIGHTS),
             body_fingerprint=_fingerprint(config, "body_fingerprint", folder),
             mode=require(config, "mode", str, folder),
-            body_delta=load_tensors(folder / TASK_DELTA_WEIGHTS, check_finite_values=True) if TASK_DELTA_WEIGHTS in files else {},
+            body_delta=_load_weights(folder / TASK_DELTA_WEIGHTS) if TASK_DELTA_WEIGHTS in files else {},
             special_rows=special,
             adapter_config=adapter_config,
-            adapter_tensors=load_tensors(folder / TASK_ADAPTER_WEIGHTS, check_finite_values=True) if adapter_config else None,
+            adapter_tensors=_load_weights(folder / TASK_ADAPTER_WEIGHTS) if adapter_config else None,
             settings=config.get("settings", {}),
             provenance=config.get("provenance", {}),
         )
 
 
-def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
-    """A fast tokenizer from a pack's tokenizer folder; never runs remote code."""
-    if not (folder / "tokenizer.json").is_file():
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
+    """A fast tokenizer from a tokenizer folder, read from the folder's own ``tokenizer.json`` alone.
+
+    transformers' ``from_pretrained`` would open whatever files ``tokenizer_config.json`` names
+    (``tokenizer_file``, ``vocab_file``, ...), wherever they are. Here the backend is the folder's
+    tokenizer.json (hashed with the pack) and only non-file settings are passed on
+    (``safety.tokenizer_settings``: special tokens, lengths, sides); a setting that names a file is
+    refused. No remote code, no slow tokenizer, no conversion.
+    """
+    path = folder / "tokenizer.json"
+    if not path.is_file():
         raise CorruptArtifactError(f"{folder} has no tokenizer.json; the pack is incomplete")
+    settings: dict = {}
+    for name in TOKENIZER_SETTINGS_FILES:
+        if os.path.lexists(folder / name):
+            if not (folder / name).is_file():
+                raise CorruptArtifactError(f"{folder / name} is not a regular file; do not use this tokenizer")
+            settings.update(tokenizer_settings(folder / name, load_json(folder / name)))
     try:
-        return AutoTokenizer.from_pretrained(str(folder), use_fast=True, trust_remote_code=False)
+        # tokenizer_file is this folder's own file; transformers leaves it out of a saved tokenizer_config.json
+        return PreTrainedTokenizerFast(tokenizer_file=str(path), **settings)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # tokenizers raises plain Exception, and a Rust panic is a BaseException
         first = next((line.strip()[:200] for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise CorruptArtifactError(f"{folder}: the tokenizer does not load ({first}); the pack is corrupt") from None
+
+
+def check_token_ids(pack: LanguagePack) -> None:
+    """Every id the pack's tokenizer can produce has a row in its matrix.
+
+    A larger id would fail in the middle of a run, or, in a multi-language model whose packs share
+    one table, silently read another language's rows.
+    """
+    rows = pack.word_embeddings.shape[0]
+    top, source = max_token_id(pack.tokenizer)
+    if top < rows:
+        return
+    if len(pack.tokenizer) > rows:
+        raise IncompatibleArtifactError(
+            f"pack {pack.language!r}: the tokenizer has {len(pack.tokenizer)} tokens but the embedding matrix "
+            f"has {rows} rows (id {top}, {source}, has none); train the tokenizer and the matrix together"
+        )
+    raise IncompatibleArtifactError(
+        f"pack {pack.language!r}: the tokenizer can produce id {top} ({source}) but the embedding matrix has "
+        f"{rows} rows (ids 0 to {rows - 1}); the tokenizer and the matrix do not belong together: do not use this pack"
+    )
+
+
+def _load_weights(path: Path, **options) -> dict[str, torch.Tensor]:
+    """``load_tensors`` refusing NaN and Inf, and finite values that would be Inf in float32 (the precision
+    models are built in: a float64 1e306 passes the NaN/Inf check and then breaks every output)."""
+    tensors = load_tensors(path, check_finite_values=True, **options)
+    overflow = first_unrepresentable(tensors, torch.float32)
+    if overflow is not None:
+        name, index, value = overflow
+        raise CorruptArtifactError(
+            f"{path}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in float32, the precision "
+            "embswap computes in; the weights are damaged or out of range: save them again in float32"
+        )
+    return tensors
 
 
 def _reuse_fingerprint(body: Body, weights: Path, stamp: tuple | None) -> None:
@@ -451,7 +520,9 @@ def check_compatible(body: Body, artifact: LanguagePack | TaskModule, name: str 
             f"{label} was trained for body {artifact.body_fingerprint[:12]}, but this body is {body.short_fingerprint}; "
             "use the body it was trained with, or train it again for this body"
         )
+    _check_range(body, artifact, label)
     if isinstance(artifact, LanguagePack):
+        check_token_ids(artifact)  # again: its tokenizer may have gained tokens since it was made
         if artifact.hidden_size != body.embedding_dim:
             raise IncompatibleArtifactError(
                 f"{label} has {artifact.hidden_size}-dimensional embeddings, the body expects {body.embedding_dim}"
@@ -461,4 +532,24 @@ def check_compatible(body: Body, artifact: LanguagePack | TaskModule, name: str 
             raise IncompatibleArtifactError(
                 f"{label}: special-token ids {ids} differ from the body's {body.special_tokens}; "
                 "train the tokenizer with `embswap tokenizer train --body ...` so the shared tokens keep their ids"
+            )
+
+
+def _check_range(body: Body, artifact: LanguagePack | TaskModule, label: str) -> None:
+    """No tensor of the body or ``artifact`` becomes Inf in the dtype models are built in (scans only
+    tensors in a wider dtype than that one, so the usual case costs nothing)."""
+    compute = torch.get_default_dtype()
+    if isinstance(artifact, LanguagePack):
+        parts = {WORD_EMBEDDINGS: artifact.word_embeddings, OUTPUT_BIAS: artifact.output_bias,
+                 POSITION_EMBEDDINGS: artifact.position_embeddings, **(artifact.adapter_tensors or {})}
+    else:
+        parts = {**artifact.head, **artifact.body_delta, **(artifact.adapter_tensors or {}),
+                 **{f"special row {i}": row for i, row in artifact.special_rows.items()}}
+    for owner, tensors in (("the body", body.tensors), (label, parts)):
+        overflow = first_unrepresentable(tensors, compute)
+        if overflow is not None:
+            name, index, value = overflow
+            raise IncompatibleArtifactError(
+                f"{owner}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in {dtype_name(compute)}, "
+                "the precision the model computes in; keep its values within that range"
             )

@@ -7,6 +7,7 @@ can be saved and loaded by transformers with no embswap installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from transformers.modeling_utils import no_init_weights
 from . import adapters_support
 from .architectures import auto_class, pack_parameter_names, without_pooler
 from .artifacts import Body, LanguagePack, TaskModule, check_compatible
-from .errors import IncompatibleArtifactError
+from .errors import CorruptArtifactError, EmbswapError, IncompatibleArtifactError
 from .io import atomic_folder
+from .outputs import MODEL, check_output, mark_export
 
 LANGUAGE_ADAPTER = "language"
 TASK_ADAPTER = "task"
@@ -32,52 +34,119 @@ def as_artifact(value, cls, *, verify: bool = True):
     return cls.from_pretrained(value, verify=verify)
 
 
-def build_empty_model(body: Body, vocab_size: int, task: TaskModule | None = None) -> PreTrainedModel:
-    """The right transformers class for body (+task), with weights allocated but not initialised."""
+def build_empty_model(body: Body, vocab_size: int, task: TaskModule | None = None, *,
+                      pack: LanguagePack | None = None) -> PreTrainedModel:
+    """The right transformers class for body (+task), with weights allocated but not initialised.
+
+    First the same model is built on the meta device (no storage) and every tensor the body, the
+    task and (when given) ``pack`` will load is checked against it, so a config that asks for
+    gigabytes, or a tensor of the wrong shape, fails before anything is allocated.
+    """
+    check_composable(body, pack, task, vocab_size=vocab_size)
+    return _build(body, vocab_size, task)
+
+
+def _build(body: Body, vocab_size: int, task: TaskModule | None, *, meta: bool = False) -> PreTrainedModel:
     overrides = {}
     task_type = task.task if task is not None else ("encoder" if body.head == "none" else None)
     if task is not None and task.task in ("classification", "pair-classification"):
         overrides["id2label"] = dict(enumerate(task.labels))
         overrides["label2id"] = {label: i for i, label in enumerate(task.labels)}
     config = body.hf_config(vocab_size, **overrides)
-    with no_init_weights():
+    with no_init_weights(), torch.device("meta") if meta else contextlib.nullcontext():
         model = auto_class(task_type).from_config(config, **without_pooler(task_type, config, body.tensors))
     model.tie_weights()  # skipped under no_init_weights; the pack's matrix must feed both ends
     return model
+
+
+def check_composable(body: Body, pack: LanguagePack | None, task: TaskModule | None = None, *,
+                     vocab_size: int | None = None) -> None:
+    """Every tensor that composing body + pack (+ task) loads has the shape the body's config implies.
+
+    Checked on a model built on the meta device, so nothing is allocated: task head tensors against
+    the task's labels and the body's width, body deltas and special rows of the body's width,
+    position tables of the body's length, the body's own tensors against its config (a config
+    asking for a huge ``intermediate_size`` or millions of layers fails here). Without ``pack``,
+    only the body's and the task's tensors are checked (the vocabulary is ``vocab_size``).
+    """
+    layers = getattr(body.hf_config(vocab_size=1), "num_hidden_layers", None)
+    if isinstance(layers, int) and layers > len(body.tensors):  # each layer holds tensors: building them would be wasted
+        raise CorruptArtifactError(
+            f"body {body.short_fingerprint}: its model_config asks for {layers} layers but the body holds only "
+            f"{len(body.tensors)} tensors; the config and the weights do not belong together: save the body again"
+        )
+    vocab = pack.vocab_size if pack is not None else vocab_size
+    try:
+        model = _build(body, vocab, task, meta=True)
+    except EmbswapError:
+        raise
+    except Exception as err:  # transformers raises many kinds on sizes it cannot build
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CorruptArtifactError(
+            f"body {body.short_fingerprint}: its model_config does not build a {body.family} model ({first}); "
+            "save the body again"
+        ) from None
+    _sources(model, body, pack, task)
 
 
 def special_rows_applied(pack: LanguagePack, task: TaskModule | None) -> torch.Tensor:
     """The pack's matrix with the task's fine-tuned special-token rows written in."""
     if task is None or not task.special_rows:
         return pack.word_embeddings
+    _check_special_rows(pack, task)
     matrix = pack.word_embeddings.clone()
     for token_id, row in task.special_rows.items():
-        if not 0 <= token_id < matrix.shape[0]:
-            raise IncompatibleArtifactError(
-                f"task {task.task!r} has a special-token row for id {token_id}, outside pack {pack.language!r}'s vocabulary"
-            )
         matrix[token_id] = row
     return matrix
 
 
+def _check_special_rows(pack: LanguagePack, task: TaskModule | None) -> None:
+    rows, width = pack.word_embeddings.shape
+    for token_id, row in (task.special_rows if task is not None else {}).items():
+        if not 0 <= token_id < rows:
+            raise IncompatibleArtifactError(
+                f"task {task.task!r} has a special-token row for id {token_id}, outside pack {pack.language!r}'s vocabulary"
+            )
+        if tuple(row.shape) != (width,):
+            raise IncompatibleArtifactError(
+                f"task {task.task!r} has a special-token row of shape {tuple(row.shape)} for id {token_id}, but pack "
+                f"{pack.language!r}'s rows have {width} values; the task was trained for another body"
+            )
+
+
 def composed_state_dict(model: PreTrainedModel, body: Body, pack: LanguagePack, task: TaskModule | None) -> dict:
     """Every tensor ``model`` needs, drawn from the pack, the task (head, body delta) and the body."""
+    return {name: tensor for name, (tensor, _) in _sources(model, body, pack, task).items()}
+
+
+def _on_meta(model: PreTrainedModel) -> bool:
+    return next(iter(model.state_dict().values())).is_meta
+
+
+def _sources(model: PreTrainedModel, body: Body, pack: LanguagePack | None, task: TaskModule | None) -> dict:
+    """``{name: (tensor, who gives it)}`` for every tensor of ``model``, each checked against the shape
+    the model has there; without ``pack``, the pack's names are left out (and not checked)."""
     aliases = pack_parameter_names(model)
     from_pack: dict[str, torch.Tensor | None] = {}
-    matrix = special_rows_applied(pack, task)
-    for name in aliases["word_embeddings"]:
-        from_pack[name] = matrix
-    for name in aliases["output_bias"]:
-        from_pack[name] = pack.output_bias
-    if pack.position_embeddings is not None:
-        for name in aliases["position_embeddings"]:
-            from_pack[name] = pack.position_embeddings
+    if pack is not None:
+        # on the meta device only checked: a copy of the matrix would be the largest allocation of a check
+        _check_special_rows(pack, task)
+        matrix = pack.word_embeddings if _on_meta(model) else special_rows_applied(pack, task)
+        for name in aliases["word_embeddings"]:
+            from_pack[name] = matrix
+        for name in aliases["output_bias"]:
+            from_pack[name] = pack.output_bias
+        if pack.position_embeddings is not None:
+            for name in aliases["position_embeddings"]:
+                from_pack[name] = pack.position_embeddings
+    skipped = set() if pack is not None else {*aliases["word_embeddings"], *aliases["output_bias"]}
     prefix = model.base_model_prefix
     headless = model is model.base_model
     delta = task.body_delta if task is not None else {}
     head = task.head if task is not None else {}
     state, used_head = {}, set()
-    for name in model.state_dict():
+    expected = model.state_dict()
+    for name in expected:
         key = f"{prefix}.{name}" if headless else name
         if name in from_pack:
             if from_pack[name] is None:
@@ -85,17 +154,28 @@ def composed_state_dict(model: PreTrainedModel, body: Body, pack: LanguagePack, 
                     f"pack {pack.language!r} has no MLM output bias, which the masked-LM model needs; "
                     "compose it with a task, or train the pack on a body with an MLM head"
                 )
-            state[name] = from_pack[name]
+            state[name] = from_pack[name], f"pack {pack.language!r}"
         elif key in head:
-            state[name] = head[key]
+            state[name] = head[key], f"task {task.task!r} (its head)"
             used_head.add(key)
         elif key in delta:
-            state[name] = delta[key]
+            state[name] = delta[key], f"task {task.task!r} (its body changes)"
         elif key in body.tensors:
-            state[name] = body.tensors[key]
+            state[name] = body.tensors[key], "the body"
+        elif name in skipped or (pack is None and name in aliases["position_embeddings"]):
+            continue
         else:
             raise IncompatibleArtifactError(
                 f"no artifact provides {key!r} for a {type(model).__name__}; the task module or body is incomplete"
+            )
+        tensor, source = state[name]
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            error = CorruptArtifactError if source == "the body" else IncompatibleArtifactError
+            described = "the body's config" + (f" and the task's {len(task.labels)} labels" if task is not None and task.labels else "")
+            raise error(
+                f"{source} gives {key!r} the shape {tuple(tensor.shape)}, but the {type(model).__name__} that {described} "
+                f"describe needs {tuple(expected[name].shape)}; the artifacts do not fit together: use the ones trained "
+                "together, or save them again"
             )
     unused = sorted(set(head) - used_head)
     if unused:
@@ -164,7 +244,7 @@ def training_model(body: Body, pack: LanguagePack, *, train_positions: bool = Fa
     largest allocation of a run, and nothing writes to frozen tensors); the pack's tensors, and
     the position table with ``train_positions``, are copies that training may update in place.
     """
-    model = build_empty_model(body, pack.vocab_size)
+    model = build_empty_model(body, pack.vocab_size, pack=pack)
     state = composed_state_dict(model, body, pack, None)
     aliases = pack_parameter_names(model)
     trained = [*aliases["word_embeddings"], *aliases["output_bias"]]
@@ -194,7 +274,7 @@ def compose(body, pack, task=None, *, device: str | torch.device | None = None, 
     check_compatible(body, pack)
     if task is not None:
         check_compatible(body, task)
-    model = build_empty_model(body, pack.vocab_size, task)
+    model = build_empty_model(body, pack.vocab_size, task, pack=pack)
     load_composed(model, composed_state_dict(model, body, pack, task), take_over=owned)
     adapters_support.attach(model, pack, task)
     model.eval()
@@ -207,7 +287,9 @@ def export(body, pack, task, output: str | os.PathLike) -> Path:
     """Write a standard Hugging Face model folder (weights, config, tokenizer), atomically.
 
     A sentence-embedding task also gets the sentence-transformers files (pooling, normalisation).
+    ``output`` may be missing, empty or an earlier export (``outputs.check_output``), never an input.
     """
+    check_output(output, MODEL, inputs=(body, pack, task))
     task = as_artifact(task, TaskModule) if task is not None else None
     if task is not None and task.task == "sentence-embedding":
         from .tasks.sentence import export_sentence_transformer
@@ -218,4 +300,5 @@ def export(body, pack, task, output: str | os.PathLike) -> Path:
     with atomic_folder(output) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
+        mark_export(tmp)
     return Path(output)

@@ -1,4 +1,4 @@
-"""The swap diagnostic (issue 8): how much does swapping embeddings lose when the language stays the same?
+"""The swap diagnostic (docs/method.md#the-basis-problem): what does swapping embeddings lose within one language?
 
 Self-transfer re-learns the L1 pack on the frozen body with the step-2 procedure, swaps it into the
 L1 task model and scores it beside the original pack. No L2 can be expected to do better, so the
@@ -213,7 +213,7 @@ def relearn_pack(
     max_minutes: float | None = None,
     seed: int = 0,
     vocab_size: int | None = None,
-    seq_len: int = 128,
+    seq_len: int | None = None,
     batch_size: int = 32,
     lr: float = 1e-3,
     progress: bool = True,

@@ -45,3 +45,11 @@ class ArtifactBusyError(EmbswapError, TimeoutError):
 
 class ArtifactWriteError(EmbswapError, OSError):
     """Saving an artifact failed (no space, file too large, no permission); the previous one is unchanged."""
+
+
+class OutputPathError(EmbswapError, ValueError):
+    """An output path names something a command may not replace: a file, other files, another kind, an input."""
+
+
+class InvalidNameError(EmbswapError, ValueError):
+    """A language code or artifact name that cannot be one plain folder name (see ``embswap.names``)."""

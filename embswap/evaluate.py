@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel
 
+from .architectures import resolve_seq_len
 from .artifacts import TaskModule
 from .compose import as_artifact, compose
 from .errors import EmbswapError
@@ -21,9 +22,6 @@ from .store import Store
 from .tasks.data import CLASSIFICATION_TASKS, check_labels_subset, load_rows, validate_rows
 from .tasks.heads import best_span, encode_classification, model_inputs, pad_features, prepare_qa
 from .tasks.metrics import classification_scores, squad_scores
-
-DEFAULT_SEQ_LEN = 128
-
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,11 +105,13 @@ def score_model(
     return classification_scores([labels[i] for i in indices], [row["label"] for row in rows])
 
 
-def evaluate(body, pack, task, rows, batch_size: int = 64, *, device=None, **dataset_options) -> dict:
+def evaluate(body, pack, task, rows, batch_size: int = 64, *, device=None, seq_len: int | None = None,
+             **dataset_options) -> dict:
     """Compose body + pack + task and score it on ``rows`` (a list of rows, a file or a named source).
 
     Returns ``{"accuracy", "macro_f1", "n"}`` for (pair) classification, ``{"exact", "f1", "n"}`` for
-    QA, all metrics in percent.
+    QA, all metrics in percent. Inputs are cut to ``seq_len`` (None: the length the task was
+    fine-tuned with, cut to what the body reads).
     """
     task = as_artifact(task, TaskModule)
     if isinstance(rows, (str, os.PathLike)) or dataset_options.get("dataset"):
@@ -119,7 +119,7 @@ def evaluate(body, pack, task, rows, batch_size: int = 64, *, device=None, **dat
     else:
         rows = validate_rows(rows, task.task, "evaluation row")
     model, tokenizer = compose(body, pack, task, device=device or default_device())
-    seq_len = int(task.settings.get("seq_len", DEFAULT_SEQ_LEN))
+    seq_len, _ = resolve_seq_len(model.config, seq_len, recorded=task.settings.get("seq_len"))
     return score_model(model, tokenizer, task.task, task.labels, rows, seq_len=seq_len, batch_size=batch_size)
 
 
@@ -131,6 +131,7 @@ def evaluate_languages(
     *,
     batch_size: int = 64,
     device=None,
+    seq_len: int | None = None,
     **dataset_options,
 ) -> dict[str, dict]:
     """``{lang: metrics}`` for one task of a store, each language's rows from ``data_pattern``.
@@ -154,7 +155,7 @@ def evaluate_languages(
     for lang in languages:
         options = {k: v.format(lang=lang) if isinstance(v, str) else v for k, v in dataset_options.items()}
         rows = load_rows(data_pattern.format(lang=lang), task.task, **options)
-        results[lang] = evaluate(body, store.pack(lang), task, rows, batch_size, device=device)
+        results[lang] = evaluate(body, store.pack(lang), task, rows, batch_size, device=device, seq_len=seq_len)
     return results
 
 

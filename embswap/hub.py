@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .constants import CONFIG_NAME, MODEL_CARD, STORE_BODY, STORE_PACKS, STORE_TASKS, TOKENIZER_DIR
-from .errors import ArtifactNotFoundError, CorruptArtifactError, EmbswapError
+from .errors import ArtifactNotFoundError, CorruptArtifactError, EmbswapError, OutputPathError
 from .io import atomic_folder, read_config
+from .outputs import ARTIFACT_KINDS, EMPTY, LABELS, MISSING, STORE, check_output, kind_of
 
 _HUB_SPEC = re.compile(r"^(?P<repo>[\w.\-]+/[\w.\-]+)(?:@(?P<revision>[^:]+))?(?::(?P<subfolder>.+))?$")
 _ALLOWED_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "README.md"]
@@ -98,11 +99,26 @@ def pull(location: str, output: str | os.PathLike, revision: str | None = None, 
     """Download an artifact or a store (``user/repo[@revision][:subfolder]``) into the folder ``output``.
 
     Only weights, JSON, tokenizer files and model cards are copied; every artifact in the result is
-    checked against the SHA-256 hashes its config records.
+    checked against the SHA-256 hashes its config records. ``output`` may be missing or empty, or
+    (with ``overwrite``) an artifact or store of the kind pulled; never other files.
     """
     output = Path(output)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise EmbswapError(f"{output} already exists and is not empty; choose another folder or allow overwriting (--force)")
+    found = kind_of(output)
+    if found in (*ARTIFACT_KINDS, STORE):
+        if not overwrite:
+            label = LABELS[found]
+            raise OutputPathError(
+                f"{output} already holds {'an' if label[0] in 'aeiou' else 'a'} {label}; pass --overwrite "
+                "(overwrite=True) to replace it with the download, or choose another folder"
+            )
+        check_output(output, found)
+    elif found not in (MISSING, EMPTY):
+        raise OutputPathError(
+            f"{output} is a {LABELS[found]}, not an embswap artifact or store; embswap will not replace it: "
+            "choose another folder"
+        )
+    else:
+        check_output(output, STORE)  # no link, not inside an artifact
     repo, revision, subfolder = _split_location(location, revision)
     root = _snapshot(repo, revision, subfolder, location)
     source = root / subfolder if subfolder else root

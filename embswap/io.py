@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 import uuid
@@ -47,12 +48,17 @@ from .errors import (
     EmbswapError,
     SchemaVersionError,
 )
+from .outputs import check_replace
 from .safety import (
     MAX_CONFIG_BYTES,
+    MAX_CONFIG_CONTAINERS,
+    MAX_TOKENIZER_BYTES,
+    MAX_TOKENIZER_CONTAINERS,
     SHA256_HEX,
     allowed_roots,
     check_finite,
     check_inside,
+    check_json_shape,
     check_shapes,
     member_path,
     read_safetensors_header,
@@ -335,21 +341,43 @@ class _FileWriteError(ArtifactWriteError):
 
 @contextlib.contextmanager
 def _write_errors(target: Path) -> Iterator[None]:
-    """An OSError while saving (no space, file too large, no permission) becomes one clear line."""
+    """An OSError while saving (no space, file too large, no permission) becomes one clear line.
+
+    So does a SafetensorError: transformers' ``save_pretrained`` (an export) writes safetensors too.
+    """
+    existed = os.path.lexists(target)
     try:
         yield
     except _FileWriteError as err:
         reason = err.reason
     except EmbswapError:
         raise
-    except OSError as err:
-        reason = f"{err.strerror or str(err) or type(err).__name__} (errno {err.errno})"
+    except (OSError, SafetensorError) as err:
+        reason = _write_reason(err)
     else:
         return
+    kept = "nothing was replaced: the previous artifact there is unchanged" if existed else "nothing was written there"
     raise ArtifactWriteError(
-        f"could not save {target}: {reason}; the previous artifact there is unchanged: "
-        "free disk space or fix permissions, then save again"
+        f"could not save {target}: {reason}; {kept}: free disk space, raise the file-size limit or fix permissions, "
+        "then save again"
     ) from None
+
+
+_LIMITS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit (ulimit -f) was hit",
+           errno.EDQUOT: "the disk quota is used up"}  # fmt: skip
+
+
+def _write_reason(err: BaseException) -> str:
+    """Why a write failed, in words: safetensors reports an OSError as ``IoError(Os { code: 27, ...})`` or
+    ``I/O error: File too large (os error 27)``."""
+    code = getattr(err, "errno", None)
+    if code is None and (found := re.search(r"\b(?:code: |os error )(\d+)", str(err))):
+        code = int(found.group(1))
+    if code is None:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return first.removeprefix("Error while serializing: ")
+    words = getattr(err, "strerror", None) or os.strerror(code)
+    return f"{words} (errno {code}{'; ' + _LIMITS[code] if code in _LIMITS else ''})"
 
 
 @contextlib.contextmanager
@@ -359,6 +387,8 @@ def atomic_folder(target: str | os.PathLike, *, lock_timeout: float | None = Non
     Writers of one path take turns (a lock); a crash at any point leaves the old or the new
     artifact at ``target`` (plus ``.embswap-*`` siblings that readers ignore and the next save
     or read removes); an OSError becomes an ArtifactWriteError and leaves the old artifact.
+    A finished folder of a kind ``outputs.kind_of`` recognises replaces only a missing or empty
+    ``target`` or one of the same kind (``outputs.check_replace``), never a user's other files.
     """
     target = Path(target)
     with _write_errors(target):
@@ -372,6 +402,7 @@ def atomic_folder(target: str | os.PathLike, *, lock_timeout: float | None = Non
                 _fault("tmp_created")
                 yield tmp
                 _fault("written")
+                check_replace(tmp, target)
                 _fsync_tree(tmp)
                 _fault("synced")
                 _swap_into_place(tmp, target)
@@ -472,8 +503,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     try:
         save_file(clean, str(path), metadata={"format": "pt"})
     except SafetensorError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        reason = f"writing {Path(path).name} failed ({first.removeprefix('Error while serializing: ')})"
+        reason = f"writing {Path(path).name} failed ({_write_reason(err)})"
         raise _FileWriteError(f"could not write {path}: {reason}; free disk space or fix permissions, then save again", reason) from None
 
 
@@ -632,22 +662,36 @@ def write_config(folder: Path, kind: str, fields: dict) -> dict:
     return config
 
 
-def load_json(path: Path) -> object:
-    """A JSON file of bounded size; unreadable, oversized, too deep or invalid is a CorruptArtifactError."""
+def load_json(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES, max_containers: int = MAX_CONFIG_CONTAINERS,
+              what: str | None = None) -> object:
+    """A JSON file bounded in bytes, objects and lists, and nesting (``safety.check_json_shape``),
+    checked before it is parsed; unreadable, too large, too deep or invalid is a CorruptArtifactError.
+    ``what`` names the file in messages ("a config.json" by default, from the file's name)."""
+    path = Path(path)
+    what = what or f"a {path.name}"
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise CorruptArtifactError(f"{path} has {size} bytes, more than the {MAX_CONFIG_BYTES} a config may have")
-        text = path.read_bytes().decode("utf-8")
-        return json.loads(text)
+        if not stat.S_ISREG(os.stat(path).st_mode):  # opening a pipe would hang
+            raise CorruptArtifactError(f"{path} is not a regular file; do not use this artifact")
+        with open(path, "rb") as handle:
+            raw = handle.read(max_bytes + 1)
     except OSError as err:
         raise CorruptArtifactError(f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
+    if len(raw) > max_bytes:
+        raise CorruptArtifactError(
+            f"{path} is too large: more than the {max_bytes} bytes {what} may have; it is not a real one: do not use this artifact"
+        )
+    check_json_shape(raw, path, what, max_containers)
+    try:
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise CorruptArtifactError(f"{path} is not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as err:
         raise CorruptArtifactError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
-    except (ValueError, RecursionError) as err:  # integers with too many digits, nesting too deep
-        raise CorruptArtifactError(f"{path} is not valid JSON ({type(err).__name__})") from None
+    except RecursionError:  # brackets hidden in strings fooled the count; the parser ran out of stack
+        raise CorruptArtifactError(f"{path} is nested too deeply to parse; do not use this artifact") from None
+    except ValueError as err:  # an integer with more digits than Python converts
+        first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise CorruptArtifactError(f"{path} is not valid JSON ({first})") from None
 
 
 def read_config(folder: Path, kind: str, *, verify: bool = False) -> dict:
@@ -731,6 +775,8 @@ def check_files(folder: Path, config: dict, *, verify: bool) -> None:
         raise CorruptArtifactError(
             f"{folder} has files its config does not list: {', '.join(map(shown_name, extra[:5]))}; remove them or save the artifact again"
         )
+    for name in listed:
+        precheck_file(present[name], headers=verify)
     if verify:
         for name, expected in listed.items():
             stamp = file_stamp(present[name])
@@ -747,6 +793,40 @@ def check_files(folder: Path, config: dict, *, verify: bool) -> None:
                     "the file was changed or damaged: download or save it again"
                 )
             remember(present[name], stamp, sha256=actual)
+
+
+def precheck_file(path: Path, *, headers: bool = True) -> None:
+    """The cheap bounds a listed file must meet before it is hashed or parsed.
+
+    Every file but the safetensors weights is at most MAX_TOKENIZER_BYTES, and JSON files are bounded
+    in objects, lists and nesting (``safety.check_json_shape``: read once, then remembered for the
+    file's stamp); with ``headers``, a safetensors header is checked against the file's size, so a
+    sparse file whose header claims terabytes fails here instead of after a long SHA-256 pass.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise CorruptArtifactError(f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
+    if path.name.endswith(".safetensors"):
+        if headers:
+            read_safetensors_header(path)
+        return
+    if size > MAX_TOKENIZER_BYTES:
+        raise CorruptArtifactError(
+            f"{path} is too large: {size} bytes, more than the {MAX_TOKENIZER_BYTES} a tokenizer or other non-weight file "
+            "may have; do not use this artifact"
+        )
+    if path.suffix == ".json":
+        stamp = file_stamp(path)
+        known = recall(path, stamp)
+        if known is not None and known.derived.get("json_bounded") is True:
+            return
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise CorruptArtifactError(f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
+        check_json_shape(raw, path, f"a {path.name}", MAX_TOKENIZER_CONTAINERS)
+        remember(path, stamp, derived={"json_bounded": True})
 
 
 def require(config: dict, key: str, kind: type | tuple[type, ...], folder: Path):

@@ -22,10 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .architectures import output_layer, position_embeddings
+from .architectures import max_input_tokens, output_layer, position_embeddings
 from .artifacts import Body, LanguagePack, TaskModule, check_compatible
 from .compose import as_artifact, build_empty_model, composed_state_dict, special_rows_applied
+from . import langid
 from .errors import EmbswapError, IncompatibleArtifactError
+from .safety import dtype_name, first_unrepresentable
 from .store import Store
 
 
@@ -93,7 +95,14 @@ def _upcasting_output(model, output: nn.Linear) -> UpcastingLinear:
 
 
 class MultiLanguageModel(nn.Module):
-    """A transformers model whose language is chosen per call (``set_language`` or per example)."""
+    """A transformers model whose language is chosen per call (``set_language`` or per example).
+
+    ``language``: the starting language, or "auto": ``tokenize(texts)`` then identifies each text's
+    language offline (``pip install "embswap[langid]"``, :mod:`embswap.langid`) and routes it to that
+    pack when the identifier's confidence reaches ``min_confidence``; other texts go to
+    ``fallback_language`` (the body's own language, the L1 pack, when loaded; else the first
+    language) and are counted in :meth:`route`'s Routing.
+    """
 
     def __init__(
         self,
@@ -102,6 +111,8 @@ class MultiLanguageModel(nn.Module):
         task: TaskModule | None = None,
         *,
         table_dtype: torch.dtype | None = None,
+        language: str | None = None,
+        min_confidence: float = langid.DEFAULT_MIN_CONFIDENCE,
     ):
         super().__init__()
         if not packs:
@@ -131,6 +142,7 @@ class MultiLanguageModel(nn.Module):
         tables, scales, biases, self._ranges, start = [], [], [], {}, 0
         for lang, pack in packs.items():
             matrix = special_rows_applied(pack, task)
+            _check_table_range(pack, matrix, stored)
             if stored == torch.int8:
                 rows, row_scales = quantize_rows(matrix)
                 tables.append(rows)
@@ -158,7 +170,16 @@ class MultiLanguageModel(nn.Module):
             self._base_positions = self._position_table.weight
         self._switches: dict[str, dict] = {}  # per language: what a switch sets, built on first use
         self.language: str | None = None
-        self.set_language(self.languages[0])
+        self.set_language(self.languages[0] if language in (None, "auto") else language)
+        self.fallback_language = _l1_language(body, packs)
+        self.min_confidence = min_confidence
+        self.default_languages = "auto" if language == "auto" else None
+        if language == "auto":
+            known = set(langid.supported_languages())  # fails here, not at the first batch, without the extra
+            unknown = [lang for lang in self.languages if langid.primary_code(lang) not in known]
+            if unknown:
+                langid.logger.warning("the language identifier does not know %s: their text goes to the fallback "
+                                      "pack %r", ", ".join(unknown), self.fallback_language)
 
     def _switch_state(self, language: str) -> dict:
         start, end = self._ranges[language]
@@ -214,24 +235,81 @@ class MultiLanguageModel(nn.Module):
             raise EmbswapError("packs with their own position embeddings (+pos) cannot share a batch: batch them per language")
         return torch.tensor([self._ranges[lang][0] for lang in languages]).unsqueeze(1)
 
+    def _check_ids(self, input_ids: torch.Tensor, languages: Sequence[str]) -> None:
+        """Every id lies in its own language's rows (``languages``: one per example, or one for all):
+        past them the shared table holds the next language's rows, which a lookup would read without
+        an error (a model with one pack raises IndexError)."""
+        if input_ids.numel() == 0:
+            return
+        sizes = [self._ranges[lang][1] - self._ranges[lang][0] for lang in languages]
+        low, high = input_ids.amin(dim=-1).reshape(-1), input_ids.amax(dim=-1).reshape(-1)
+        limits = torch.tensor(sizes, device=high.device)
+        bad = ((low < 0) | (high >= limits)).nonzero()
+        if bad.numel():
+            row = int(bad[0, 0])
+            which = row if len(sizes) > 1 else 0
+            value = int(low[row]) if int(low[row]) < 0 else int(high[row])
+            raise EmbswapError(
+                f"input id {value} (example {row}) is outside language {languages[which]!r}'s vocabulary of "
+                f"{sizes[which]} tokens; tokenize each text with its own language's tokenizer (MultiLanguageModel.tokenize)"
+            )
+
     def forward(self, input_ids: torch.Tensor, languages: Sequence[str] | None = None, **kwargs):
-        """Run the model; ``languages`` tags each example (default: the current language for all)."""
+        """Run the model; ``languages`` tags each example, or is one language for all (default: the current one)."""
+        if languages == "auto":
+            raise EmbswapError('"auto" routes text, not ids: batch = model.tokenize(texts, "auto"), then model(**batch)')
+        if isinstance(languages, str):
+            languages = [languages] * input_ids.shape[0]
         if languages is None:
+            self._check_ids(input_ids, [self.language])
             return self.model(input_ids=input_ids, **kwargs)
         if len(languages) != input_ids.shape[0]:
             raise EmbswapError(f"got {len(languages)} language tags for a batch of {input_ids.shape[0]} examples")
         if len(set(languages)) == 1:
             self.set_language(languages[0])
+            self._check_ids(input_ids, languages[:1])
             return self.model(input_ids=input_ids, **kwargs)
+        offsets = self._offsets_for(languages)
+        self._check_ids(input_ids, list(languages))
         previous = self.embedding.offsets
-        self.embedding.offsets = self._offsets_for(languages)
+        self.embedding.offsets = offsets
         try:
             return self.model(input_ids=input_ids, **kwargs)
         finally:
             self.embedding.offsets = previous
 
-    def tokenize(self, texts: Sequence[str], languages: Sequence[str], text_pairs=None, max_length: int = 512) -> dict:
-        """Tokenize each text with its own language's tokenizer and pad with the shared pad id."""
+    def route(self, texts: Sequence[str]) -> langid.Routing:
+        """Identify each text's language: its pack when loaded and identified with confidence at least
+        ``min_confidence``, else ``fallback_language`` (counted in ``Routing.fallback`` and logged)."""
+        return langid.route(texts, self.languages, self.fallback_language, min_confidence=self.min_confidence)
+
+    def tokenize(self, texts: Sequence[str], languages: Sequence[str] | str | None = None, text_pairs=None,
+                 max_length: int | None = None) -> dict:
+        """Tokenize each text with its own language's tokenizer and pad with the shared pad id.
+
+        ``languages``: one per text, one for all, or "auto" (:meth:`route`; the result then also holds
+        the routed ``languages``, so ``model(**batch)`` runs each text with its pack). None: the
+        model's default ("auto" when loaded with ``language="auto"``, else the current language).
+        Texts are cut to ``max_length`` tokens (None: what the body reads, at most 512).
+        """
+        languages = self.default_languages if languages is None else languages
+        routed = languages == "auto"
+        if routed:
+            languages = self.route(texts).languages
+        elif languages is None or isinstance(languages, str):
+            languages = [languages or self.language] * len(texts)
+        if len(languages) != len(texts):
+            raise EmbswapError(f"got {len(languages)} language tags for {len(texts)} texts")
+        unknown = sorted(set(languages) - set(self.tokenizers))
+        if unknown:
+            raise EmbswapError(f"languages {unknown} are not loaded; loaded: {', '.join(self.languages)}")
+        limit = max_input_tokens(self.model.config)
+        if max_length is None:
+            max_length = min(512, limit or 512)
+        elif limit is not None and max_length > limit:
+            raise EmbswapError(
+                f"max_length {max_length} is longer than the body's {limit} positions; give {limit} or less"
+            )
         rows = []
         for i, (text, lang) in enumerate(zip(texts, languages)):
             pair = text_pairs[i] if text_pairs is not None else None
@@ -242,7 +320,35 @@ class MultiLanguageModel(nn.Module):
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
             mask[i, : len(row)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        batch = {"input_ids": ids, "attention_mask": mask}
+        return {**batch, "languages": list(languages)} if routed else batch
+
+
+def _check_table_range(pack: LanguagePack, matrix: torch.Tensor, stored: torch.dtype) -> None:
+    """The pack's values stay finite in the table's precision (float16 ends at 65504)."""
+    if stored == torch.int8:  # rows are scaled into int8 range, the scales stay in the model's precision
+        return
+    tensors = {"word_embeddings": matrix, "output_bias": pack.output_bias, "position_embeddings": pack.position_embeddings}
+    overflow = first_unrepresentable(tensors, stored)
+    if overflow is not None:
+        name, index, value = overflow
+        raise IncompatibleArtifactError(
+            f"pack {pack.language!r}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in a "
+            f"{dtype_name(stored)} table; use table_dtype=torch.bfloat16 or the model's own precision"
+        )
+
+
+def _l1_language(body: Body, packs: dict[str, LanguagePack]) -> str:
+    """The loaded pack of the body's own language: the one it was split (or pretrained) with, as the body's
+    provenance or the split-off pack records it (embswap/split.py, embswap/train/pretrain.py); else the first."""
+    recorded = [body.provenance.get("language"), *(body.provenance.get("languages") or [])[:1]]
+    recorded += [pack.language for pack in packs.values() if pack.provenance.get("init") == "split"]
+    for language in filter(None, recorded):
+        named = [name for name in packs if name == language] or [
+            name for name, pack in packs.items() if pack.language == language]
+        if named:
+            return named[0]
+    return next(iter(packs))
 
 
 def _through(tensor: torch.Tensor | None, stored: torch.dtype, compute: torch.dtype) -> torch.Tensor | None:
@@ -254,20 +360,23 @@ def _through(tensor: torch.Tensor | None, stored: torch.dtype, compute: torch.dt
 
 
 def load(
-    source, languages: Sequence[str] | None = None, task=None, *, table_dtype: torch.dtype | None = None
+    source, languages: Sequence[str] | None = None, task=None, *, table_dtype: torch.dtype | None = None,
+    language: str | None = None, min_confidence: float = langid.DEFAULT_MIN_CONFIDENCE,
 ) -> MultiLanguageModel:
     """Load one body with several packs (and a task) from a store path, a Store, or a dict.
 
     ``source`` is a store folder / Store, or ``{"body": path, "packs": {lang: path}}``; ``task`` is a
-    task name in the store, a path, or a TaskModule. ``table_dtype``: see :class:`MultiLanguageModel`.
+    task name in the store, a path, or a TaskModule. ``table_dtype``, ``language`` ("auto": route each
+    text to its pack) and ``min_confidence``: see :class:`MultiLanguageModel`.
     """
+    options = {"table_dtype": table_dtype, "language": language, "min_confidence": min_confidence}
     if isinstance(source, dict):
         body = as_artifact(source["body"], Body)
         pack_paths = source["packs"]
         langs = list(languages or pack_paths)
         packs = {lang: as_artifact(pack_paths[lang], LanguagePack) for lang in langs}
         task_module = as_artifact(task, TaskModule) if task is not None else None
-        return MultiLanguageModel(body, packs, task_module, table_dtype=table_dtype)
+        return MultiLanguageModel(body, packs, task_module, **options)
     store = source if isinstance(source, Store) else Store(os.fspath(source))
     langs = list(languages or store.languages)
     packs = {lang: store.pack(lang) for lang in langs}
@@ -277,4 +386,4 @@ def load(
         task_module = store.task(task)
     else:
         task_module = as_artifact(task, TaskModule)
-    return MultiLanguageModel(store.body, packs, task_module, table_dtype=table_dtype)
+    return MultiLanguageModel(store.body, packs, task_module, **options)

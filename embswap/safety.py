@@ -22,14 +22,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import torch
 
 from .errors import CorruptArtifactError, EmbswapError
 
 # safetensors' own limit; an embswap header (names, shapes, offsets) is a few KB.
 MAX_HEADER_BYTES = 100_000_000
-# config.json holds fields and a hash table: a few KB. Anything near this is not an embswap config.
-MAX_CONFIG_BYTES = 32_000_000
+# config.json holds fields and a hash table: a few KB and a dozen objects and lists. Anything near
+# these bounds is not an embswap config; parsing it could take gigabytes (ten million `{}`).
+MAX_CONFIG_BYTES = 4_000_000
+MAX_CONFIG_CONTAINERS = 100_000
+# tokenizer.json: all-MiniLM's is 0.5 MB with 41 objects and lists, a 250k-piece XLM-R one 17 MB
+# with 250k (one list per piece).
+MAX_TOKENIZER_BYTES = 64_000_000
+MAX_TOKENIZER_CONTAINERS = 2_000_000
+# Real JSON here nests 3 to 6 levels; Python's parser overflows its stack near 1000.
+MAX_JSON_DEPTH = 64
+# Tensors in one safetensors file (BERT-base's body has about 200); each is one object with two lists.
+MAX_TENSORS = 100_000
 # Elements checked for NaN/Inf at a time, so the check never doubles a large tensor's memory.
 _FINITE_CHUNK = 1 << 22
 
@@ -66,6 +77,42 @@ def shown_name(name: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def _json_shape(raw: bytes) -> tuple[int, int]:
+    """(objects + lists, deepest nesting) of JSON text, counting brackets (strings included)."""
+    containers = raw.count(b"{") + raw.count(b"[")
+    if not containers:
+        return 0, 0
+    brackets = np.frombuffer(raw.translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1).astype(np.int32)
+    return containers, int(np.cumsum(steps, dtype=np.int32).max())
+
+
+def check_json_shape(raw: bytes, where: object, what: str, max_containers: int, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON text with too many objects and lists, or nested too deeply, before it is parsed.
+
+    Parsing allocates per container (ten million ``{}`` take gigabytes in Python); counting
+    brackets costs one pass in C. Brackets inside strings are counted too, so a file over a bound
+    is counted again without its strings before it is refused.
+    """
+    containers, depth = _json_shape(raw)
+    if containers > max_containers or depth > max_depth:
+        containers, depth = _json_shape(_JSON_STRING.sub(b"", raw))
+    if containers > max_containers:
+        raise CorruptArtifactError(
+            f"{where} holds {containers} JSON objects and lists, more than the {max_containers} {what} may have; "
+            "it is not a real one: do not use this artifact"
+        )
+    if depth > max_depth:
+        raise CorruptArtifactError(
+            f"{where} is nested {depth} levels deep, more than the {max_depth} {what} may be; "
+            "it is not a real one: do not use this artifact"
+        )
+
+
 def _unreadable(path: Path, reason: str) -> CorruptArtifactError:
     return CorruptArtifactError(
         f"{path} is not a readable safetensors file ({reason}); the artifact is corrupt: save or download it again"
@@ -87,12 +134,16 @@ def read_safetensors_header(path: Path) -> dict[str, TensorEntry]:
             raw = handle.read(header_len)
     except OSError as err:
         raise _unreadable(path, err.strerror or type(err).__name__) from None
+    # {name: {"shape": [...], "data_offsets": [...]}}: three containers per tensor, three levels deep.
+    check_json_shape(raw, path, "a safetensors header", 3 * MAX_TENSORS + 2, max_depth=3)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise _unreadable(path, "header is not JSON") from None
     if not isinstance(header, dict):
         raise _unreadable(path, "header is not a JSON object")
+    if len(header) > MAX_TENSORS + 1:
+        raise _unreadable(path, f"header lists {len(header)} tensors, more than the {MAX_TENSORS} allowed")
     entries = {}
     for name, spec in header.items():
         if name == "__metadata__":
@@ -220,3 +271,182 @@ def check_inside(path: Path, roots: list[Path]) -> None:
         raise CorruptArtifactError(
             f"{path} links to {real}, outside the artifact folder; do not use this artifact (or copy the real file in)"
         )
+
+
+# --- floats that a cast would turn into Inf ----------------------------------------------------------
+
+
+def first_unrepresentable(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype) -> tuple[str, int, float] | None:
+    """(name, flat index, value) of the first float that becomes Inf when cast to ``dtype``, or None.
+
+    A finite float64 near 1e306 passes the NaN/Inf check but is Inf in float32; only tensors whose
+    dtype reaches beyond ``dtype``'s range are scanned (in chunks), so the usual float32, bfloat16
+    and float16 tensors cost nothing on the way to float32.
+    """
+    if not dtype.is_floating_point:
+        return None
+    limit = torch.finfo(dtype).max
+    for name, tensor in tensors.items():
+        if tensor is None or not tensor.is_floating_point() or torch.finfo(tensor.dtype).max <= limit:
+            continue
+        flat = tensor.reshape(-1)
+        for start in range(0, flat.numel(), _FINITE_CHUNK):
+            chunk = flat[start : start + _FINITE_CHUNK]
+            bad = torch.isfinite(chunk) & ~torch.isfinite(chunk.to(dtype))
+            if bool(bad.any()):
+                index = start + int(bad.nonzero()[0, 0])
+                return name, index, float(flat[index])
+    return None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# --- tokenizer settings that name files ------------------------------------------------------------
+# transformers' from_pretrained opens whatever file a tokenizer_config.json names (tokenizer_file,
+# vocab_file, merges_file, ...), wherever it lies. embswap builds a tokenizer from the artifact's own
+# tokenizer.json and passes on only the settings below, which name no file; any setting that looks like
+# a file reference is refused, whatever its key, so damage or an attempt to read outside shows.
+
+# Settings files of a tokenizer folder, read in this order (later ones win, as in transformers).
+TOKENIZER_SETTINGS_FILES = ("special_tokens_map.json", "tokenizer_config.json")
+SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# Settings whose values are token strings ("</s>" is not a path): never read as file references.
+_TOKEN_VALUED = frozenset({*SPECIAL_TOKEN_KEYS, "additional_special_tokens", "extra_special_tokens", "added_tokens_decoder"})
+_FILE_KEY = re.compile(r"(file|files|filename|path|paths|dir|dirs|directory|folder)$", re.IGNORECASE)
+_FILE_SUFFIX = re.compile(r"\.(json|txt|model|vocab|bpe|spm|merges|tiktoken|gguf|bin|jinja|py|safetensors|pkl|pt)$", re.IGNORECASE)
+_MAX_SETTING_NODES = 100_000
+
+
+def looks_like_file(value: object) -> bool:
+    """A string that reads as a path or file name: absolute, with separators and no spaces, dots-only, or a file suffix."""
+    if not isinstance(value, str) or not value:
+        return False
+    if value.startswith(("/", "\\", "~", "file:")) or re.match(r"[A-Za-z]:[\\/]", value) or value.strip(".") == "":
+        return True
+    plain = not any(c.isspace() for c in value)
+    return plain and ("/" in value or "\\" in value or _FILE_SUFFIX.search(value) is not None)
+
+
+def _empty(value: object) -> bool:
+    return value is None or value is False or value in ("", [], {})
+
+
+def file_settings(path: Path, config: Mapping) -> list[tuple[str, object]]:
+    """(dotted key, value) of every setting in a tokenizer config that names a file (at any depth)."""
+    found, stack, seen = [], [("", config)], 0
+    while stack:
+        prefix, node = stack.pop()
+        seen += 1
+        if seen > _MAX_SETTING_NODES:
+            raise CorruptArtifactError(f"{path} holds more than {_MAX_SETTING_NODES} settings; the tokenizer is damaged")
+        items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if not prefix and key in _TOKEN_VALUED:
+                continue
+            if isinstance(key, str) and _FILE_KEY.search(key) and not _empty(value):
+                found.append((name, value))
+            elif isinstance(value, (Mapping, list)):
+                stack.append((name, value))
+            elif looks_like_file(value):
+                found.append((name, value))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _token_text(path: Path, key: str, value: object) -> str | None:
+    """A special token as a plain string: its flags (lstrip, ...) live in tokenizer.json's added tokens."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("content"), str):
+        return value["content"]
+    raise CorruptArtifactError(f"{path}: {key} is {short_repr(value)}, expected a token string; the tokenizer is damaged")
+
+
+def tokenizer_settings(path: Path, config: object) -> dict:
+    """The settings of a ``tokenizer_config.json`` / ``special_tokens_map.json`` that a tokenizer built
+    from tokenizer.json may take: special tokens, lengths, sides, input names. Everything else is left
+    out (it only matters to transformers' file-reading loaders); a setting that names a file is refused.
+    """
+    if not isinstance(config, Mapping):
+        raise CorruptArtifactError(f"{path} must hold a JSON object; the tokenizer is damaged")
+    files = file_settings(path, config)
+    if files:
+        key, value = files[0]
+        raise CorruptArtifactError(
+            f"{path}: setting {shown_name(key, 60)!r} names a file ({short_repr(value, 200)}); embswap reads a tokenizer only from "
+            "its own tokenizer.json and opens no other file: do not use this tokenizer (or save it again without the setting)"
+        )
+    settings: dict = {}
+    for key in SPECIAL_TOKEN_KEYS:
+        if key in config:
+            settings[key] = _token_text(path, key, config[key])
+    extra = config.get("additional_special_tokens")
+    if extra is not None:
+        if not isinstance(extra, list):
+            raise CorruptArtifactError(f"{path}: additional_special_tokens is {short_repr(extra)}, expected a list of tokens")
+        settings["additional_special_tokens"] = [_token_text(path, "additional_special_tokens", t) for t in extra]
+    checks = {
+        "model_max_length": lambda v: type(v) is int and v > 0,
+        "padding_side": lambda v: v in ("left", "right"),
+        "truncation_side": lambda v: v in ("left", "right"),
+        "model_input_names": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "clean_up_tokenization_spaces": lambda v: isinstance(v, bool),
+        "split_special_tokens": lambda v: isinstance(v, bool),
+        "add_prefix_space": lambda v: isinstance(v, bool),
+    }
+    for key, valid in checks.items():
+        if key in config and config[key] is not None:
+            if not valid(config[key]):
+                raise CorruptArtifactError(f"{path}: {key} is {short_repr(config[key])}, which no tokenizer takes; the tokenizer is damaged")
+            settings[key] = config[key]
+    return settings
+
+
+def max_token_id(tokenizer) -> tuple[int, str]:
+    """(largest id, what produces it) over everything a fast tokenizer can emit: its vocabulary with
+    added and special tokens, the ids its post-processor inserts ([CLS]/[SEP] templates) and its padding id.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (Python) tokenizer emits its vocabulary, added tokens included, and nothing else
+        token, top = max(tokenizer.get_vocab().items(), key=lambda item: item[1], default=("", -1))
+        specials = [i for i in tokenizer.all_special_ids if i is not None]
+        return max((top, f"token {short_repr(token, 40)}"), (max(specials, default=-1), "a special token"))
+    cached = tokenizer.__dict__.get("_embswap_vocab_max")
+    if cached is None or cached[0] is not backend:  # the vocabulary is read once per backend (0.2 s for 250k tokens)
+        vocab = backend.get_vocab(with_added_tokens=False)
+        top = max(vocab.items(), key=lambda item: item[1], default=("", -1))
+        cached = tokenizer.__dict__["_embswap_vocab_max"] = (backend, top[1], f"token {short_repr(top[0], 40)}")
+    best = (cached[1], cached[2])
+    for token_id, token in backend.get_added_tokens_decoder().items():
+        best = max(best, (token_id, f"added token {short_repr(str(token), 40)}"))
+    for token_id in tokenizer.all_special_ids:
+        if token_id is not None:
+            best = max(best, (token_id, "a special token"))
+    if backend.post_processor is not None:
+        for token_id in _inserted_ids(json.loads(backend.post_processor.__getstate__())):
+            best = max(best, (token_id, "a special token its post-processor inserts"))
+    padding = backend.padding
+    if padding is not None and isinstance(padding.get("pad_id"), int):
+        best = max(best, (padding["pad_id"], "its padding id"))
+    return best
+
+
+def _inserted_ids(node: object) -> list[int]:
+    """Ids a serialised post-processor inserts: ``"ids": [..]`` lists (templates) and ``[token, id]`` pairs."""
+    ids, stack = [], [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "ids" and isinstance(value, list):
+                    ids += [v for v in value if type(v) is int]
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            if len(node) == 2 and isinstance(node[0], str) and type(node[1]) is int:
+                ids.append(node[1])
+            else:
+                stack.extend(node)
+    return ids

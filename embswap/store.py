@@ -14,6 +14,8 @@ from .artifacts import Body, LanguagePack, TaskModule
 from .constants import CONFIG_NAME, STORE_BODY, STORE_PACKS, STORE_TASKS
 from .errors import ArtifactNotFoundError
 from .io import read_config
+from .names import check_name, is_valid_name
+from .outputs import STORE, check_output
 
 
 def folder_bytes(folder: Path) -> int:
@@ -34,16 +36,18 @@ class Store:
         return self.path / STORE_BODY
 
     def pack_path(self, language: str) -> Path:
-        return self.path / STORE_PACKS / language
+        """``packs/<language>``; a name that is not one plain folder name is refused (``embswap.names``)."""
+        return self.path / STORE_PACKS / check_name(language, "pack name")
 
     def task_path(self, name: str) -> Path:
-        return self.path / STORE_TASKS / name
+        return self.path / STORE_TASKS / check_name(name, "task name")
 
     def _listing(self, sub: str) -> list[str]:
         folder = self.path / sub
         if not folder.is_dir():
             return []
-        return sorted(p.name for p in folder.iterdir() if (p / CONFIG_NAME).is_file() and not p.name.startswith("."))
+        # Only folders a name can reach: others (hidden leftovers, names from before names were checked) are not listed.
+        return sorted(p.name for p in folder.iterdir() if is_valid_name(p.name) and (p / CONFIG_NAME).is_file())
 
     @property
     def languages(self) -> list[str]:
@@ -77,15 +81,20 @@ class Store:
             )
         return TaskModule.from_pretrained(path)
 
+    def _writable(self, path: Path, kind: str) -> Path:
+        """The store folder holds only a store, and ``path`` in it is missing or ``kind`` (``outputs.check_output``)."""
+        check_output(self.path, STORE)
+        return check_output(path, kind)
+
     def save_body(self, body: Body) -> Path:
         self.__dict__.pop("body", None)
-        return body.save_pretrained(self.body_path)
+        return body.save_pretrained(self._writable(self.body_path, "body"))
 
     def save_pack(self, pack: LanguagePack, name: str | None = None) -> Path:
-        return pack.save_pretrained(self.pack_path(name or pack.language))
+        return pack.save_pretrained(self._writable(self.pack_path(pack.language if name is None else name), "language_pack"))
 
     def save_task(self, name: str, task: TaskModule) -> Path:
-        return task.save_pretrained(self.task_path(name))
+        return task.save_pretrained(self._writable(self.task_path(name), "task_module"))
 
     def inventory(self) -> list[dict]:
         """One row per artifact: kind, name, bytes and what its config says about it."""

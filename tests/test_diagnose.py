@@ -196,7 +196,7 @@ def test_demo_reports_the_alignment(setup, tmp_path, monkeypatch):
     """Demo.evaluate goes through self_transfer; the report prints the diagnostic line (a fake Bible)."""
     from types import SimpleNamespace
 
-    from embswap import demo as demo_module
+    from embswap.demo import monotrans as demo_module
     from embswap.report import demo_markdown
 
     _, _, body, en, extra, task = setup

@@ -253,7 +253,7 @@ def test_pull_copies_only_weights_configs_and_cards(tmp_path, fake_hub, store):
     assert torch.equal(pulled.pack("en").word_embeddings, store.pack("en").word_embeddings)
     single = hub.pull("user/store:packs/de", tmp_path / "de")
     assert LanguagePack.from_pretrained(single, verify=True).language == "de"
-    with pytest.raises(EmbswapError, match="not empty"):
+    with pytest.raises(EmbswapError, match="already holds a store; pass --overwrite"):
         hub.pull("user/store", tmp_path / "pulled")
 
 

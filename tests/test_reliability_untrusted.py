@@ -320,7 +320,7 @@ def test_a_held_lock_makes_a_writer_wait_then_fail_clearly(saved):
                 pass
         _one_line(err)
     with atomic_folder(tmp / "pack", lock_timeout=0.2) as folder:  # released: the next writer gets in
-        shutil.copytree(tmp / "body", folder, dirs_exist_ok=True)
+        shutil.copytree(tmp / "pack", folder, dirs_exist_ok=True)
     assert not (tmp / ".embswap-lock-pack").exists()
 
 

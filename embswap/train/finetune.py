@@ -11,7 +11,7 @@ Modes (``TaskModule.mode``):
 - ``frozen``: only the head trains.
 
 ``noise`` adds N(0, noise²) to the outputs of the word, position and segment embeddings in
-training only (the paper's +noise). ``extra_packs`` makes fine-tuning swap-robust (issue 12):
+training only (the paper's +noise). ``extra_packs`` (docs/method.md#swap-robust-fine-tuning):
 each batch reads through the original pack or one of the extra L1 packs, round-robin, by
 re-pointing the embedding module's weight (no copy); the batches per pack are recorded.
 :func:`relearn_l1_packs` (in :mod:`embswap.train.robust`) makes and stores those extra packs.
@@ -29,19 +29,26 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import adapters_support
-from ..architectures import pack_parameter_names, position_embeddings, token_type_embeddings, word_embeddings
+from ..architectures import (
+    pack_parameter_names,
+    position_embeddings,
+    resolve_seq_len,
+    token_type_embeddings,
+    word_embeddings,
+)
 from ..artifacts import Body, LanguagePack, TaskModule, check_compatible
 from ..compose import as_artifact
 from ..errors import DataError, IncompatibleArtifactError
 from ..evaluate import score_model
 from ..io import tensor_bytes
+from ..outputs import check_output
 from ..tasks.data import CLASSIFICATION_TASKS, SUPERVISED_TASKS, check_labels_subset, label_names, validate_rows
 from ..tasks.heads import (
     MAX_ANSWER_TOKENS,
@@ -57,20 +64,31 @@ from .loop import CURVE_NAME, LOG_NAME, LoopConfig, TrainResult, derive_seed, tr
 from .robust import relearn_l1_packs, robust_pack_name
 
 MODES = ("full", "adapter", "frozen")
+# Default rates (when no lr is given; :func:`default_lr` picks one from the body). A body from
+# `embswap pretrain` is small and briefly trained: it fine-tunes at the demo's rate (embswap/demo/monotrans.py,
+# which learned the genre task in tests/test_transfer_quality.py); at BERT's 2e-5 its classifier
+# underfits. Bodies pretrained at scale elsewhere keep BERT's 2e-5.
+EMBSWAP_BODY_LR = 1e-3
+EMBSWAP_BODY_HIDDEN = 256  # widest embswap body the rate was measured on (the tiny preset)
+PRETRAINED_BODY_LR = 2e-5
 _NO_DECAY_MARKERS = ("bias", "LayerNorm", "layer_norm", "layernorm", "norm.weight", "special_rows")
 
 
 @dataclass
 class FinetuneConfig:
-    """Every choice of a fine-tuning run (recorded in the task module and checked on resume)."""
+    """Every choice of a fine-tuning run (recorded in the task module and checked on resume).
+
+    ``lr`` and ``seq_len`` None are picked from the body when the run starts (:func:`default_lr`,
+    :func:`embswap.architectures.resolve_seq_len`).
+    """
 
     task: str
     mode: str = "full"
     noise: float = 0.0
     epochs: float = 2.0
-    lr: float = 2e-5
+    lr: float | None = None
     batch_size: int = 32
-    seq_len: int = 128
+    seq_len: int | None = None
     seed: int = 0
     max_steps: int | None = None
     max_minutes: float | None = None
@@ -87,10 +105,36 @@ class FinetuneConfig:
             raise DataError(f"unknown mode {self.mode!r}; expected one of: {', '.join(MODES)}")
         if self.noise < 0:
             raise DataError(f"noise is a standard deviation, got {self.noise}; give 0 or more (the paper: 0.075)")
-        if self.batch_size < 1 or self.seq_len < 8:
+        if self.batch_size < 1 or (self.seq_len is not None and self.seq_len < 8):
             raise DataError(f"batch size {self.batch_size} and seq_len {self.seq_len} must be >= 1 and >= 8")
         if self.epochs <= 0 and self.max_steps is None:
             raise DataError(f"epochs is {self.epochs}; give a positive number of epochs or --max-steps")
+        if self.lr is not None and not self.lr > 0:
+            raise DataError(f"lr is {self.lr}; give a positive learning rate (or leave it out: picked from the body)")
+
+
+def default_lr(body: Body) -> tuple[float, str]:
+    """The fine-tuning rate for ``body`` when none is given, and why (recorded as ``lr_source``).
+
+    A body ``embswap pretrain`` made (its provenance says so) gets :data:`EMBSWAP_BODY_LR`, scaled
+    down as 1/width above :data:`EMBSWAP_BODY_HIDDEN` (Adam's usual width rule); any other body
+    :data:`PRETRAINED_BODY_LR`.
+    """
+    config = body.model_config
+    hidden = config.get("hidden_size") or config.get("dim")
+    layers = config.get("num_hidden_layers") or config.get("n_layers")
+    size = f"hidden {hidden}, {layers} layers"
+    if (body.provenance or {}).get("stage") == "pretrain" and isinstance(hidden, int):
+        lr = EMBSWAP_BODY_LR * min(1.0, EMBSWAP_BODY_HIDDEN / hidden)
+        return lr, f"default for a body pretrained by embswap ({size})"
+    return PRETRAINED_BODY_LR, f"default for a pretrained body ({size})"
+
+
+def resolve_config(body: Body, config: FinetuneConfig) -> tuple[FinetuneConfig, dict]:
+    """``config`` with ``lr`` and ``seq_len`` fitted to ``body`` where None, and where each came from."""
+    seq_len, seq_len_source = resolve_seq_len(body.model_config, config.seq_len)
+    lr, lr_source = (config.lr, "given") if config.lr is not None else default_lr(body)
+    return replace(config, lr=lr, seq_len=seq_len), {"lr_source": lr_source, "seq_len_source": seq_len_source}
 
 
 # --------------------------------------------------------------------------- hooks on the embeddings
@@ -279,6 +323,7 @@ class FinetuneRun:
                 )
         if not train_rows:
             raise DataError("no training rows; give a task file with at least one row")
+        config, self.sources = resolve_config(body, config)
         self.body, self.pack, self.config = body, pack, config
         self.extra_packs = list(extra_packs)
         self.pack_names = self._names(pack_names)
@@ -489,6 +534,9 @@ class FinetuneRun:
             "steps": steps,
             "steps_per_epoch": self.steps_per_epoch,
             "lr": cfg.lr,
+            "lr_source": self.sources["lr_source"],
+            "seq_len": cfg.seq_len,
+            "seq_len_source": self.sources["seq_len_source"],
             "batch_size": cfg.batch_size,
             "seed": cfg.seed,
             "warmup_ratio": cfg.warmup_ratio,
@@ -562,9 +610,9 @@ def finetune(
     mode: str = "full",
     noise: float = 0.0,
     epochs: float = 2,
-    lr: float = 2e-5,
+    lr: float | None = None,
     batch_size: int = 32,
-    seq_len: int = 128,
+    seq_len: int | None = None,
     seed: int = 0,
     resume: bool = False,
     device: str | None = None,
@@ -584,8 +632,10 @@ def finetune(
     (default: a folder's name, else the language / ``{language}-robust-{i}``). The training log and
     learning curve are written beside the task's files; checkpoints go to a hidden sibling folder
     (``.NAME.checkpoint``) that ``resume=True`` continues from and that is removed once the run has
-    finished all its steps (``keep_checkpoint`` keeps it).
+    finished all its steps (``keep_checkpoint`` keeps it). ``lr`` / ``seq_len`` None are picked from
+    the body (:func:`resolve_config`); inputs longer than ``seq_len`` are cut, QA contexts windowed.
     """
+    check_output(output, "task_module", inputs=(body, pack, *(extra_packs or [])))  # before training
     body = as_artifact(body, Body)
     extra_packs = list(extra_packs or [])
     if pack_names is None:
@@ -633,6 +683,8 @@ def finetune(
 __all__ = [
     "FinetuneConfig",
     "FinetuneRun",
+    "default_lr",
+    "resolve_config",
     "finetune",
     "checkpoint_dir_for",
     "relearn_l1_packs",

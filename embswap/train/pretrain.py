@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from ..architectures import MODEL_DIMS, get_family, new_config, special_token_id
 from ..artifacts import Body, LanguagePack, load_tokenizer
 from ..errors import DataError, EmbswapError, IncompatibleArtifactError
 from ..io import atomic_folder
+from ..names import check_name
+from ..outputs import STORE, check_output
 from ..split import split_model
 from ..store import Store
 from .loop import CURVE_NAME, LOG_NAME, LoopConfig, TrainResult, derive_seed, make_accelerator, train
@@ -43,7 +44,7 @@ from .mlm import IGNORE_INDEX, MLMBatches, build_sequences, mean_mlm_loss, mlm_l
 from .tokenizer import train_tokenizer
 from .transfer import checkpoint_dir_for
 
-# Model sizes by name. ``tiny`` is the body FINDINGS.md measured (5.3M parameters with an 8k vocabulary).
+# Model sizes by name. ``tiny`` is the demo's body (docs/results.md#demo; 5.3M parameters with an 8k vocabulary).
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024},
     "small": {"num_hidden_layers": 6, "hidden_size": 512, "num_attention_heads": 8, "intermediate_size": 2048},
@@ -52,7 +53,6 @@ PRESETS: dict[str, dict[str, int]] = {
 
 TOKENIZERS_SUBDIR = "tokenizers"
 JOINT_TOKENIZER = "_joint"
-_LANGUAGE_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 VOCAB_MODES = ("joint", "disjoint")
 
@@ -335,19 +335,20 @@ def _language_data(tokenizer, train_texts, held_out_texts, *, share: int, seq_le
 
 def _status(enabled: bool, message: str) -> None:
     if enabled:
+        import sys
+
         from rich.console import Console
 
-        Console(stderr=True).print(message)
+        from ..outputs import tolerate_closed
+
+        Console(file=tolerate_closed(sys.stderr)).print(message)  # a closed stderr must not stop the run
 
 
 def _check_languages(texts_by_lang: Mapping[str, Sequence[str]]) -> list[str]:
     if not texts_by_lang:
         raise DataError("no language given; pass texts for at least one language")
     for lang in texts_by_lang:
-        if not isinstance(lang, str) or not _LANGUAGE_CODE.match(lang):
-            raise DataError(
-                f"language code {lang!r} is not usable as a pack name; use letters, digits, '-', '_' or '.'"
-            )
+        check_name(lang, "language code")  # it names the pack's folder in the store
     return list(texts_by_lang)
 
 
@@ -413,6 +414,9 @@ def run_pretrain(
             "overwrite=True (--overwrite) to replace it (packs and tasks trained for it stop composing), "
             "or write another store"
         )
+    for path, kind in ((store.path, STORE), (store.body_path, "body"), *((store.pack_path(lang), "language_pack")
+                                                                       for lang in languages)):
+        check_output(path, kind)  # before training: never a folder of other files or of another kind
     checkpoint_dir = checkpoint_dir_for(store.body_path)
 
     splits = {lang: _split_eval(texts_by_lang[lang], eval_fraction, seed, lang) for lang in languages}

@@ -61,7 +61,11 @@ def plot_learning_curve(records: list[dict], path: Path, title: str = "") -> Pat
 
 
 def progress_bar(description: str, enabled: bool):
+    import sys
+
     from rich.console import Console
+
+    from ..outputs import tolerate_closed
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
@@ -73,7 +77,7 @@ def progress_bar(description: str, enabled: bool):
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=Console(file=tolerate_closed(sys.stderr)),  # a closed stderr must not stop the run
         disable=not enabled,
         transient=False,
     )

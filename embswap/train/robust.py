@@ -1,7 +1,7 @@
-"""Re-learned L1 packs for swap-robust fine-tuning (issue 12).
+"""Re-learned L1 packs for swap-robust fine-tuning (docs/method.md#swap-robust-fine-tuning).
 
 At laptop scale a pack re-learned by step 2 lands in another basis than the one fine-tuning read,
-so a task model trained on the L1 pack alone cannot read it (FINDINGS.md §1). Swap-robust
+so a task model trained on the L1 pack alone cannot read it (docs/method.md#the-basis-problem). Swap-robust
 fine-tuning re-learns K extra L1 packs, exactly as step 2 learns any pack (the L1 pack's own
 tokenizer, a random matrix, MLM on L1 text, the body frozen), and step 3 reads its batches
 through the L1 pack and these in turn, so the task model learns features that re-learning
@@ -52,7 +52,7 @@ def relearn_l1_packs(
     max_minutes: float | None = None,
     lr: float = 1e-3,
     batch_size: int = 32,
-    seq_len: int = 128,
+    seq_len: int | None = None,
     warmup_steps: int | None = None,
     device: str | None = None,
     progress: bool = True,

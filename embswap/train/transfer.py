@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import os
 import shutil
 import tempfile
@@ -25,12 +26,13 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from .. import adapters_support
-from ..architectures import get_family, output_layer, position_embeddings, word_embeddings
+from ..architectures import max_input_tokens, output_layer, position_embeddings, resolve_seq_len, word_embeddings
 from ..artifacts import Body, LanguagePack, check_compatible
 from ..compose import LANGUAGE_ADAPTER, as_artifact, training_model
 from ..errors import DataError, EmbswapError, IncompatibleArtifactError, TrainingError
 from ..init import InitResult, initialize_embeddings
 from ..io import atomic_folder
+from ..outputs import check_output
 from .loop import (
     CURVE_NAME,
     LOG_NAME,
@@ -220,15 +222,6 @@ def check_tokenizer(body: Body, tokenizer) -> None:
         )
 
 
-def _max_sequence(body: Body, tokenizer) -> int:
-    positions = body.model_config.get("max_position_embeddings")
-    if not isinstance(positions, int):
-        return 1 << 30
-    if get_family(body.family).position_offset_from_pad:
-        positions -= tokenizer.pad_token_id + 1
-    return positions
-
-
 def _texts_sha256(texts: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for text in texts:
@@ -349,6 +342,50 @@ def _anchor_penalty_weight(anchors: str, weight: float | None) -> float | None:
     return weight
 
 
+# The learning rate after each init when parallel text is given, measured on all-MiniLM-L6-v2
+# (benchmarks/results/encoder_transfer.md): an aligned init starts near its final accuracy and 5e-3 pulls
+# it down in the first minute while 1e-3 improves it; the other inits start far away and need 5e-3.
+ALIGN_LR = {"aligned": 1e-3}
+ALIGN_LR_OTHER = 5e-3
+MLM_LR = 1e-3  # the MLM-only default, unchanged
+
+
+def eflomal_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("eflomal") is not None
+
+
+def default_recipe(init: str | None, lr: float | None, *, parallel: bool, reference: bool,
+                   log: Callable[[str], None] | None = None) -> dict:
+    """``{"init", "init_source", "lr", "lr_source"}``: what was given, else the measured default.
+
+    With parallel text, the init defaults to ``aligned`` where eflomal is installed (else ``subword-mean``,
+    said through ``log``; ``random`` without a reference pack to copy rows from) and the rate follows the
+    init (:data:`ALIGN_LR`). Without parallel text: ``random`` and :data:`MLM_LR`, as before.
+    """
+    init_source = "given"
+    if init is None:
+        if not parallel:
+            init, init_source = "random", "default (no parallel text)"
+        elif not reference:
+            init, init_source = "random", "default (parallel text, no reference pack to copy rows from)"
+        elif eflomal_available():
+            init, init_source = "aligned", "default (parallel text, eflomal installed)"
+        else:
+            init, init_source = "subword-mean", "default (parallel text; eflomal missing)"
+            note = 'init: subword-mean, not aligned: eflomal is not installed (pip install "embswap[align]")'
+            (log or logging.getLogger(__name__).warning)(note)
+    lr_source = "given"
+    if lr is None:
+        if parallel:
+            lr = ALIGN_LR.get(init, ALIGN_LR_OTHER)
+            lr_source = f"default after init {init} with parallel text"
+        else:
+            lr, lr_source = MLM_LR, "default (no parallel text)"
+    return {"init": init, "init_source": init_source, "lr": float(lr), "lr_source": lr_source}
+
+
 def transfer(body, tokenizer, texts: Sequence[str], **kwargs) -> LanguagePack:
     """Step 2: learn a pack for ``tokenizer``'s language on the frozen ``body``; see :func:`run_transfer`."""
     return run_transfer(body, tokenizer, texts, **kwargs).pack
@@ -361,7 +398,7 @@ def run_transfer(
     *,
     language: str,
     output: str | os.PathLike | None,
-    init: str = "random",
+    init: str | None = None,
     reference_pack=None,
     dictionary=None,
     pos: bool = False,
@@ -370,9 +407,9 @@ def run_transfer(
     anchor_penalty: float | None = None,
     max_steps: int = 1000,
     max_minutes: float | None = None,
-    seq_len: int = 128,
+    seq_len: int | None = None,
     batch_size: int = 32,
-    lr: float = 1e-3,
+    lr: float | None = None,
     seed: int = 0,
     resume: bool = False,
     device: str | None = None,
@@ -391,6 +428,7 @@ def run_transfer(
     eval_batches: int = 20,
     progress: bool = True,
     precision: str = "fp32",
+    recipe_log: Callable[[str], None] | None = None,
 ) -> TransferOutcome:
     """Train a new language pack and save it to ``output`` (atomically; None: do not save).
 
@@ -405,16 +443,25 @@ def run_transfer(
     builders joined by ``+``; ``extra_loss`` adds loss terms directly. Training stops at
     ``max_steps`` (which also sets the learning-rate schedule) or after ``max_minutes``; ``schedule=
     "constant"`` keeps the rate after warm-up, so a run resumed with a higher ``max_steps``
-    continues as one long run would (learning curves at checkpoints).
+    continues as one long run would (learning curves at checkpoints). ``seq_len`` None is 128 cut to
+    what the body reads (:func:`embswap.architectures.resolve_seq_len`); a longer one is refused.
     Checkpoints go to a hidden sibling of ``output`` (:func:`checkpoint_dir_for`); ``resume``
     continues from the last one and ends bit-identical to an uninterrupted run. The pack's
     provenance records the init counts, steps, tokens, data, seed, lr and MLM losses.
     ``precision="bf16"`` runs the forward pass under bfloat16 autocast (the pack stays float32).
+    ``init`` and ``lr`` None take the measured defaults of :func:`default_recipe` (aligned and 1e-3 when
+    parallel text is given); the pack records both and where they came from (``init_source``, ``lr_source``).
+    ``output`` may be missing, empty or an earlier pack (``outputs.check_output``), checked before training.
     """
+    if output is not None:
+        check_output(output, "language_pack", inputs=(body, reference_pack))
     body = as_artifact(body, Body)
     reference = as_artifact(reference_pack, LanguagePack) if reference_pack is not None else None
     if reference is not None:
         check_compatible(body, reference, name=f"reference pack {reference.language!r}")
+    recipe = default_recipe(init, lr, parallel=bool((objective_options or {}).get("parallel")),
+                            reference=reference is not None, log=recipe_log)
+    init, lr = recipe["init"], recipe["lr"]
     if precision not in PRECISIONS:
         raise EmbswapError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
     anchors = resolve_anchors(anchors, init)
@@ -422,9 +469,13 @@ def run_transfer(
     check_tokenizer(body, tokenizer)
     if output is None and resume:
         raise TrainingError("resume needs the output folder of the interrupted run; pass output")
-    limit = _max_sequence(body, tokenizer)
-    if seq_len > limit:
-        raise DataError(f"seq_len {seq_len} is longer than the body's {limit} positions; use --seq-len {limit} or less")
+    seq_len, seq_len_source = resolve_seq_len(body.model_config, seq_len)
+    align_length = (objective_options or {}).get("align_max_length")
+    limit = max_input_tokens(body.model_config)
+    if align_length is not None and limit is not None and int(align_length) > limit:
+        raise DataError(
+            f"align_max_length {align_length} is longer than the body's {limit} positions; give {limit} or less"
+        )
 
     texts = [t for t in texts if t and t.strip()]
     token_lists = tokenize_texts(tokenizer, texts)
@@ -573,8 +624,11 @@ def run_transfer(
         "stopped_by": result.stopped_by,
         "seed": seed,
         "lr": lr,
+        "lr_source": recipe["lr_source"],
+        "init_source": recipe["init_source"],
         "batch_size": batch_size,
         "seq_len": seq_len,
+        "seq_len_source": seq_len_source,
         "packing": packing,
         **({"precision": precision} if precision != "fp32" else {}),
         **({"schedule": schedule} if schedule != "linear" else {}),

