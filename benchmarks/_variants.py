@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 
 from embswap.demo import DemoConfig
+from embswap.demo.recipe import MONOTRANS
 from embswap.errors import EmbswapError
 
 OBJECTIVES = ("mlm", "mlm+align", "align")
@@ -24,7 +25,7 @@ PAPER_NOISE = 0.075  # the paper's +noise standard deviation
 SELF = "en-relearned"  # English re-learned by the variant's step 2 from random rows: the self-transfer pack
 ROBUST = "en-robust"  # English re-learned (embswap.train.robust) for swap-robust fine-tuning
 TASK_TYPES = {"genre": "classification", "paraphrase": "pair-classification"}
-RELEARN_TRANSLATIONS = ("3", "2")  # the re-learned English packs read other translations than the body did
+RELEARN_TRANSLATIONS = MONOTRANS.relearn_translations  # the re-learned English packs read other translations
 # Fine-tuning per task, relative to the budget's task steps and rate. Paraphrase (is the second verse
 # the same verse in another translation?) compares two sentences and needs more, gentler steps than
 # genre: English paraphrase accuracy on the demo body (800 test pairs) was 74.8 % after 200 steps at
@@ -38,26 +39,27 @@ TASK_RECIPES = {"genre": {"steps": 1.0, "lr": None}, "paraphrase": {"steps": 2.0
 @dataclass(frozen=True)
 class Budget:
     """Model size and what each stage may spend. Steps are the budget (the same learning on a busy or
-    a quiet machine, as in the demo); minutes are only safety caps."""
+    a quiet machine, as in the demo); minutes are only safety caps. The defaults are the demo's recipe
+    (embswap/demo/recipe.py)."""
 
-    preset: str | tuple = "tiny"  # a preset name, or sorted (key, value) pairs of BERT dimensions
-    vocab_size: int = 8000
-    mlm_seq_len: int = 64
-    seq_len: int = 128
-    batch_size: int = 32
-    pretrain_steps: int = 1400
-    pretrain_minutes: float = 20.0
-    pretrain_lr: float = 1e-3
-    pack_steps: int = 150
-    pack_minutes: float = 4.0
-    transfer_lr: float = 2e-3
-    transfer_warmup: int = 10
-    align_weight: float = 5000.0
-    task_steps: int = 200
-    task_minutes: float = 8.0
-    finetune_lr: float = 1e-3
-    eval_examples: int = 1000
-    english_translations: tuple = ("4", "2")
+    preset: str | tuple = MONOTRANS.preset  # a preset name, or sorted (key, value) pairs of BERT dimensions
+    vocab_size: int = MONOTRANS.vocab_size
+    mlm_seq_len: int = MONOTRANS.mlm_seq_len
+    seq_len: int = MONOTRANS.seq_len
+    batch_size: int = MONOTRANS.batch_size
+    pretrain_steps: int = MONOTRANS.pretrain_steps
+    pretrain_minutes: float = MONOTRANS.pretrain_minutes
+    pretrain_lr: float = MONOTRANS.pretrain_lr
+    pack_steps: int = MONOTRANS.transfer_steps
+    pack_minutes: float = MONOTRANS.transfer_minutes
+    transfer_lr: float = MONOTRANS.transfer_lr
+    transfer_warmup: int = MONOTRANS.transfer_warmup
+    align_weight: float = MONOTRANS.align_weight
+    task_steps: int = MONOTRANS.finetune_steps
+    task_minutes: float = MONOTRANS.finetune_minutes
+    finetune_lr: float = MONOTRANS.finetune_lr
+    eval_examples: int = MONOTRANS.eval_examples
+    english_translations: tuple = MONOTRANS.english_translations
     max_lines: int | None = None  # quick runs read fewer lines of text, pairs and task rows
     max_pairs: int | None = None
     max_train_rows: int | None = None
@@ -74,8 +76,9 @@ class Budget:
             transfer_warmup=config.transfer_warmup, align_weight=config.align_weight,
             task_steps=config.finetune_steps, task_minutes=config.finetune_minutes, finetune_lr=config.finetune_lr,
             eval_examples=config.eval_examples, english_translations=tuple(config.english_translations),
-            max_lines=4000 if config.quick else None, max_pairs=3000 if config.quick else None,
-            max_train_rows=400 if config.quick else None,
+            max_lines=MONOTRANS.quick_max_lines if config.quick else None,
+            max_pairs=MONOTRANS.quick_max_pairs if config.quick else None,
+            max_train_rows=MONOTRANS.quick_max_train_rows if config.quick else None,
         )
         return cls(**{**values, **overrides})
 

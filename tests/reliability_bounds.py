@@ -22,12 +22,12 @@ import struct
 import tempfile
 from pathlib import Path
 
+import reliability_kit as kit
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import embswap.io as eio
-import reliability_kit as kit
 from embswap import Body, LanguagePack, Store, TaskModule
 from embswap.compose import compose
 from embswap.errors import EmbswapError

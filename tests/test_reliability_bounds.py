@@ -13,22 +13,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import reliability_bounds as bounds
+import reliability_kit as kit
 import torch
+from conftest import EN_TEXT
+from embswap.cli.main import app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import embswap.io as eio
-import reliability_bounds as bounds
-import reliability_kit as kit
-from embswap import LanguagePack, Store, TaskModule, split_model
-from embswap.cli.main import app
+from embswap import LanguagePack, Store, TaskModule
 from embswap.errors import CorruptArtifactError, EmbswapError
 from embswap.io import load_json
 from embswap.safety import MAX_TENSORS, MAX_TOKENIZER_BYTES
 from embswap.verify import verify
-
-from conftest import EN_TEXT
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +67,7 @@ def test_a_body_config_asking_for_gigabytes_fails_on_the_meta_device(samples, mo
     body.__dict__.pop("fingerprint", None)
     pack = bounds.dataclasses.replace(pack, body_fingerprint=body.fingerprint)
     builds: list = []
-    original, counting = bounds._real_builds(builds)
+    _, counting = bounds._real_builds(builds)
     monkeypatch.setattr(ecompose, "_build", counting)
     with pytest.raises(CorruptArtifactError) as err:
         ecompose.compose(body, pack)  # 10^9 x 32 floats per layer: 128 GB if it were built
@@ -187,7 +186,7 @@ def test_a_header_listing_too_many_tensors_is_refused_before_parsing(tmp_path):
 
 def _script(*args, preexec_fn=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBSWAP_DEBUG": ""}
-    return subprocess.run([sys.executable, "-m", "embswap.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "embswap.cli.main", *args], check=False, capture_output=True, text=True,
                           env=env, preexec_fn=preexec_fn, timeout=300)  # fmt: skip
 
 

