@@ -25,9 +25,10 @@ import _common
 from _tables import markdown_table
 
 from embswap.demo import DemoConfig, run_demo
+from embswap.demo.bars import MARGIN_BAR, SELF_TRANSFER_BAR
+from embswap.demo.recipe import MONOTRANS
 
 NAME = "demo_budget"
-BAR, SELF_TRANSFER_BAR = 10.0, 0.8
 
 
 def arguments():
@@ -94,9 +95,10 @@ def render_markdown(report: dict) -> str:
     quick = " (quick smoke run: numbers are not meaningful)" if report["quick"] else ""
     notes = [
         "Zero-shot genre accuracy (%) on held-out books with the margin over the better control (majority "
-        f"class, untrained pack) in brackets; the bar: every margin >= {BAR:g} and self-transfer >= "
+        f"class, untrained pack) in brackets; the bar: every margin >= {MARGIN_BAR:g} and self-transfer >= "
         f"{100 * SELF_TRANSFER_BAR:.0f} % of English.",
-        "Budget: fraction of the demo's default steps (pretraining 1,400, packs 150, fine-tuning 200) and minutes caps.",
+        (f"Budget: fraction of the demo's default steps (pretraining {MONOTRANS.pretrain_steps:,}, packs "
+         f"{MONOTRANS.transfer_steps}, fine-tuning {MONOTRANS.finetune_steps}) and minutes caps."),
         "Shortest budget meeting the bar: "
         + (f"{shortest['budget']:g} ({shortest['minutes']:.1f} min)." if shortest else "none of those measured."),
         f"Machine: {report['environment']['cpu']}, {report['environment']['cores']} cores, "
@@ -117,7 +119,7 @@ def plot(report: dict, path: Path) -> None:
     minutes = [p["minutes"] for p in points]
     for lang in (points[0]["languages"] if points else []):
         ax.plot(minutes, [p["languages"][lang]["margin_over_controls"] for p in points], marker="o", label=lang)
-    ax.axhline(BAR, color="grey", linestyle="--", linewidth=1, label=f"bar (+{BAR:g})")
+    ax.axhline(MARGIN_BAR, color="grey", linestyle="--", linewidth=1, label=f"bar (+{MARGIN_BAR:g})")
     ax.set_xlabel("wall minutes")
     ax.set_ylabel("zero-shot margin over the better control (points)")
     ax.set_title("Margin per language")

@@ -108,7 +108,7 @@ def run_language(lang: str, init: str, args, body, en, task, work: Path, english
     from embswap.data.bible import mlm_text, parallel_pairs
     from embswap.init import initialize_embeddings
     from embswap.train.tokenizer import train_tokenizer
-    from embswap.train.transfer import run_transfer
+    from embswap.train.transfer import TransferConfig, run_transfer
 
     codes = TRANSLATIONS[lang]
     tokenizer = train_tokenizer(mlm_text(lang, books=TRAIN_BOOKS), args.vocab_size, family=body.family,
@@ -133,11 +133,13 @@ def run_language(lang: str, init: str, args, body, en, task, work: Path, english
     out = work / f"{lang}-{init}"
     for segment in range(args.segments):
         outcome = run_transfer(
-            body, tokenizer, [], language=lang, output=out, init=init, reference_pack=en, objective="align",
-            objective_options={"parallel": pairs, "pooling": task.settings["mode"], "align_max_length": 128,
-                               "teacher_cache": str(work / "cache")},
-            max_steps=1_000_000, max_minutes=args.minutes / args.segments, lr=lr, batch_size=32,
-            warmup_steps=0, checkpoint_every=None, resume=segment > 0, progress=not args.quiet, seed=0,
+            body, tokenizer, [],
+            TransferConfig(language=lang, init=init, objective="align",
+                           objective_options={"parallel": pairs, "pooling": task.settings["mode"],
+                                              "align_max_length": 128, "teacher_cache": str(work / "cache")},
+                           max_steps=1_000_000, max_minutes=args.minutes / args.segments, lr=lr, batch_size=32,
+                           warmup_steps=0, checkpoint_every=None, progress=not args.quiet, seed=0),
+            output=out, reference_pack=en, resume=segment > 0,
         )
         point = {"minutes": round(outcome.result.elapsed_seconds / 60, 2), "steps": outcome.result.step,
                  **score(body, en, outcome.pack, task, test)}

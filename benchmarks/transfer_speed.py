@@ -18,7 +18,8 @@ alternating in rounds in this one process (load slows both alike); the median ro
 Memory: peak RSS of a fresh subprocess per configuration, from before the model is built to the
 end of training. Quality: held-out MLM loss of baseline A and embswap after equal steps on real
 text (German Bible), from the same initial matrix, two seeds each. Writes
-benchmarks/results/transfer_speed[.quick].{json,png}.
+benchmarks/results/transfer_speed[.quick].{json,png}. Where the time goes (a phase profile, which rows
+get a gradient, torch.compile, fused AdamW) is benchmarks/transfer_speed_profile.py.
 """
 
 from __future__ import annotations
@@ -32,13 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from embswap import LanguagePack, compose  # noqa: E402
-from embswap.architectures import mlm_head_logits  # noqa: E402
 from embswap.init import initialize_embeddings  # noqa: E402
-from embswap.train.mlm import IGNORE_INDEX, MLMBatches, build_sequences, encoder_states, mean_mlm_loss, tokenize_texts  # noqa: E402
-from embswap.train.transfer import run_transfer  # noqa: E402
+from embswap.train.mlm import MLMBatches, build_sequences, mean_mlm_loss, tokenize_texts  # noqa: E402
+from embswap.train.transfer import TransferConfig, run_transfer  # noqa: E402
 
 NAME = "transfer_speed"
 LR = 1e-3
@@ -56,7 +55,6 @@ QUICK = {
     "curve_memory": False,
     "memory": [("tiny", 32000, 128, 8)],
     "quality": {"vocab": 4000, "steps": 8, "batch": 8, "seeds": [0], "verses": 3000},
-    "compile": False,
 }
 DEFAULT = {
     "headline": [("tiny", 32000, 128, 32, 3, 3), ("base", 32000, 128, 8, 2, 5)],
@@ -72,7 +70,6 @@ DEFAULT = {
         ("base", 32000, 128, 32, ("transformers", "embswap")),
     ],
     "quality": {"vocab": 8000, "steps": 100, "batch": 16, "seeds": [0, 1], "verses": None},
-    "compile": True,
 }
 
 
@@ -162,19 +159,21 @@ def embswap_run(
         body,
         tokenizer,
         texts,
-        language="l2",
+        TransferConfig(
+            language="l2",
+            max_steps=steps,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            checkpoint_every=None,
+            log_every=1,
+            progress=False,
+            device="cpu",
+            precision=precision,
+        ),
         output=None,
-        max_steps=steps,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        checkpoint_every=None,
-        log_every=1,
-        progress=False,
-        device="cpu",
         eval_texts=eval_texts,
-        precision=precision,
     )
 
 
@@ -304,124 +303,6 @@ def memory(args, shape, vocab, seq, batch, names, steps=2) -> dict:
             grow, base_grow = peak - out[name]["rss_before_mb"], base - out["transformers"]["rss_before_mb"]
             out[name]["growth_vs_transformers"] = round(grow / base_grow, 3)
     return out
-
-
-# ------------------------------------------------------------------------------------ where the time goes
-
-
-def phase_profile(case: Case) -> dict:
-    """Seconds per phase of one step (after a warm-up step): baseline A's full logits vs embswap's masked ones."""
-    from torch.profiler import ProfilerActivity, profile
-
-    out = {"config": case.label, "load_average": common.load_average()}
-    for mode in ("transformers", "embswap"):
-        runner = contender("transformers", case, 4)  # the same frozen model; only the loss differs
-        model, params = runner.model, runner.params
-        batches = MLMBatches(case.sequences, case.tokenizer, batch_size=case.batch_size, seed=0)
-
-        def step(i, timings):
-            batch = batches(i)
-            marks = [time.perf_counter()]
-            hidden = encoder_states(model, batch)
-            marks.append(time.perf_counter())
-            labels = batch["labels"]
-            if mode == "embswap":
-                where = labels != IGNORE_INDEX
-                loss = F.cross_entropy(mlm_head_logits(model, hidden[where]), labels[where])
-            else:
-                logits = mlm_head_logits(model, hidden)
-                loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-            marks.append(time.perf_counter())
-            loss.backward()
-            marks.append(time.perf_counter())
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            runner.optimizer.step()
-            runner.optimizer.zero_grad(set_to_none=True)
-            marks.append(time.perf_counter())
-            for key, a, b in zip(("encoder forward", "MLM head + loss", "backward", "optimizer"), marks, marks[1:]):
-                timings[key] = timings.get(key, 0.0) + b - a
-
-        step(0, {})
-        timings: dict[str, float] = {}
-        step(1, timings)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            step(2, {})
-        ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
-        total = sum(e.self_cpu_time_total for e in prof.key_averages())
-        out[mode] = {
-            "phases_s": {k: round(v, 3) for k, v in timings.items()},
-            "top_ops": [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3)} for e in ops],
-        }
-    return out
-
-
-def compile_check(case: Case, steps: int = 3) -> dict:
-    """torch.compile on the encoder: one-off compile time and step time against eager."""
-    runner = contender("transformers", case, steps * 2 + 2)
-    model = runner.model
-    batches = MLMBatches(case.sequences, case.tokenizer, batch_size=case.batch_size, seed=0)
-    compiled = torch.compile(model.base_model)
-
-    def step(i, encoder):
-        batch = batches(i)
-        hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
-        where = batch["labels"] != IGNORE_INDEX
-        loss = F.cross_entropy(mlm_head_logits(model, hidden[where]), batch["labels"][where])
-        loss.backward()
-        runner.optimizer.step()
-        runner.optimizer.zero_grad(set_to_none=True)
-
-    first = common.clock(lambda: step(0, compiled))
-    eager, fused = [], []
-    for i in range(1, steps + 1):
-        eager.append(common.clock(lambda i=i: step(i, model.base_model)))
-        fused.append(common.clock(lambda i=i: step(i, compiled)))
-    return {
-        "config": case.label,
-        "first_compiled_step_s": round(first, 1),
-        "eager_step_s": round(common.median(eager), 3),
-        "compiled_step_s": round(common.median(fused), 3),
-        "speedup": round(common.median(eager) / common.median(fused), 3),
-        "load_average": common.load_average(),
-    }
-
-
-def optimizer_steps(shapes, repeats: int = 5) -> list[dict]:
-    """AdamW over a vocabulary x hidden matrix and its bias: the per-tensor loop vs the fused kernel."""
-    out = []
-    for vocab, hidden in shapes:
-        row = {"matrix": f"{vocab} x {hidden}", "load_average": common.load_average()}
-        for kind in ("foreach", "fused"):
-            params = [torch.nn.Parameter(torch.randn(vocab, hidden)), torch.nn.Parameter(torch.randn(vocab))]
-            optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0, **{kind: True})
-            times = []
-            for _ in range(repeats):
-                for p in params:
-                    p.grad = torch.randn_like(p)
-                times.append(common.clock(optimizer.step))
-            row[f"{kind}_ms"] = round(common.median(times[1:]) * 1000, 1)
-            del params, optimizer
-        row["speedup"] = round(row["foreach_ms"] / row["fused_ms"], 2)
-        out.append(row)
-    return out
-
-
-def touched_rows(case: Case) -> dict:
-    """Which embedding rows get a gradient in one embswap step: the case for row-sparse updates."""
-    runner = contender("transformers", case, 2)
-    model = runner.model
-    batch = MLMBatches(case.sequences, case.tokenizer, batch_size=case.batch_size, seed=0)(0)
-    hidden = encoder_states(model, batch)
-    where = batch["labels"] != IGNORE_INDEX
-    F.cross_entropy(mlm_head_logits(model, hidden[where]), batch["labels"][where]).backward()
-    grad = model.get_input_embeddings().weight.grad
-    return {
-        "config": case.label,
-        "rows_in_batch": int(torch.unique(batch["input_ids"]).numel()),
-        "rows": grad.shape[0],
-        "rows_with_gradient": int((grad.abs().sum(1) > 0).sum()),
-        "why": "the output layer is tied to the matrix, and the softmax gives every vocabulary row a gradient",
-    }
 
 
 # ------------------------------------------------------------------------------------ quality
@@ -593,14 +474,6 @@ def run_headline(args, sizes, results, started) -> None:
             ).facts
         results["headline"].append(row)
         _progress(started, f"{row['config']}: {row['speedup_vs_transformers']}")
-        if shape == "tiny":
-            results["profile"] = phase_profile(case)
-            results["row_sparse"] = touched_rows(case)
-            if sizes["compile"]:
-                results["compile"] = compile_check(case)
-    results["optimizer"] = optimizer_steps(
-        [(32000, 256), (32000, 768), (250000, 256)] if not args.quick else [(32000, 256)]
-    )
 
 
 def run_memory(args, sizes, results, started) -> None:
@@ -679,13 +552,6 @@ def report(results: dict) -> None:
             "Curves (tiny body)",
             ["axis", "value", "transformers tok/s", "embswap tok/s", "speedup", "memory x"],
             curve_rows,
-        )
-    )
-    print(
-        common.table(
-            "AdamW step over the matrix and bias (ms)",
-            ["matrix", "per-tensor loop", "fused", "speedup"],
-            [[o["matrix"], o["foreach_ms"], o["fused_ms"], o["speedup"]] for o in results["optimizer"]],
         )
     )
     q = results["quality"]

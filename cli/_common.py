@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 from typing import Annotated, Optional
@@ -13,6 +14,23 @@ from rich.console import Console
 # Progress and logs go to stderr; stdout is for results (tables, --json).
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
+
+
+class _StderrLogHandler(logging.StreamHandler):
+    """Log records as plain lines on sys.stderr as it is when each record comes (main() and test runners
+    replace it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def show_library_logs(level: int = logging.INFO) -> None:
+    """What a person sees of the library: its ``embswap.*`` log records from ``level`` up, on stderr."""
+    logger = logging.getLogger("embswap")
+    if not any(isinstance(handler, _StderrLogHandler) for handler in logger.handlers):
+        logger.addHandler(_StderrLogHandler())
+    logger.setLevel(level)
 
 
 def print_json(data) -> None:

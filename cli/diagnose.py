@@ -109,7 +109,7 @@ def diagnose(
     from embswap.data.text import describe, read_texts
     from embswap.diagnose import self_transfer
     from embswap.errors import ArtifactNotFoundError
-    from embswap.init import INIT_METHODS
+    from embswap.choices import INIT_METHODS
     from embswap.tasks.data import load_rows
 
     if objective not in OBJECTIVES:

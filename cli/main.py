@@ -26,6 +26,7 @@ from . import tasks as tasks_cmds
 from . import tokenizer as tokenizer_cmds
 from . import train as train_cmds
 from . import verify as verify_cmds
+from ._common import show_library_logs
 
 app = typer.Typer(
     name="embswap",
@@ -34,6 +35,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _before_every_command() -> None:
+    # no docstring: it would replace the app's help text
+    show_library_logs()
+
 
 app.command("split")(artifacts_cmds.split)
 app.command("compose")(artifacts_cmds.compose)

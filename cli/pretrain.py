@@ -108,7 +108,7 @@ def pretrain(
     from embswap.artifacts import load_tokenizer
     from embswap.data.text import describe, read_texts
     from embswap.outputs import STORE, check_output
-    from embswap.train.pretrain import PRESETS, VOCAB_MODES, run_pretrain
+    from embswap.train.pretrain import PRESETS, VOCAB_MODES, PretrainConfig, run_pretrain
 
     languages = [part.strip() for part in lang.split(",") if part.strip()]
     if not languages or len(set(languages)) != len(languages):
@@ -171,27 +171,29 @@ def pretrain(
     outcome = run_pretrain(
         texts,
         output,
-        family=family,
-        preset=preset,
-        vocab_size=vocab_size if vocab_size is not None else 8000,
+        PretrainConfig(
+            family=family,
+            preset=preset,
+            vocab_size=vocab_size if vocab_size is not None else 8000,
+            tokenizer_model=tokenizer_model,
+            vocab=vocab,
+            max_steps=max_steps,
+            max_minutes=max_minutes,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            eval_fraction=eval_fraction,
+            checkpoint_every=checkpoint_every,
+            eval_every=eval_every,
+            max_positions=max_positions,
+            progress=not quiet,
+        ),
         tokenizer=tok,
-        tokenizer_model=tokenizer_model,
-        vocab=vocab,
-        max_steps=max_steps,
-        max_minutes=max_minutes,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
         resume=resume,
-        device=device,
-        eval_fraction=eval_fraction,
-        checkpoint_every=checkpoint_every,
-        eval_every=eval_every,
-        max_positions=max_positions,
         overwrite=overwrite,
         data_description=sources,
-        progress=not quiet,
     )
     prov = outcome.body.provenance
     losses = prov["mlm_loss"]

@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from embswap.choices import FINETUNE_MODES, ROBUST_OBJECTIVES
 from embswap.errors import EmbswapError
+from embswap.tasks.data import SUPERVISED_TASKS
 
 from ._common import ThreadsOption, err_console, out_console, print_json
 
-TASK_CHOICES = ("classification", "pair-classification", "qa")
-MODE_CHOICES = ("full", "adapter", "frozen")
+TASK_CHOICES = SUPERVISED_TASKS
+MODE_CHOICES = FINETUNE_MODES
 
 DatasetOpt = Annotated[
     Optional[str],
@@ -72,31 +74,25 @@ def _rows(source: Optional[str], task: str, options: dict, flag: str) -> list[di
 
 def _robust_packs(body, pack, store, k, texts, max_steps, max_minutes, seed, device, objective="mlm", parallel=None):
     """(the L1 pack, {name: re-learned pack}) for --robust-packs K, from the store or re-learned into it."""
-    from embswap import Body, LanguagePack, Store
-    from embswap.constants import STORE_BODY
+    from embswap import Body, LanguagePack
+    from embswap.data.parallel import read_parallel_sources
     from embswap.data.text import describe, read_texts
     from embswap.errors import DataError
-    from embswap.train.robust import relearn_l1_packs, robust_pack_name
+    from embswap.train.robust import relearn_l1_packs, robust_pack_name, robust_store
 
     if k < 0:
         raise DataError(f"--robust-packs is {k}; give the number of extra L1 packs to re-learn (0 or more)")
-    if store is None:
-        if Path(body).name != STORE_BODY or not Path(body).is_dir():
-            raise typer.BadParameter(
-                "the re-learned packs are kept in a store: pass --store STORE (or --body STORE/body)",
-                param_hint="--store",
-            )
-        store = Path(body).parent
-    if objective not in ("mlm", "mlm+align", "align"):
-        raise typer.BadParameter(f"{objective!r} is not one of: mlm, mlm+align, align", param_hint="--robust-objective")
-    pairs = None
-    if parallel:
-        from embswap.train.align import read_parallel_source
-
-        pairs = [pair for spec in parallel for pair in read_parallel_source(spec)]
+    kept_in = robust_store(body, store)
+    if kept_in is None:
+        raise typer.BadParameter(
+            "the re-learned packs are kept in a store: pass --store STORE (or --body STORE/body)",
+            param_hint="--store",
+        )
+    _check_choice(objective, ROBUST_OBJECTIVES, "--robust-objective")
+    pairs = read_parallel_sources(parallel) if parallel else None
     l1 = LanguagePack.from_pretrained(pack)
     relearned = relearn_l1_packs(
-        Store(store), l1, read_texts(texts or []), k, body=Body.from_pretrained(body), seed=seed,
+        kept_in, l1, read_texts(texts or []), k, body=Body.from_pretrained(body), seed=seed,
         max_steps=max_steps, max_minutes=max_minutes, device=device,
         data_description={"mlm": describe(texts or []), "parallel": list(parallel or [])} if parallel
         else describe(texts or []),
@@ -330,12 +326,8 @@ RETRIEVAL_SYSTEMS = {"pack": "pack", "untrained_pack": "untrained", "raw_text": 
 def _store_of(store: Optional[Path], body: Optional[str]):
     """The store given, or the one ``--body STORE/body`` lies in (its L1 pack and pooling apply), or None."""
     from embswap import Store
-    from embswap.constants import STORE_BODY, STORE_PACKS
 
-    in_store = body is not None and Path(body).name == STORE_BODY and (Path(body).parent / STORE_PACKS).is_dir()
-    if store is None and in_store:
-        store = Path(body).parent
-    return Store(store) if store is not None else None
+    return Store(store) if store is not None else Store.of_body(body)
 
 
 def _store_pooling(st):
@@ -355,8 +347,7 @@ def _reference_for(st, target, reference_pack: Optional[str]):
         return LanguagePack.from_pretrained(reference_pack)
     if st is not None:
         recorded = ((target.provenance or {}).get("init") or {}).get("reference_pack")
-        others = [x for x in st.languages if x != target.language]
-        name = recorded if recorded in st.languages else (others[0] if len(others) == 1 else None)
+        name = st.reference_language(target.language, recorded=recorded)
         if name:
             return st.pack(name)
     raise typer.BadParameter("retrieval reads the source side with the L1 pack: pass --reference-pack STORE/packs/en",
@@ -382,8 +373,8 @@ def _retrieval_parts(store, body, pack, lang, reference_pack) -> list[tuple]:
 
 
 def _evaluate_retrieval(data, store, body, pack, lang, reference_pack, ceiling, as_json) -> None:
+    from embswap.data.parallel import read_parallel_source
     from embswap.tasks.sentence import retrieval_report
-    from embswap.train.align import read_parallel_source
 
     if not data:
         raise typer.BadParameter("give --data: parallel pairs (JSONL source/target, TSV, or bible:4-e:test)",

@@ -1,6 +1,7 @@
 """Training commands: `embswap transfer` (step 2). Each command is one self-contained function.
 
-Helpers shared by training commands (text options, thread count, store look-ups) sit at the top;
+Helpers shared by training commands (text options, thread count) sit at the top; the rules they apply
+(which reference pack, which parallel text) are the library's (embswap/store.py, embswap/data/parallel.py);
 a new command adds its function and one line in :func:`register`.
 """
 
@@ -45,38 +46,6 @@ def set_threads(threads: Optional[int]) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
-
-
-def sibling_packs(body: str, exclude: set[str]) -> list[Path]:
-    """Packs of the store a body folder sits in (``STORE/body`` -> ``STORE/packs/*``), minus ``exclude``."""
-    from embswap import Store
-    from embswap.constants import STORE_BODY
-
-    body_path = Path(body)
-    if body_path.name != STORE_BODY or not body_path.is_dir():
-        return []
-    store = Store(body_path.parent)
-    return [store.pack_path(lang) for lang in store.languages if lang not in exclude]
-
-
-def read_parallel_specs(specs: list[str]) -> list[dict]:
-    """Sentence pairs from files (JSONL/TSV) and named sources such as bible:4-e,4-s."""
-    from embswap.train.align import read_parallel
-
-    pairs: list[dict] = []
-    for spec in specs:
-        if Path(spec).exists():
-            pairs += read_parallel(spec)
-            continue
-        from embswap.data.bible import is_named_source, resolve_source
-
-        if not is_named_source(spec):
-            raise typer.BadParameter(f"{spec} is neither a file nor a named source like bible:4-e", param_hint="--parallel")
-        rows = resolve_source(spec)
-        if not rows or not isinstance(rows[0], dict) or "source" not in rows[0]:
-            raise typer.BadParameter(f"{spec} is not a parallel source (use bible:<src>-<tgt>)", param_hint="--parallel")
-        pairs += rows
-    return pairs
 
 
 def transfer(
@@ -173,11 +142,13 @@ def transfer(
     from embswap import Body, LanguagePack
     from embswap.architectures import max_input_tokens
     from embswap.artifacts import load_tokenizer
+    from embswap.choices import ANCHOR_MODES, INIT_METHODS
+    from embswap.data.parallel import read_parallel_sources
     from embswap.data.text import describe, read_texts
-    from embswap.init import INIT_METHODS
     from embswap.outputs import check_output
+    from embswap.store import Store
     from embswap.train.tokenizer import train_tokenizer
-    from embswap.train.transfer import ANCHOR_MODES, run_transfer, tokenizer_for_run
+    from embswap.train.transfer import TransferConfig, run_transfer, tokenizer_for_run
 
     if init is not None and init not in INIT_METHODS:
         raise typer.BadParameter(f"expected one of: {', '.join(INIT_METHODS)}", param_hint="--init")
@@ -205,11 +176,11 @@ def transfer(
 
     body_art = Body.from_pretrained(body)
     reference = reference_pack
-    if reference is None:
-        others = sibling_packs(body, exclude={lang, output.name})
-        if len(others) == 1:
-            reference = str(others[0])
-            say(f"reference pack: {reference} (the store's only other pack)")
+    store = Store.of_body(body) if reference is None else None
+    name = store.reference_language(lang, exclude={output.name}) if store is not None else None
+    if name is not None:
+        reference = str(store.pack_path(name))
+        say(f"reference pack: {reference} (the store's only other pack)")
     if reference is None and init not in (None, "random"):
         raise typer.BadParameter(
             f"--init {init} copies rows from a reference pack; pass --reference-pack STORE/packs/en",
@@ -218,7 +189,7 @@ def transfer(
     reference_art = LanguagePack.from_pretrained(reference) if reference is not None else None
 
     texts = read_texts(text or [], dataset=dataset, dataset_config=dataset_config, split=split, column=column)
-    pairs = read_parallel_specs(parallel or [])
+    pairs = read_parallel_sources(parallel or [])
     if not texts and pairs:
         texts = [p["target"] for p in pairs]  # the tokenizer (and the MLM term, if any) reads the L2 side
     eval_texts = read_texts(eval_text) if eval_text else None
@@ -241,35 +212,37 @@ def transfer(
         body_art,
         tok,
         texts,
-        language=lang,
-        output=output,
-        init=init,
-        reference_pack=reference_art,
-        dictionary=dictionary,
-        dictionary_limit=dictionary_limit,
-        pos=pos,
-        adapters=adapters,
-        anchors=anchors,
-        anchor_penalty=anchor_penalty,
-        max_steps=max_steps,
-        max_minutes=max_minutes,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        resume=resume,
-        device=device,
-        eval_texts=eval_texts,
-        objective=objective,
-        objective_options={
+        TransferConfig(
+            language=lang,
+            init=init,
+            dictionary_limit=dictionary_limit,
+            pos=pos,
+            adapters=adapters,
+            anchors=anchors,
+            anchor_penalty=anchor_penalty,
+            max_steps=max_steps,
+            max_minutes=max_minutes,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            objective=objective,
+            objective_options={
             "parallel": pairs,
             "pooling": pooling,
             "parallel_description": ", ".join(parallel or []),
             **({"align_weight": align_weight} if align_weight is not None else {}),
         },
-        checkpoint_every=checkpoint_every,
+            checkpoint_every=checkpoint_every,
+            progress=not quiet,
+        ),
+        output=output,
+        reference_pack=reference_art,
+        dictionary=dictionary,
+        resume=resume,
+        eval_texts=eval_texts,
         data_description=describe(text or [], dataset, config=dataset_config, split=split if dataset else None),
-        progress=not quiet,
         recipe_log=say,
     )
     if not outcome.result.is_main_process:

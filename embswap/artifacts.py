@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 
 from . import hub
 from ._version import __version__
@@ -38,27 +38,22 @@ from .errors import CorruptArtifactError, IncompatibleArtifactError, InvalidName
 from .io import (
     atomic_folder,
     file_stamp,
-    load_json,
     load_tensors,
     locate,
+    optional_dict,
     read_config,
     read_consistently,
     recall,
     remember,
     require,
+    require_sha256,
     save_tensors,
     tensor_bytes,
     write_config,
 )
 from .names import check_name
-from .safety import (
-    SHA256_HEX,
-    TOKENIZER_SETTINGS_FILES,
-    dtype_name,
-    first_unrepresentable,
-    max_token_id,
-    tokenizer_settings,
-)
+from .pack_tokenizer import check_token_ids, load_tokenizer
+from .safety import dtype_name, first_unrepresentable
 
 # Config keys that say nothing about the architecture (or differ per language) and so stay out of
 # the body fingerprint and of the stored body config.
@@ -209,7 +204,7 @@ class Body(_Artifact):
         )
         _check_model_config(body, folder)
         _reuse_fingerprint(body, weights, stamp)
-        recorded = _fingerprint(config, "fingerprint", folder)
+        recorded = require_sha256(config, "fingerprint", folder)
         if body.fingerprint != recorded:
             raise CorruptArtifactError(
                 f"{folder}: the body's tensors hash to {body.short_fingerprint}, its config records {recorded[:12]}; "
@@ -307,7 +302,7 @@ class LanguagePack(_Artifact):
     @classmethod
     def _read(cls, folder: Path, config: dict) -> LanguagePack:
         vocab, hidden = require(config, "vocab_size", int, folder), require(config, "hidden_size", int, folder)
-        expected = {WORD_EMBEDDINGS: (vocab, hidden)}
+        expected: dict[str, tuple[int | None, ...]] = {WORD_EMBEDDINGS: (vocab, hidden)}
         if config.get("has_output_bias") is True:
             expected[OUTPUT_BIAS] = (vocab,)
         if config.get("position_embeddings") is True:
@@ -325,13 +320,13 @@ class LanguagePack(_Artifact):
             raise CorruptArtifactError(
                 f"{folder}: word embeddings have shape {tuple(matrix.shape)}, config says ({vocab}, {hidden})"
             )
-        adapter_config = _optional_dict(config, "adapter_config", folder)
+        adapter_config = optional_dict(config, "adapter_config", folder)
         adapter = _load_weights(folder / PACK_ADAPTER_WEIGHTS) if adapter_config else None
         return cls(
             language=language,
             tokenizer=load_tokenizer(folder / TOKENIZER_DIR),
             word_embeddings=matrix,
-            body_fingerprint=_fingerprint(config, "body_fingerprint", folder),
+            body_fingerprint=require_sha256(config, "body_fingerprint", folder),
             output_bias=tensors.get(OUTPUT_BIAS),
             position_embeddings=tensors.get(POSITION_EMBEDDINGS),
             adapter_config=adapter_config,
@@ -397,12 +392,12 @@ class TaskModule(_Artifact):
             if set(data) != {"ids", "rows"} or data["ids"].shape[0] != data["rows"].shape[0] or data["ids"].is_floating_point():
                 raise CorruptArtifactError(f"{folder / TASK_SPECIAL_ROWS} must hold matching 'ids' and 'rows'")
             special = {int(i): row for i, row in zip(data["ids"].tolist(), data["rows"])}
-        adapter_config = _optional_dict(config, "adapter_config", folder)
+        adapter_config = optional_dict(config, "adapter_config", folder)
         return cls(
             task=require(config, "task", str, folder),
             labels=require(config, "labels", list, folder),
             head=_load_weights(folder / TASK_HEAD_WEIGHTS),
-            body_fingerprint=_fingerprint(config, "body_fingerprint", folder),
+            body_fingerprint=require_sha256(config, "body_fingerprint", folder),
             mode=require(config, "mode", str, folder),
             body_delta=_load_weights(folder / TASK_DELTA_WEIGHTS) if TASK_DELTA_WEIGHTS in files else {},
             special_rows=special,
@@ -411,55 +406,6 @@ class TaskModule(_Artifact):
             settings=config.get("settings", {}),
             provenance=config.get("provenance", {}),
         )
-
-
-def load_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
-    """A fast tokenizer from a tokenizer folder, read from the folder's own ``tokenizer.json`` alone.
-
-    transformers' ``from_pretrained`` would open whatever files ``tokenizer_config.json`` names
-    (``tokenizer_file``, ``vocab_file``, ...), wherever they are. Here the backend is the folder's
-    tokenizer.json (hashed with the pack) and only non-file settings are passed on
-    (``safety.tokenizer_settings``: special tokens, lengths, sides); a setting that names a file is
-    refused. No remote code, no slow tokenizer, no conversion.
-    """
-    path = folder / "tokenizer.json"
-    if not path.is_file():
-        raise CorruptArtifactError(f"{folder} has no tokenizer.json; the pack is incomplete")
-    settings: dict = {}
-    for name in TOKENIZER_SETTINGS_FILES:
-        if os.path.lexists(folder / name):
-            if not (folder / name).is_file():
-                raise CorruptArtifactError(f"{folder / name} is not a regular file; do not use this tokenizer")
-            settings.update(tokenizer_settings(folder / name, load_json(folder / name)))
-    try:
-        # tokenizer_file is this folder's own file; transformers leaves it out of a saved tokenizer_config.json
-        return PreTrainedTokenizerFast(tokenizer_file=str(path), **settings)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as err:  # tokenizers raises plain Exception, and a Rust panic is a BaseException
-        first = next((line.strip()[:200] for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        raise CorruptArtifactError(f"{folder}: the tokenizer does not load ({first}); the pack is corrupt") from None
-
-
-def check_token_ids(pack: LanguagePack) -> None:
-    """Every id the pack's tokenizer can produce has a row in its matrix.
-
-    A larger id would fail in the middle of a run, or, in a multi-language model whose packs share
-    one table, silently read another language's rows.
-    """
-    rows = pack.word_embeddings.shape[0]
-    top, source = max_token_id(pack.tokenizer)
-    if top < rows:
-        return
-    if len(pack.tokenizer) > rows:
-        raise IncompatibleArtifactError(
-            f"pack {pack.language!r}: the tokenizer has {len(pack.tokenizer)} tokens but the embedding matrix "
-            f"has {rows} rows (id {top}, {source}, has none); train the tokenizer and the matrix together"
-        )
-    raise IncompatibleArtifactError(
-        f"pack {pack.language!r}: the tokenizer can produce id {top} ({source}) but the embedding matrix has "
-        f"{rows} rows (ids 0 to {rows - 1}); the tokenizer and the matrix do not belong together: do not use this pack"
-    )
 
 
 def _load_weights(path: Path, **options) -> dict[str, torch.Tensor]:
@@ -485,20 +431,6 @@ def _reuse_fingerprint(body: Body, weights: Path, stamp: tuple | None) -> None:
         body.__dict__["fingerprint"] = known.derived[key]  # where cached_property keeps its value
     else:
         remember(weights, stamp, derived={key: body.fingerprint})
-
-
-def _fingerprint(config: dict, key: str, folder: Path) -> str:
-    value = require(config, key, str, folder)
-    if not SHA256_HEX.fullmatch(value):
-        raise CorruptArtifactError(f"{folder}/config.json: field {key!r} is not a SHA-256 hex digest; save the artifact again")
-    return value
-
-
-def _optional_dict(config: dict, key: str, folder: Path) -> dict | None:
-    value = config.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise CorruptArtifactError(f"{folder}/config.json: field {key!r} has type {type(value).__name__}, expected an object")
-    return value
 
 
 def _check_model_config(body: Body, folder: Path) -> None:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .constants import CONFIG_NAME, MODEL_CARD, PACK_WEIGHTS, STORE_BODY
+from .constants import CONFIG_NAME, EVAL_RESULTS, MODEL_CARD, PACK_WEIGHTS, STORE_BODY
 from .errors import ArtifactNotFoundError
-from .hub import EVAL_RESULTS, KIND_TAGS, LIBRARY_TAG, artifact_folders, fingerprint_tag, parse_hub_spec
 from .io import read_config
+from .layout import artifact_folders
+from .tags import KIND_TAGS, LIBRARY_TAG, fingerprint_tag, parse_hub_spec
 
 _KIND_NAMES = {"body": "body", "language_pack": "language pack", "task_module": "task module"}
 _MAX_VALUE_CHARS = 160  # long provenance values (lists of packs, digests) are cut in the card text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from .artifacts import Body, LanguagePack, TaskModule, check_compatible
 from .errors import CorruptArtifactError, EmbswapError, IncompatibleArtifactError
 from .io import atomic_folder
 from .outputs import MODEL, check_output, mark_export
+from .pooling import write_sentence_transformer_files
 
 LANGUAGE_ADAPTER = "language"
 TASK_ADAPTER = "task"
@@ -47,7 +49,7 @@ def build_empty_model(body: Body, vocab_size: int, task: TaskModule | None = Non
 
 
 def _build(body: Body, vocab_size: int, task: TaskModule | None, *, meta: bool = False) -> PreTrainedModel:
-    overrides = {}
+    overrides: dict[str, dict] = {}
     task_type = task.task if task is not None else ("encoder" if body.head == "none" else None)
     if task is not None and task.task in ("classification", "pair-classification"):
         overrides["id2label"] = dict(enumerate(task.labels))
@@ -76,6 +78,8 @@ def check_composable(body: Body, pack: LanguagePack | None, task: TaskModule | N
             f"{len(body.tensors)} tensors; the config and the weights do not belong together: save the body again"
         )
     vocab = pack.vocab_size if pack is not None else vocab_size
+    if vocab is None:
+        raise TypeError("check_composable needs a pack or vocab_size; got neither")
     try:
         model = _build(body, vocab, task, meta=True)
     except EmbswapError:
@@ -102,7 +106,9 @@ def special_rows_applied(pack: LanguagePack, task: TaskModule | None) -> torch.T
 
 def _check_special_rows(pack: LanguagePack, task: TaskModule | None) -> None:
     rows, width = pack.word_embeddings.shape
-    for token_id, row in (task.special_rows if task is not None else {}).items():
+    if task is None:
+        return
+    for token_id, row in task.special_rows.items():
         if not 0 <= token_id < rows:
             raise IncompatibleArtifactError(
                 f"task {task.task!r} has a special-token row for id {token_id}, outside pack {pack.language!r}'s vocabulary"
@@ -144,21 +150,24 @@ def _sources(model: PreTrainedModel, body: Body, pack: LanguagePack | None, task
     headless = model is model.base_model
     delta = task.body_delta if task is not None else {}
     head = task.head if task is not None else {}
-    state, used_head = {}, set()
+    state: dict[str, tuple[torch.Tensor, str]] = {}
+    used_head = set()
     expected = model.state_dict()
     for name in expected:
         key = f"{prefix}.{name}" if headless else name
-        if name in from_pack:
-            if from_pack[name] is None:
+        # from_pack is filled only from a pack, head and delta only from a task
+        if pack is not None and name in from_pack:
+            given = from_pack[name]
+            if given is None:
                 raise IncompatibleArtifactError(
                     f"pack {pack.language!r} has no MLM output bias, which the masked-LM model needs; "
                     "compose it with a task, or train the pack on a body with an MLM head"
                 )
-            state[name] = from_pack[name], f"pack {pack.language!r}"
-        elif key in head:
+            state[name] = given, f"pack {pack.language!r}"
+        elif task is not None and key in head:
             state[name] = head[key], f"task {task.task!r} (its head)"
             used_head.add(key)
-        elif key in delta:
+        elif task is not None and key in delta:
             state[name] = delta[key], f"task {task.task!r} (its body changes)"
         elif key in body.tensors:
             state[name] = body.tensors[key], "the body"
@@ -178,7 +187,7 @@ def _sources(model: PreTrainedModel, body: Body, pack: LanguagePack | None, task
                 "together, or save them again"
             )
     unused = sorted(set(head) - used_head)
-    if unused:
+    if task is not None and unused:
         raise IncompatibleArtifactError(
             f"task {task.task!r} holds tensors a {type(model).__name__} does not have ({unused[0]}, ...); "
             "it was trained for another model family"
@@ -205,20 +214,21 @@ def _adopt(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> bool:
     (What ``load_state_dict(assign=True)`` does, without its walk over every module: 10x faster.)
     """
     modules = dict(model.named_modules())
-    slots = []
+    slots: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []
     for name, tensor in state.items():
         owner, _, attr = name.rpartition(".")
         module = modules.get(owner)
         current = None if module is None else module._parameters.get(attr, module._buffers.get(attr))
-        same = current is not None and (current.dtype, current.shape, current.device) == (
-            tensor.dtype, tensor.shape, tensor.device
-        )
-        if not same:
+        if (
+            module is None
+            or current is None
+            or (current.dtype, current.shape, current.device) != (tensor.dtype, tensor.shape, tensor.device)
+        ):
             return False
         slots.append((module, attr, tensor, current))
     if len(slots) != _state_size(modules):
         return False
-    adopted: dict[int, torch.Tensor] = {}  # one parameter per tensor: tied names stay tied
+    adopted: dict[int, nn.Parameter] = {}  # one parameter per tensor: tied names stay tied
     for module, attr, tensor, current in slots:
         if isinstance(current, nn.Parameter):
             module._parameters[attr] = adopted.setdefault(id(tensor), nn.Parameter(tensor, current.requires_grad))
@@ -279,8 +289,15 @@ def compose(body, pack, task=None, *, device: str | torch.device | None = None, 
     adapters_support.attach(model, pack, task)
     model.eval()
     if device is not None:
-        model.to(device)
+        # transformers declares PreTrainedModel.to with @wraps(nn.Module.to), which types its first argument as the model
+        model.to(device)  # type: ignore[arg-type]
     return model, pack.tokenizer
+
+
+# Files an export adds beside the model and tokenizer, by task type: ``write(model, task settings, folder)``.
+EXPORT_FILES: dict[str, Callable[[PreTrainedModel, dict, Path], None]] = {
+    "sentence-embedding": write_sentence_transformer_files,  # the pooling, as sentence-transformers reads it
+}
 
 
 def export(body, pack, task, output: str | os.PathLike) -> Path:
@@ -291,14 +308,19 @@ def export(body, pack, task, output: str | os.PathLike) -> Path:
     """
     check_output(output, MODEL, inputs=(body, pack, task))
     task = as_artifact(task, TaskModule) if task is not None else None
-    if task is not None and task.task == "sentence-embedding":
-        from .tasks.sentence import export_sentence_transformer
+    return write_export(body, pack, task, output)
 
-        return export_sentence_transformer(body, pack, task, output)
+
+def write_export(body, pack, task: TaskModule | None, output: str | os.PathLike) -> Path:
+    """:func:`export` without the output-path check: the files of ``EXPORT_FILES[task.task]`` included."""
     model, tokenizer = compose(body, pack, task)
-    adapters_support.refuse_export_with_adapters(model)
+    write_files = EXPORT_FILES.get(task.task) if task is not None else None
+    if write_files is None:
+        adapters_support.refuse_export_with_adapters(model)
     with atomic_folder(output) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
+        if write_files is not None and task is not None:  # (write_files is found only for a task)
+            write_files(model, task.settings, tmp)
         mark_export(tmp)
     return Path(output)

@@ -12,6 +12,8 @@ TASK_ADAPTER_WEIGHTS = "task_adapter.safetensors"
 TASK_SPECIAL_ROWS = "special_rows.safetensors"
 TOKENIZER_DIR = "tokenizer"
 MODEL_CARD = "README.md"
+# A store-level file of evaluation results that push uploads and cards render.
+EVAL_RESULTS = "eval_results.json"
 
 # Files an artifact folder may hold beyond what its config lists (written by other tools).
 IGNORED_FILES = frozenset({MODEL_CARD, ".gitattributes", "training_log.jsonl", "learning_curve.png"})

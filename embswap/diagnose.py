@@ -9,7 +9,6 @@ so their rows live in one space and are compared directly (no rotation is fitted
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -19,20 +18,15 @@ import torch.nn.functional as F
 
 from .artifacts import LanguagePack, TaskModule
 from .compose import as_artifact
+from .digests import embedding_fingerprint
 from .errors import DataError, EmbswapError
 from .evaluate import evaluate
-from .io import tensor_bytes
 from .store import Store
 from .tasks.data import load_rows, validate_rows
 
 RELEARNED_SUFFIX = "-relearned"
 _SIMILARITY_CHUNK = 1024  # rows of the [tokens, tokens] cosine matrix computed at once
 _MIN_DIGEST_CHARS = 16  # finetune's older robust_packs digests are 16 hex characters
-
-
-def embedding_fingerprint(pack: LanguagePack) -> str:
-    """SHA-256 of the pack's word-embedding bytes: what fine-tuning records in ``trained_with_packs``."""
-    return hashlib.sha256(tensor_bytes(pack.word_embeddings)).hexdigest()
 
 
 # --------------------------------------------------------------------------- token alignment
@@ -229,7 +223,7 @@ def relearn_pack(
     ``random`` (the default) measures what the procedure learns. An interrupted run resumes.
     """
     from .train.tokenizer import train_tokenizer
-    from .train.transfer import run_transfer, tokenizer_for_run
+    from .train.transfer import TransferConfig, run_transfer, tokenizer_for_run
 
     store = store if isinstance(store, Store) else Store(store)
     name = name or relearned_name(language)
@@ -249,9 +243,11 @@ def relearn_pack(
     options = {"parallel": _identity_pairs(texts), "parallel_description": "identity pairs"} if aligned else {}
     tokenizer = tokenizer_for_run(output, new_tokenizer, resume=True, device=device)
     outcome = run_transfer(
-        body, tokenizer, texts, language=language, output=output, init=init, reference_pack=original,
-        objective=objective, objective_options=options, max_steps=max_steps, max_minutes=max_minutes,
-        seq_len=seq_len, batch_size=batch_size, lr=lr, seed=seed, resume=True, progress=progress, device=device,
+        body, tokenizer, texts,
+        TransferConfig(language=language, init=init, objective=objective, objective_options=options,
+                       max_steps=max_steps, max_minutes=max_minutes, seq_len=seq_len, batch_size=batch_size, lr=lr,
+                       seed=seed, progress=progress, device=device),
+        output=output, reference_pack=original, resume=True,
         data_description={"mlm": data_description, "self_transfer_of": language},
     )
     return outcome.pack

@@ -18,36 +18,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .constants import CONFIG_NAME, MODEL_CARD, STORE_BODY, STORE_PACKS, STORE_TASKS, TOKENIZER_DIR
+from .constants import CONFIG_NAME, EVAL_RESULTS, MODEL_CARD, STORE_BODY, TOKENIZER_DIR
 from .errors import ArtifactNotFoundError, CorruptArtifactError, EmbswapError, OutputPathError
 from .io import atomic_folder, read_config
+from .layout import artifact_folders
 from .outputs import ARTIFACT_KINDS, EMPTY, LABELS, MISSING, STORE, check_output, kind_of
+from .tags import KIND_TAGS, LIBRARY_TAG, fingerprint_tag, hub_location, parse_hub_spec
 
-_HUB_SPEC = re.compile(r"^(?P<repo>[\w.\-]+/[\w.\-]+)(?:@(?P<revision>[^:]+))?(?::(?P<subfolder>.+))?$")
 _ALLOWED_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "README.md"]
 _FINGERPRINT = re.compile(r"^[0-9a-f]{12,64}$")
-# A store-level file of evaluation results that push uploads and cards render.
-EVAL_RESULTS = "eval_results.json"
-# Tags every pushed card carries, so `embswap search` can find packs for a body.
-LIBRARY_TAG = "embswap"
-KIND_TAGS = {"body": "embswap-body", "language_pack": "language-pack", "task_module": "task-module", "store": "embswap-store"}
-
-
-def fingerprint_tag(fingerprint: str) -> str:
-    return f"body-{fingerprint[:12]}"
-
-
-def parse_hub_spec(spec: str) -> tuple[str, str | None, str | None] | None:
-    """``user/repo@rev:sub/folder`` -> (repo, revision, subfolder); None when it is not one."""
-    match = _HUB_SPEC.match(spec)
-    if not match:
-        return None
-    return match["repo"], match["revision"], match["subfolder"]
-
-
-def hub_location(repo_id: str, revision: str | None = None, subfolder: str | None = None) -> str:
-    """The inverse of ``parse_hub_spec``: ``user/repo[@revision][:subfolder]``."""
-    return repo_id + (f"@{revision}" if revision else "") + (f":{subfolder.strip('/')}" if subfolder else "")
 
 
 def is_allowed_file(path_in_repo: str) -> bool:
@@ -143,17 +122,6 @@ def _peek_kind(folder: Path) -> str:
     if kind not in KIND_TAGS or kind == "store":
         raise CorruptArtifactError(f"{folder / CONFIG_NAME} is not an embswap artifact config (kind {kind!r})")
     return kind
-
-
-def artifact_folders(root: Path) -> list[Path]:
-    """The artifact folders in ``root``: itself when it is one, else a store's body, packs and tasks."""
-    if (root / CONFIG_NAME).is_file():
-        return [root]
-    found = [root / STORE_BODY] if (root / STORE_BODY / CONFIG_NAME).is_file() else []
-    for sub in (STORE_PACKS, STORE_TASKS):
-        if (root / sub).is_dir():
-            found += sorted(p for p in (root / sub).iterdir() if (p / CONFIG_NAME).is_file())
-    return found
 
 
 def read_remote_config(location: str | os.PathLike, revision: str | None = None) -> dict:

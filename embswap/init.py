@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 
 from .artifacts import Body, LanguagePack
+from .choices import INIT_METHODS
 from .errors import DataError, IncompatibleArtifactError
 
-INIT_METHODS = ("random", "overlap", "dictionary", "subword-mean", "aligned")
 RULES = ("special", "dictionary", "aligned", "overlap", "subword-mean", "random")
 
 
@@ -289,3 +289,13 @@ def initialize_embeddings(
 
     counts["random"] = vocab_size - len(done)
     return InitResult(word_embeddings=matrix, output_bias=bias, counts=counts, anchored=anchored, method=method)
+
+
+def untrained_pack(body: Body, tokenizer, language: str, method: str = "random", *,
+                   reference_pack: LanguagePack | None = None, seed: int = 0, **options) -> LanguagePack:
+    """The control a trained pack is scored against: ``tokenizer`` with the matrix (and output bias)
+    ``method`` starts step 2 from, never trained. ``options`` go to :func:`initialize_embeddings`."""
+    start = initialize_embeddings(body, tokenizer, method, reference_pack=reference_pack, seed=seed, **options)
+    return LanguagePack(language=language, tokenizer=tokenizer, word_embeddings=start.word_embeddings,
+                        output_bias=start.output_bias, body_fingerprint=body.fingerprint,
+                        provenance={"init": method, "trained": False})

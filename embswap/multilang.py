@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .architectures import max_input_tokens, output_layer, position_embeddings
+from .architectures import max_input_tokens, output_layer, position_embeddings, word_embeddings
 from .artifacts import Body, LanguagePack, TaskModule, check_compatible
 from .compose import as_artifact, build_empty_model, composed_state_dict, special_rows_applied
 from . import langid
@@ -58,6 +59,8 @@ class LanguageEmbedding(nn.Embedding):
     ``output_dtype``: the precision looked-up rows are cast to (for a table kept in half precision or
     int8); ``scales``: per-row factors of an int8 table, applied after the cast.
     """
+
+    scales: torch.Tensor | None  # a buffer (register_buffer below), declared for type checkers
 
     def __init__(self, table: torch.Tensor, output_dtype: torch.dtype | None = None,
                  scales: torch.Tensor | None = None):
@@ -135,11 +138,15 @@ class MultiLanguageModel(nn.Module):
         self.model.eval()
         # The model computes in its own precision (the body's); packs saved in another are cast to it,
         # or, with table_dtype, the table keeps that precision and rows are cast as they are read.
-        compute = self.model.get_input_embeddings().weight.dtype
+        compute = word_embeddings(self.model).weight.dtype
         stored = table_dtype or compute
         if not (stored.is_floating_point or stored == torch.int8):
             raise EmbswapError(f"table_dtype must be a floating-point dtype or torch.int8, got {stored}")
-        tables, scales, biases, self._ranges, start = [], [], [], {}, 0
+        tables: list[torch.Tensor] = []
+        scales: list[torch.Tensor] = []
+        biases: list[torch.Tensor | None] = []
+        self._ranges: dict[str, tuple[int, int]] = {}
+        start = 0
         for lang, pack in packs.items():
             matrix = special_rows_applied(pack, task)
             _check_table_range(pack, matrix, stored)
@@ -159,7 +166,7 @@ class MultiLanguageModel(nn.Module):
         self._output = output_layer(self.model) if task is None and body.head == "mlm" else None
         if self._output is not None and self.embedding.output_dtype is not None:
             self._output = _upcasting_output(self.model, self._output)
-        self._bias = nn.Parameter(torch.cat(biases)) if self._output is not None else None
+        self._bias = nn.Parameter(torch.cat(_output_biases(packs, biases))) if self._output is not None else None
         self._positions = {
             lang: _through(p.position_embeddings, stored, compute) for lang, p in packs.items()
             if p.position_embeddings is not None
@@ -184,7 +191,7 @@ class MultiLanguageModel(nn.Module):
     def _switch_state(self, language: str) -> dict:
         start, end = self._ranges[language]
         state: dict = {"offsets": torch.tensor(start, device=self.embedding.weight.device)}
-        if self._output is not None:  # views: nothing is copied
+        if self._output is not None and self._bias is not None:  # views: nothing is copied (both set or neither)
             state["weight"] = nn.Parameter(self.embedding.weight[start:end], requires_grad=False)
             state["bias"] = nn.Parameter(self._bias[start:end], requires_grad=False)
             if self.embedding.scales is not None:
@@ -209,7 +216,7 @@ class MultiLanguageModel(nn.Module):
             self._output._parameters["bias"] = state["bias"]
             if "scales" in state:
                 self._output.scales = state["scales"]
-        if "positions" in state:
+        if self._position_table is not None and "positions" in state:  # positions are set only with a table
             self._position_table._parameters["weight"] = state["positions"]
         self.language = language
 
@@ -261,6 +268,7 @@ class MultiLanguageModel(nn.Module):
         if isinstance(languages, str):
             languages = [languages] * input_ids.shape[0]
         if languages is None:
+            assert self.language is not None  # set in __init__
             self._check_ids(input_ids, [self.language])
             return self.model(input_ids=input_ids, **kwargs)
         if len(languages) != input_ids.shape[0]:
@@ -297,7 +305,9 @@ class MultiLanguageModel(nn.Module):
         if routed:
             languages = self.route(texts).languages
         elif languages is None or isinstance(languages, str):
-            languages = [languages or self.language] * len(texts)
+            current = languages or self.language
+            assert current is not None  # self.language is set in __init__
+            languages = [current] * len(texts)
         if len(languages) != len(texts):
             raise EmbswapError(f"got {len(languages)} language tags for {len(texts)} texts")
         unknown = sorted(set(languages) - set(self.tokenizers))
@@ -351,6 +361,25 @@ def _l1_language(body: Body, packs: dict[str, LanguagePack]) -> str:
     return next(iter(packs))
 
 
+class _Options(TypedDict):
+    table_dtype: torch.dtype | None
+    language: str | None
+    min_confidence: float
+
+
+def _output_biases(packs: dict[str, LanguagePack], biases: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """Each pack's output bias, which a masked LM's output layer needs."""
+    present = []
+    for lang, bias in zip(packs, biases):
+        if bias is None:
+            raise IncompatibleArtifactError(
+                f"pack {lang!r} has no MLM output bias, which the masked-LM model needs; "
+                "load it with a task, or train the pack on a body with an MLM head"
+            )
+        present.append(bias)
+    return present
+
+
 def _through(tensor: torch.Tensor | None, stored: torch.dtype, compute: torch.dtype) -> torch.Tensor | None:
     """A pack tensor as the model uses it when the pack is kept in ``stored`` precision (int8 tables
     quantize only the matrix: biases and positions stay as they are)."""
@@ -369,7 +398,7 @@ def load(
     task name in the store, a path, or a TaskModule. ``table_dtype``, ``language`` ("auto": route each
     text to its pack) and ``min_confidence``: see :class:`MultiLanguageModel`.
     """
-    options = {"table_dtype": table_dtype, "language": language, "min_confidence": min_confidence}
+    options = _Options(table_dtype=table_dtype, language=language, min_confidence=min_confidence)
     if isinstance(source, dict):
         body = as_artifact(source["body"], Body)
         pack_paths = source["packs"]

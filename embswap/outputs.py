@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ._version import __version__
-from .constants import CONFIG_NAME, IGNORED_FILES, MODEL_CARD, STORE_BODY, STORE_PACKS, STORE_TASKS
+from .constants import CONFIG_NAME, EVAL_RESULTS, IGNORED_FILES, MODEL_CARD, STORE_BODY, STORE_PACKS, STORE_TASKS
 from .errors import OutputPathError
 
 ARTIFACT_KINDS = ("body", "language_pack", "task_module")
@@ -53,7 +53,7 @@ TOKENIZER_FILES = frozenset({
     "chat_template.jinja", "chat_template.json",
 })
 _STORE_FOLDERS = frozenset({STORE_BODY, STORE_PACKS, STORE_TASKS})
-_STORE_FILES = frozenset({MODEL_CARD, ".gitattributes", "eval_results.json"})  # eval_results.json: hub.EVAL_RESULTS
+_STORE_FILES = frozenset({MODEL_CARD, ".gitattributes", EVAL_RESULTS})
 _DEMO_ENTRIES = frozenset({"store", "cache", "report", DEMO_CONFIG})
 _MAX_WALK = 10_000  # files a recognised folder may hold; a bigger one is not something embswap wrote
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 from .demo.bars import MARGIN_BAR, SELF_TRANSFER_BAR
 from .io import atomic_folder
-
-LOG_NAME = "training_log.jsonl"
+from .train.reporting import LOG_NAME, read_log
 
 
 def demo_markdown(results: dict) -> str:
     lines = [
-        "| language | zero-shot acc | macro-F1 | untrained pack | majority | margin over better control | "
-        f"bar (≥ {MARGIN_BAR:g}) |",
+        ("| language | zero-shot acc | macro-F1 | untrained pack | majority | margin over better control | "
+         f"bar (≥ {MARGIN_BAR:g}) |"),
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["languages"]:
@@ -101,13 +100,6 @@ def _bar_chart(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def read_log(folder: Path) -> list[dict]:
-    path = folder / LOG_NAME
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def learning_curves(curves: dict[str, list[dict]], path: Path, title: str) -> None:
     """One panel per stage: training loss (and eval loss when logged) against step."""
     import matplotlib
@@ -142,7 +134,9 @@ def write_demo_report(results: dict, output: Path, store) -> Path:
         (tmp / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
         (tmp / "results.md").write_text(demo_markdown(results), encoding="utf-8")
         _bar_chart(results, tmp / "results.png")
-        curves = {"pretrain en": read_log(store.body_path)}
-        curves.update({f"transfer {lang}": read_log(store.pack_path(lang)) for lang in store.languages if lang != "en"})
+        curves = {"pretrain en": read_log(store.body_path / LOG_NAME)}
+        curves.update(
+            {f"transfer {lang}": read_log(store.pack_path(lang) / LOG_NAME) for lang in store.languages if lang != "en"}
+        )
         learning_curves(curves, tmp / "learning_curves.png", "embswap demo: learning curves")
     return folder

@@ -276,8 +276,11 @@ def check_inside(path: Path, roots: list[Path]) -> None:
 # --- floats that a cast would turn into Inf ----------------------------------------------------------
 
 
-def first_unrepresentable(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype) -> tuple[str, int, float] | None:
-    """(name, flat index, value) of the first float that becomes Inf when cast to ``dtype``, or None.
+def first_unrepresentable(
+    tensors: Mapping[str, torch.Tensor | None], dtype: torch.dtype
+) -> tuple[str, int, float] | None:
+    """(name, flat index, value) of the first float that becomes Inf when cast to ``dtype``, or None
+    (absent tensors, None, are skipped).
 
     A finite float64 near 1e306 passes the NaN/Inf check but is Inf in float32; only tensors whose
     dtype reaches beyond ``dtype``'s range are scanned (in chunks), so the usual float32, bfloat16

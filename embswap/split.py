@@ -9,7 +9,14 @@ import torch
 from transformers.utils import logging as transformers_logging
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 
-from .architectures import embedding_dim, family_of, pack_parameter_names, position_embeddings, special_token_ids
+from .architectures import (
+    embedding_dim,
+    family_of,
+    pack_parameter_names,
+    position_embeddings,
+    special_token_ids,
+    word_embeddings,
+)
 from .artifacts import Body, LanguagePack, architecture_config
 from .errors import ArtifactNotFoundError, UnsupportedModelError
 
@@ -42,7 +49,7 @@ def split_model(
     pack = LanguagePack(
         language=language,
         tokenizer=tokenizer,
-        word_embeddings=model.get_input_embeddings().weight.detach().clone(),
+        word_embeddings=word_embeddings(model).weight.detach().clone(),
         output_bias=out.bias.detach().clone() if out is not None and out.bias is not None else None,
         body_fingerprint=body.fingerprint,
         provenance={"init": "split", "trained": "with the body", **(provenance or {})},

@@ -7,14 +7,16 @@ pointed at a store instead of at single artifacts.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
 from .artifacts import Body, LanguagePack, TaskModule
-from .constants import CONFIG_NAME, STORE_BODY, STORE_PACKS, STORE_TASKS
+from .constants import STORE_BODY, STORE_PACKS, STORE_TASKS
 from .errors import ArtifactNotFoundError
 from .io import read_config
-from .names import check_name, is_valid_name
+from .layout import listed_folders
+from .names import check_name
 from .outputs import STORE, check_output
 
 
@@ -31,6 +33,12 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 
+    @classmethod
+    def of_body(cls, body: str | os.PathLike | None) -> Store | None:
+        """The store a body folder lies in (``STORE/body`` -> ``STORE``); None for any other location."""
+        path = Path(body) if body is not None else None
+        return cls(path.parent) if path is not None and path.name == STORE_BODY and path.is_dir() else None
+
     @property
     def body_path(self) -> Path:
         return self.path / STORE_BODY
@@ -43,11 +51,7 @@ class Store:
         return self.path / STORE_TASKS / check_name(name, "task name")
 
     def _listing(self, sub: str) -> list[str]:
-        folder = self.path / sub
-        if not folder.is_dir():
-            return []
-        # Only folders a name can reach: others (hidden leftovers, names from before names were checked) are not listed.
-        return sorted(p.name for p in folder.iterdir() if is_valid_name(p.name) and (p / CONFIG_NAME).is_file())
+        return [p.name for p in listed_folders(self.path / sub)]
 
     @property
     def languages(self) -> list[str]:
@@ -56,6 +60,20 @@ class Store:
     @property
     def task_names(self) -> list[str]:
         return self._listing(STORE_TASKS)
+
+    def reference_language(self, language: str, *, recorded: str | None = None,
+                           exclude: Iterable[str] = ()) -> str | None:
+        """The pack a pack of ``language`` is read against (its L1: what its init copies rows from), by name.
+
+        ``recorded`` (the reference a trained pack's provenance names) when the store holds it, else the
+        store's only pack besides ``language`` and ``exclude``; None when neither decides.
+        """
+        languages = self.languages
+        if recorded in languages:
+            return recorded
+        skipped = {language, *exclude}
+        others = [name for name in languages if name not in skipped]
+        return others[0] if len(others) == 1 else None
 
     @cached_property
     def body(self) -> Body:

@@ -16,7 +16,7 @@ import embswap
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "docs" / "api.md"
 # Modules whose public functions are documented beside the top-level names.
-EXTRA_MODULES = ("embswap.hub", "embswap.cards", "embswap.interop")
+EXTRA_MODULES = ("embswap.hub", "embswap.tags", "embswap.layout", "embswap.cards", "embswap.interop")
 
 
 def _signature(obj) -> str:

@@ -41,7 +41,7 @@ def _tag(pack: LanguagePack) -> dict:
 
 
 def _set_mode(args: dict) -> None:
-    eio._use_rename_exchange = not args.get("fallback", False)
+    eio.atomic._use_rename_exchange = not args.get("fallback", False)
 
 
 def job_save_loop(args: dict) -> None:
@@ -67,7 +67,7 @@ def job_save_once(args: dict) -> None:
             if remaining[0] == 0:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    eio._fault_hook = hook
+    eio.atomic._fault_hook = hook
     pack.save_pretrained(args["target"])
 
 
@@ -76,7 +76,7 @@ def job_save_n(args: dict) -> dict:
     _set_mode(args)
     pack = LanguagePack.from_pretrained(args["source"], verify=False)
     if args.get("hold_s"):  # stay inside the save (holding the lock) for a while
-        eio._fault_hook = lambda step: time.sleep(args["hold_s"]) if step == "written" else None
+        eio.atomic._fault_hook = lambda step: time.sleep(args["hold_s"]) if step == "written" else None
     saved, errors = 0, []
     start = time.perf_counter()
     for _ in range(args["n"]):

@@ -7,7 +7,7 @@ from embswap import DataError, split_model
 from embswap.compose import build_empty_model, composed_state_dict
 from embswap.train.align import read_parallel, teacher_key, teacher_vectors
 from embswap.train.tokenizer import train_tokenizer
-from embswap.train.transfer import run_transfer
+from embswap.train.transfer import TransferConfig, run_transfer
 
 from conftest import DE_TEXT, EN_TEXT, make_mlm
 
@@ -26,10 +26,13 @@ def parts():
 def test_align_trains_only_pack_tensors(tmp_path, parts, objective):
     body, en, de_tok = parts
     before = {k: v.clone() for k, v in body.tensors.items()}
-    out = run_transfer(body, de_tok, DE_TEXT, language="de", output=tmp_path / "de", init="random",
-                       reference_pack=en, objective=objective,
-                       objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path / "cache")},
-                       max_steps=6, batch_size=4, seq_len=32, lr=1e-2, checkpoint_every=None, progress=False)
+    out = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", init="random", objective=objective,
+                       objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path / "cache")}, max_steps=6,
+                       batch_size=4, seq_len=32, lr=1e-2, checkpoint_every=None, progress=False),
+        output=tmp_path / "de", reference_pack=en,
+    )
     for key, tensor in before.items():
         assert torch.equal(body.tensors[key], tensor), key
     model = out.model
@@ -48,10 +51,14 @@ def test_align_trains_only_pack_tensors(tmp_path, parts, objective):
 
 def test_align_lowers_loss(tmp_path, parts):
     body, en, de_tok = parts
-    out = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="random", reference_pack=en,
-                       objective="align", objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)},
-                       max_steps=40, batch_size=8, seq_len=32, lr=2e-2, warmup_steps=0, log_every=5,
-                       checkpoint_every=None, progress=False)
+    out = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", init="random", objective="align",
+                       objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)}, max_steps=40,
+                       batch_size=8, seq_len=32, lr=2e-2, warmup_steps=0, log_every=5, checkpoint_every=None,
+                       progress=False),
+        output=None, reference_pack=en,
+    )
     losses = [r["loss"] for r in out.result.history if "loss" in r]
     assert losses[-1] < 0.5 * losses[0]
 
@@ -108,9 +115,13 @@ def test_only_the_pairs_the_steps_read_get_teacher_vectors(tmp_path, parts):
     read = batches.rows_read(3)
     assert len(read) == 12 and read == sorted({i for step in range(3) for i in batches(step)["index"].tolist()})
     assert batches.rows_read(1000) == list(range(40))  # a long run reads every pair
-    run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="random", reference_pack=en,
-                 objective="align", objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)},
-                 max_steps=3, batch_size=4, seq_len=32, checkpoint_every=None, progress=False)
+    run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", init="random", objective="align",
+                       objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)}, max_steps=3,
+                       batch_size=4, seq_len=32, checkpoint_every=None, progress=False),
+        output=None, reference_pack=en,
+    )
     (shard,) = (tmp_path / teacher_key(body.fingerprint, en, "mean", 32)).iterdir()
     assert load_tensors(shard)["vectors"].shape[0] == 12  # 12 distinct sources read, not 40
 
@@ -123,12 +134,19 @@ def test_bad_parallel_input(tmp_path, parts):
         read_parallel(bad)
     empty = [{"source": "x", "target": " "}]
     with pytest.raises(DataError, match="pair 1: the target side is empty"):
-        run_transfer(body, de_tok, DE_TEXT, language="de", output=tmp_path / "out", reference_pack=en,
-                     objective="align", objective_options={"parallel": empty}, max_steps=2, progress=False)
+        run_transfer(
+            body, de_tok, DE_TEXT,
+            TransferConfig(language="de", objective="align", objective_options={"parallel": empty}, max_steps=2,
+                           progress=False),
+            output=tmp_path / "out", reference_pack=en,
+        )
     assert not (tmp_path / "out").exists()
     with pytest.raises(DataError, match="needs parallel text"):
-        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, reference_pack=en, objective="align",
-                     max_steps=2, progress=False)
+        run_transfer(
+            body, de_tok, DE_TEXT,
+            TransferConfig(language="de", objective="align", max_steps=2, progress=False),
+            output=None, reference_pack=en,
+        )
 
 
 def test_cli_transfer_align(tmp_path, parts):
@@ -162,9 +180,13 @@ def test_mlm_align_changes_only_pack_rows_and_bias(tmp_path, parts):
     from embswap.io import tensor_bytes
 
     body, en, de_tok = parts
-    out = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en,
-                       objective="mlm+align", objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)},
-                       max_steps=4, batch_size=4, seq_len=32, lr=1e-2, checkpoint_every=None, progress=False)
+    out = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", init="overlap", objective="mlm+align",
+                       objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)}, max_steps=4,
+                       batch_size=4, seq_len=32, lr=1e-2, checkpoint_every=None, progress=False),
+        output=None, reference_pack=en,
+    )
     aliases = pack_parameter_names(out.model)
     pack_names = set(aliases["word_embeddings"]) | set(aliases["output_bias"])
 

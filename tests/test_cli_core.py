@@ -40,3 +40,23 @@ def test_split_compose_inspect(tmp_path, bert_mlm):
     assert info["kind"] == "language_pack" and info["language"] == "en" and info["vocab_size"] == len(tokenizer)
     result = runner.invoke(app, ["inspect", str(tmp_path / "store")])
     assert result.exit_code == 0 and "language_pack" in result.stdout
+
+
+def test_library_log_records_show_on_stderr_from_info_up(capsys):
+    import logging
+
+    from embswap.cli._common import show_library_logs
+
+    library = logging.getLogger("embswap")
+    handlers, level = list(library.handlers), library.level
+    try:
+        show_library_logs()
+        show_library_logs()  # every command calls it: still one handler
+        logging.getLogger("embswap.train.pretrain").info("tokenizing %s en lines", "1,000")
+        logging.getLogger("embswap.train.pretrain").debug("a detail")
+        logging.getLogger("elsewhere").warning("not the library's")
+        assert capsys.readouterr().err == "tokenizing 1,000 en lines\n"
+        assert [type(h).__name__ for h in library.handlers].count("_StderrLogHandler") == 1
+    finally:
+        library.handlers[:] = handlers
+        library.setLevel(level)

@@ -88,6 +88,20 @@ def test_masked_lm_refuses_mixed_batch(two_packs):
         multi(batch["input_ids"], languages=["en", "de"], attention_mask=batch["attention_mask"])
 
 
+def test_masked_lm_refuses_a_later_pack_without_output_bias(two_packs):
+    import dataclasses
+
+    from embswap import IncompatibleArtifactError
+
+    body, en, de = two_packs
+    with pytest.raises(IncompatibleArtifactError) as caught:
+        MultiLanguageModel(body, {"en": en, "de": dataclasses.replace(de, output_bias=None)})
+    assert str(caught.value) == (
+        "pack 'de' has no MLM output bias, which the masked-LM model needs; "
+        "load it with a task, or train the pack on a body with an MLM head"
+    )
+
+
 def test_load_from_store(tmp_path, two_packs):
     from embswap import Store
 

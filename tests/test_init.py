@@ -139,7 +139,7 @@ def test_dictionary_uses_the_word_list(setup):
 
 def test_anchored_rows_are_exactly_the_word_list_shared_and_special_rows(setup):
     from conftest import DE_TEXT
-    from embswap.train.transfer import run_transfer
+    from embswap.train.transfer import TransferConfig, run_transfer
 
     body, en_pack, de_tok = setup
     de_vocab = de_tok.get_vocab()
@@ -153,9 +153,12 @@ def test_anchored_rows_are_exactly_the_word_list_shared_and_special_rows(setup):
     assert result.anchored == expected
     assert result.provenance()["anchored_rows"] == 24 == len(de_tok) - result.counts["random"]
     # The pack step 2 writes records the same count.
-    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="dictionary", reference_pack=en_pack,
-                           dictionary=WORDS, anchors="frozen", max_steps=1, seq_len=32, batch_size=4, progress=False,
-                           checkpoint_every=None)
+    outcome = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", init="dictionary", anchors="frozen", max_steps=1, seq_len=32, batch_size=4,
+                       progress=False, checkpoint_every=None),
+        output=None, reference_pack=en_pack, dictionary=WORDS,
+    )
     assert outcome.pack.provenance["init"]["anchored_rows"] == 24
     counts = outcome.pack.provenance["init"]["counts"]
     assert {rule: n for rule, n in counts.items() if n} == {"special": 5, "dictionary": 12, "overlap": 7, "random": 5}
@@ -164,16 +167,18 @@ def test_anchored_rows_are_exactly_the_word_list_shared_and_special_rows(setup):
 def test_default_anchors_freeze_dictionary_rows_and_free_the_rest(setup):
     """anchors 'auto' (the default) is the ablation's pick: frozen for dictionary init, free otherwise."""
     from conftest import DE_TEXT
-    from embswap.train.transfer import resolve_anchors, run_transfer
+    from embswap.train.anchors import resolve_anchors
+    from embswap.train.transfer import TransferConfig, run_transfer
 
     body, en_pack, de_tok = setup
-    common = dict(language="de", output=None, reference_pack=en_pack, max_steps=2, seq_len=32, batch_size=4,
-                  progress=False, checkpoint_every=None)
-    dict_run = run_transfer(body, de_tok, DE_TEXT, init="dictionary", dictionary=WORDS, **common)
+    common = dict(language="de", max_steps=2, seq_len=32, batch_size=4, progress=False, checkpoint_every=None)
+    dict_run = run_transfer(body, de_tok, DE_TEXT, TransferConfig(init="dictionary", **common), output=None,
+                            reference_pack=en_pack, dictionary=WORDS)
     assert dict_run.pack.provenance["anchors"] == "frozen"
     rows = sorted(dict_run.init.anchored)
     assert torch.equal(dict_run.pack.word_embeddings[rows], dict_run.init.word_embeddings[rows])
-    overlap_run = run_transfer(body, de_tok, DE_TEXT, init="overlap", **common)
+    overlap_run = run_transfer(body, de_tok, DE_TEXT, TransferConfig(init="overlap", **common), output=None,
+                               reference_pack=en_pack)
     assert overlap_run.pack.provenance["anchors"] == "free"
     rows = sorted(overlap_run.init.anchored)
     assert not torch.equal(overlap_run.pack.word_embeddings[rows], overlap_run.init.word_embeddings[rows])
@@ -304,15 +309,19 @@ def test_aligned_init_with_eflomal_links_each_word_to_its_translation(setup, mon
 
 
 def test_aligned_init_is_recorded_in_the_pack(setup, tmp_path, monkeypatch):
-    from embswap.train.transfer import run_transfer
+    from embswap.train.transfer import TransferConfig, run_transfer
 
     pytest.importorskip("eflomal")
     monkeypatch.setenv("EMBSWAP_CACHE", str(tmp_path))
     body, en_pack, de_tok = setup
-    outcome = run_transfer(body, de_tok, [], language="de", output=None, init="aligned", reference_pack=en_pack,
-                           objective="align", objective_options={"parallel": ALIGNED_PAIRS,
+    outcome = run_transfer(
+        body, de_tok, [],
+        TransferConfig(language="de", init="aligned", objective="align",
+                       objective_options={"parallel": ALIGNED_PAIRS,
                                                                 "teacher_cache": str(tmp_path)},
-                           max_steps=1, seq_len=32, batch_size=4, progress=False, checkpoint_every=None)
+                       max_steps=1, seq_len=32, batch_size=4, progress=False, checkpoint_every=None),
+        output=None, reference_pack=en_pack,
+    )
     init = outcome.pack.provenance["init"]
     assert init["method"] == "aligned" and init["counts"]["aligned"] == 8 and init["anchored_rows"] == 22
 

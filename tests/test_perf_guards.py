@@ -3,7 +3,7 @@
 Covered elsewhere, not repeated here: masked-only logits equal full logits in loss and gradients
 (test_mlm.py, every family); mixed-language batches equal single-language runs
 (test_core_multilang.py). Row-sparse optimizer updates are not used: the output layer is tied to
-the matrix, so every row has a gradient at every step (benchmarks/transfer_speed.py shows it).
+the matrix, so every row has a gradient at every step (benchmarks/transfer_speed_profile.py shows it).
 """
 
 import dataclasses
@@ -20,7 +20,7 @@ from embswap.architectures import output_layer, word_embeddings
 from embswap.compose import special_rows_applied
 from embswap.errors import EmbswapError, IncompatibleArtifactError
 from embswap.train.loop import LoopConfig, default_optimizer
-from embswap.train.transfer import _transfer_optimizer, run_transfer
+from embswap.train.transfer import TransferConfig, _transfer_optimizer, run_transfer
 from embswap.train.tokenizer import train_tokenizer
 
 from conftest import DE_TEXT, EN_TEXT, FAMILIES, make_mlm
@@ -96,10 +96,11 @@ def test_bf16_transfer_trains_a_float32_pack_and_leaves_the_body_alone(tmp_path)
         progress=False,
         checkpoint_every=None,
         max_steps=6,
-        eval_texts=DE_TEXT[:8],
     )
-    half = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "bf16", precision="bf16", **common)
-    full = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "fp32", **common)
+    half = run_transfer(body, de_tok, DE_TEXT, TransferConfig(precision="bf16", **common), output=tmp_path / "bf16",
+                        eval_texts=DE_TEXT[:8])
+    full = run_transfer(body, de_tok, DE_TEXT, TransferConfig(**common), output=tmp_path / "fp32",
+                        eval_texts=DE_TEXT[:8])
     assert half.pack.word_embeddings.dtype == torch.float32
     assert half.pack.provenance["precision"] == "bf16" and "precision" not in full.pack.provenance
     assert all(torch.equal(before[k], body.tensors[k]) for k in before)
@@ -108,7 +109,7 @@ def test_bf16_transfer_trains_a_float32_pack_and_leaves_the_body_alone(tmp_path)
     assert abs(half.result.last_metric("eval_mlm_loss") - full.result.last_metric("eval_mlm_loss")) < 0.05
     assert half.result.last_metric("eval_mlm_loss") < half.result.first_metric("eval_mlm_loss")
     with pytest.raises(EmbswapError, match="unknown precision"):
-        run_transfer(body, de_tok, DE_TEXT, output=None, precision="fp8", **common)
+        run_transfer(body, de_tok, DE_TEXT, TransferConfig(precision="fp8", **common), output=None)
 
 
 # --- compose: memory-mapped tensors taken over, not copied -----------------------------------------
@@ -392,7 +393,7 @@ def settled(monkeypatch):
     """Files count as settled at once (normally only 2 s after their last write), and nothing is known yet."""
     import embswap.io as eio
 
-    monkeypatch.setattr(eio, "_SETTLE_NS", 0)
+    monkeypatch.setattr(eio.checked, "_SETTLE_NS", 0)
     eio.forget_checked()
     yield eio
     eio.forget_checked()
@@ -407,7 +408,7 @@ def test_verified_files_are_not_hashed_again_until_they_change(tmp_path, settled
     folder = en.save_pretrained(tmp_path / "pack")
     calls = []
     real = settled.file_sha256
-    monkeypatch.setattr(settled, "file_sha256", lambda path: calls.append(path.name) or real(path))
+    monkeypatch.setattr(settled.reading, "file_sha256", lambda path: calls.append(path.name) or real(path))
     LanguagePack.from_pretrained(folder)
     first = len(calls)
     assert first == len(json.loads((folder / "config.json").read_text())["files"]) > 1
@@ -431,7 +432,7 @@ def _pack_with_hash_counter(tmp_path, eio, monkeypatch):
     files = len(json.loads((folder / "config.json").read_text())["files"])
     calls = []
     real = eio.file_sha256
-    monkeypatch.setattr(eio, "file_sha256", lambda path: calls.append(path.name) or real(path))
+    monkeypatch.setattr(eio.reading, "file_sha256", lambda path: calls.append(path.name) or real(path))
     return folder, files, calls
 
 
@@ -443,7 +444,7 @@ def test_a_later_process_reuses_what_an_earlier_one_verified(tmp_path, settled, 
     LanguagePack.from_pretrained(folder)
     assert len(calls) == files
     assert len(list((tmp_path / "checked").glob("*.json"))) == files
-    settled._checked.clear()  # what a fresh process starts with
+    settled.checked._checked.clear()  # what a fresh process starts with
     LanguagePack.from_pretrained(folder)
     assert len(calls) == files  # recalled from the on-disk entries
 
@@ -451,7 +452,7 @@ def test_a_later_process_reuses_what_an_earlier_one_verified(tmp_path, settled, 
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1  # same size and inode: the change time alone invalidates the entry
     weights.write_bytes(bytes(data))
-    settled._checked.clear()
+    settled.checked._checked.clear()
     with pytest.raises(CorruptArtifactError, match="has SHA-256"):
         LanguagePack.from_pretrained(folder)
 
@@ -461,25 +462,25 @@ def test_check_cache_can_be_switched_off_and_survives_garbage(tmp_path, settled,
     monkeypatch.setenv("EMBSWAP_CHECK_CACHE", "off")
     assert settled.check_cache_dir() is None
     LanguagePack.from_pretrained(folder)
-    settled._checked.clear()
+    settled.checked._checked.clear()
     LanguagePack.from_pretrained(folder)
     assert len(calls) == 2 * files  # nothing kept across "processes"
 
     cache = tmp_path / "checked"
     monkeypatch.setenv("EMBSWAP_CHECK_CACHE", str(cache))
-    settled._checked.clear()
+    settled.checked._checked.clear()
     LanguagePack.from_pretrained(folder)
     assert len(calls) == 3 * files and len(list(cache.glob("*.json"))) == files
     for entry in cache.glob("*.json"):
         entry.write_text('{"path": 1, "stamp": "x"')  # torn or foreign entries count as "not verified"
-    settled._checked.clear()
+    settled.checked._checked.clear()
     LanguagePack.from_pretrained(folder)
     assert len(calls) == 4 * files
 
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("")
     monkeypatch.setenv("EMBSWAP_CHECK_CACHE", str(blocked / "checked"))  # cannot be created: only speed is lost
-    settled._checked.clear()
+    settled.checked._checked.clear()
     LanguagePack.from_pretrained(folder)
     assert len(calls) == 5 * files
 
@@ -494,7 +495,7 @@ def test_files_written_just_before_a_check_are_not_remembered(tmp_path, monkeypa
     folder = en.save_pretrained(tmp_path / "pack")
     calls = []
     real = eio.file_sha256
-    monkeypatch.setattr(eio, "file_sha256", lambda path: calls.append(path.name) or real(path))
+    monkeypatch.setattr(eio.reading, "file_sha256", lambda path: calls.append(path.name) or real(path))
     LanguagePack.from_pretrained(folder)
     LanguagePack.from_pretrained(folder)
     files = len(json.loads((folder / "config.json").read_text())["files"])

@@ -1,6 +1,7 @@
 """Step 1: pretraining from scratch writes a store that composes exactly; joint baselines; resume."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from embswap.architectures import new_config
 from embswap.artifacts import load_tokenizer
 from embswap.errors import EmbswapError, IncompatibleArtifactError, TrainingError, UnsupportedModelError
 from embswap.train import pretrain as pretrain_mod
-from embswap.train.pretrain import PRESETS, resolve_preset, run_pretrain
+from embswap.train.pretrain import PRESETS, PretrainConfig, resolve_preset, run_pretrain
 from embswap.train.tokenizer import train_tokenizer
 
 FR_TEXT = [
@@ -69,7 +70,10 @@ def test_presets_and_fresh_configs():
 @pytest.mark.parametrize("family", ["bert", "roberta"])
 def test_single_language_store_composes_exactly(tmp_path, family):
     fast = {**FAST, "vocab_size": 150 + (256 if family == "roberta" else 0)}
-    out = run_pretrain({"en": EN_TEXT}, tmp_path / "store", family=family, max_steps=6, eval_fraction=0.1, **fast)
+    out = run_pretrain(
+        {"en": EN_TEXT}, tmp_path / "store",
+        PretrainConfig(family=family, max_steps=6, eval_fraction=0.1, **fast),
+    )
     store = Store(tmp_path / "store")
     assert store.languages == ["en"]
     composed, tokenizer = compose(store.body_path, store.pack_path("en"))
@@ -87,7 +91,8 @@ def test_single_language_store_composes_exactly(tmp_path, family):
 
 def test_mlm_loss_decreases(tmp_path):
     out = run_pretrain(
-        {"en": EN_TEXT}, tmp_path / "store", max_steps=60, eval_fraction=0.15, checkpoint_every=None, **FAST
+        {"en": EN_TEXT}, tmp_path / "store",
+        PretrainConfig(max_steps=60, eval_fraction=0.15, checkpoint_every=None, **FAST),
     )
     train = [r["loss"] for r in out.result.history if "loss" in r]
     losses = out.body.provenance["mlm_loss"]
@@ -97,7 +102,7 @@ def test_mlm_loss_decreases(tmp_path):
 
 def test_joint_vocabulary_packs_are_identical_and_compose(tmp_path):
     texts = {"en": EN_TEXT, "de": DE_TEXT, "fr": FR_TEXT}
-    out = run_pretrain(texts, tmp_path / "store", vocab="joint", max_steps=4, **FAST)
+    out = run_pretrain(texts, tmp_path / "store", PretrainConfig(vocab="joint", max_steps=4, **FAST))
     store = Store(tmp_path / "store")
     assert store.languages == ["de", "en", "fr"]
     packs = {lang: store.pack(lang) for lang in texts}
@@ -115,7 +120,10 @@ def test_joint_vocabulary_packs_are_identical_and_compose(tmp_path):
 
 def test_disjoint_vocabulary_packs_are_slices_of_the_table(tmp_path):
     texts = {"en": EN_TEXT, "de": DE_TEXT}
-    out = run_pretrain(texts, tmp_path / "store", vocab="disjoint", max_steps=4, eval_fraction=0.0, **FAST)
+    out = run_pretrain(
+        texts, tmp_path / "store",
+        PretrainConfig(vocab="disjoint", max_steps=4, eval_fraction=0.0, **FAST),
+    )
     store = Store(tmp_path / "store")
     packs = {lang: store.pack(lang) for lang in texts}
     # Each tokenizer was trained on its own language alone: every token is a piece of that language's text.
@@ -145,14 +153,20 @@ def test_given_tokenizers_positions_and_overwrite(tmp_path):
     tok = train_tokenizer(EN_TEXT, 150)
     with pytest.raises(IncompatibleArtifactError, match="one tokenizer per language"):
         run_pretrain(
-            {"en": EN_TEXT, "de": DE_TEXT}, tmp_path / "s", vocab="disjoint", tokenizer=tok, max_steps=1, **FAST
+            {"en": EN_TEXT, "de": DE_TEXT}, tmp_path / "s",
+            PretrainConfig(vocab="disjoint", max_steps=1, **FAST),
+            tokenizer=tok,
         )
-    out = run_pretrain({"en": EN_TEXT}, tmp_path / "s", tokenizer=tok, max_steps=1, max_positions=48, **FAST)
+    out = run_pretrain(
+        {"en": EN_TEXT}, tmp_path / "s",
+        PretrainConfig(max_steps=1, max_positions=48, **FAST),
+        tokenizer=tok,
+    )
     assert out.packs["en"].tokenizer is tok
     assert out.body.model_config["max_position_embeddings"] == 48
     with pytest.raises(EmbswapError, match="already has a body"):
-        run_pretrain({"en": EN_TEXT}, tmp_path / "s", tokenizer=tok, max_steps=1, **FAST)
-    run_pretrain({"en": EN_TEXT}, tmp_path / "s", tokenizer=tok, max_steps=1, overwrite=True, **FAST)
+        run_pretrain({"en": EN_TEXT}, tmp_path / "s", PretrainConfig(max_steps=1, **FAST), tokenizer=tok)
+    run_pretrain({"en": EN_TEXT}, tmp_path / "s", PretrainConfig(max_steps=1, **FAST), tokenizer=tok, overwrite=True)
 
 
 class _Interrupt(Exception):
@@ -161,7 +175,7 @@ class _Interrupt(Exception):
 
 def test_resume_is_bit_identical(tmp_path, monkeypatch):
     texts = {"en": EN_TEXT, "de": DE_TEXT}
-    kwargs = dict(vocab="disjoint", max_steps=12, checkpoint_every=5, eval_fraction=0.1, **FAST)
+    config = PretrainConfig(vocab="disjoint", max_steps=12, checkpoint_every=5, eval_fraction=0.1, **FAST)
     original = pretrain_mod.MixedBatches.__call__
 
     def crash_at_8(self, step, *args):
@@ -171,12 +185,12 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pretrain_mod.MixedBatches, "__call__", crash_at_8)
     with pytest.raises(_Interrupt):
-        run_pretrain(texts, tmp_path / "b", **kwargs)
+        run_pretrain(texts, tmp_path / "b", config)
     monkeypatch.setattr(pretrain_mod.MixedBatches, "__call__", original)
     assert not (tmp_path / "b" / "body").exists()
     with pytest.raises(TrainingError, match="lr"):
-        run_pretrain(texts, tmp_path / "b", resume=True, **{**kwargs, "lr": 1e-3})
-    resumed = run_pretrain(texts, tmp_path / "b", resume=True, **kwargs)
+        run_pretrain(texts, tmp_path / "b", replace(config, lr=1e-3), resume=True)
+    resumed = run_pretrain(texts, tmp_path / "b", config, resume=True)
     assert resumed.result.resumed_from == 5 and resumed.result.step == 12
 
     # Tokenizer training is not repeatable (tokenizers' hash-map order), so the resumed run reuses the
@@ -184,7 +198,7 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch):
     saved = tmp_path / "b" / ".body.checkpoint" / pretrain_mod.TOKENIZERS_SUBDIR
     tokenizers = {lang: load_tokenizer(saved / lang) for lang in texts}
     assert all(resumed.packs[lang].tokenizer.get_vocab() == tokenizers[lang].get_vocab() for lang in texts)
-    straight = run_pretrain(texts, tmp_path / "a", tokenizer=tokenizers, **kwargs)
+    straight = run_pretrain(texts, tmp_path / "a", config, tokenizer=tokenizers)
     assert resumed.body.fingerprint == straight.body.fingerprint
     for lang in texts:
         assert torch.equal(resumed.packs[lang].word_embeddings, straight.packs[lang].word_embeddings)
@@ -210,6 +224,7 @@ def test_cli_pretrain(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
+    assert "tokenizing 31 en lines" not in result.stderr.splitlines()  # --quiet: no progress, no step lines
     info = json.loads(result.stdout)
     assert info["steps"] == 3 and info["preset"] == "tiny" and info["baseline"] == "monolingual"
     assert Store(tmp_path / "mono").languages == ["en"]
@@ -226,3 +241,14 @@ def test_cli_pretrain(tmp_path):
     assert result.exit_code == 2 and "LANG=" in result.output
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "x"), "--vocab", "shared"])
     assert result.exit_code == 2
+
+
+def test_cli_pretrain_shows_the_library_log_lines_on_stderr(tmp_path):
+    (tmp_path / "en.txt").write_text("\n".join(EN_TEXT), encoding="utf-8")
+    args = ["pretrain", "--lang", "en", "--text", str(tmp_path / "en.txt"), "-o", str(tmp_path / "mono"), "--json"]
+    result = runner.invoke(app, [*args, "--vocab-size", "150", "--max-steps", "1", "--seq-len", "32", "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    # logged by embswap.train.pretrain; the CLI's handler (cli/_common.py) prints them as they are
+    assert lines[1:3] == ["training a 150-token tokenizer for all languages", "tokenizing 31 en lines"]
+    assert json.loads(result.stdout)["steps"] == 1

@@ -137,7 +137,7 @@ def _no_hashing(monkeypatch, name: str):
             raise AssertionError(f"{path} was hashed before its cheap checks")
         return original(path)
 
-    monkeypatch.setattr(eio, "file_sha256", refuse)
+    monkeypatch.setattr(eio.reading, "file_sha256", refuse)
     monkeypatch.setattr(importlib.import_module("embswap.verify"), "file_sha256", refuse)
 
 

@@ -42,7 +42,7 @@ def no_safe_open(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("safe_open reached: the file was not rejected before allocation")
 
-    monkeypatch.setattr(eio, "safe_open", refuse)
+    monkeypatch.setattr(eio.reading, "safe_open", refuse)
 
 
 def _safetensors(path: Path, header: dict, data: bytes = b"") -> Path:
@@ -118,7 +118,7 @@ def test_pack_config_disagreeing_with_matrix_fails_before_allocation(saved, monk
     config = json.loads(config_path.read_text())
     config["vocab_size"] = 10**12
     config_path.write_text(json.dumps(config))
-    monkeypatch.setattr(eio, "safe_open", lambda *a, **k: pytest.fail("allocated before checking the shape"))
+    monkeypatch.setattr(eio.reading, "safe_open", lambda *a, **k: pytest.fail("allocated before checking the shape"))
     with pytest.raises(CorruptArtifactError, match=r"'word_embeddings' has shape .*implies \(1000000000000, 32\)"):
         LanguagePack.from_pretrained(tmp / "pack")
 
@@ -251,7 +251,7 @@ def test_hash_is_streamed_and_verify_false_skips_it(saved, monkeypatch):
     assert file_sha256(big) == hashlib.sha256(big.read_bytes()).hexdigest()
     calls = []
     real = eio.file_sha256
-    monkeypatch.setattr(eio, "file_sha256", lambda path: calls.append(path) or real(path))
+    monkeypatch.setattr(eio.reading, "file_sha256", lambda path: calls.append(path) or real(path))
     LanguagePack.from_pretrained(tmp / "pack", verify=False)
     assert calls == []
     LanguagePack.from_pretrained(tmp / "pack")
@@ -300,13 +300,13 @@ def test_disk_full_at_any_step_leaves_the_old_artifact(saved, monkeypatch, step)
         if at == step:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(eio, "_fault_hook", full)
+    monkeypatch.setattr(eio.atomic, "_fault_hook", full)
     changed = LanguagePack(language="en", tokenizer=pack.tokenizer, word_embeddings=pack.word_embeddings + 1,
                            output_bias=pack.output_bias, body_fingerprint=body.fingerprint)  # fmt: skip
     with pytest.raises(ArtifactWriteError, match="No space left on device.*previous artifact there is unchanged") as err:
         changed.save_pretrained(tmp / "pack")
     _one_line(err)
-    monkeypatch.setattr(eio, "_fault_hook", None)
+    monkeypatch.setattr(eio.atomic, "_fault_hook", None)
     assert (tmp / "pack" / "embeddings.safetensors").read_bytes() == before
     assert torch.equal(LanguagePack.from_pretrained(tmp / "pack").word_embeddings, pack.word_embeddings)
     assert not [p.name for p in tmp.iterdir() if p.name.startswith(".embswap-")]

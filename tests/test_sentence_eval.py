@@ -12,7 +12,7 @@ from embswap.init import initialize_embeddings
 from embswap.tasks.probe import probe_transfer, train_probe
 from embswap.tasks.sentence import evaluate_retrieval, retrieval_report, sentence_task
 from embswap.train.tokenizer import train_tokenizer
-from embswap.train.transfer import run_transfer
+from embswap.train.transfer import TransferConfig, run_transfer
 
 from conftest import DE_TEXT, EN_TEXT
 
@@ -41,9 +41,13 @@ def store(tmp_path_factory):
     st = Store(root / "store")
     st.save_body(body)
     st.save_pack(en)
-    run_transfer(body, de_tok, [], language="de", output=st.pack_path("de"), init="overlap", reference_pack=en,
-                 objective="align", objective_options={"parallel": PAIRS, "teacher_cache": str(root / "cache")},
-                 max_steps=2, batch_size=4, seq_len=32, seed=3, checkpoint_every=None, progress=False)
+    run_transfer(
+        body, de_tok, [],
+        TransferConfig(language="de", init="overlap", objective="align",
+                       objective_options={"parallel": PAIRS, "teacher_cache": str(root / "cache")}, max_steps=2,
+                       batch_size=4, seq_len=32, seed=3, checkpoint_every=None, progress=False),
+        output=st.pack_path("de"), reference_pack=en,
+    )
     return st
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,12 +12,13 @@ from embswap.architectures import pack_parameter_names
 from embswap.constants import IGNORED_FILES
 from embswap.errors import EmbswapError, IncompatibleArtifactError
 from embswap.io import tensor_bytes
+from embswap.train.anchors import DEFAULT_ANCHOR_PENALTY
+from embswap.train.checkpoint import checkpoint_dir_for
 from embswap.train.loop import CURVE_NAME, LOG_NAME
 from embswap.train.tokenizer import train_tokenizer
 from embswap.train.transfer import (
-    DEFAULT_ANCHOR_PENALTY,
     LossTerm,
-    checkpoint_dir_for,
+    TransferConfig,
     register_objective,
     run_transfer,
     saved_tokenizer,
@@ -55,8 +57,11 @@ def test_only_pack_tensors_change(tmp_path, name):
     model, tokenizer = make_mlm(name)
     body, en_pack = split_model(model, tokenizer, "en")
     before = {k: v.clone() for k, v in body.tensors.items()}
-    outcome = run_transfer(body, de_tokenizer(body), DE_TEXT, language="de", output=tmp_path / "de",
-                           reference_pack=en_pack, max_steps=4, **SMALL)
+    outcome = run_transfer(
+        body, de_tokenizer(body), DE_TEXT,
+        TransferConfig(language="de", max_steps=4, **SMALL),
+        output=tmp_path / "de", reference_pack=en_pack,
+    )
     live = outcome.model
     aliases = pack_parameter_names(live)
     pack_names = set(aliases["word_embeddings"]) | set(aliases["output_bias"])
@@ -73,9 +78,11 @@ def test_only_pack_tensors_change(tmp_path, name):
 
 def test_pack_folder_provenance_and_log(tmp_path, bert):
     body, en_pack, de_tok = bert
-    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=tmp_path / "packs" / "de", init="overlap",
-                           reference_pack=en_pack, max_steps=6, eval_texts=DE_TEXT[:8], data_description="fixture",
-                           **SMALL)
+    outcome = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", init="overlap", max_steps=6, **SMALL),
+        output=tmp_path / "packs" / "de", reference_pack=en_pack, eval_texts=DE_TEXT[:8], data_description="fixture",
+    )
     folder = tmp_path / "packs" / "de"
     loaded = LanguagePack.from_pretrained(folder)  # verifies hashes; log and curve are ignorable extras
     assert torch.equal(loaded.word_embeddings, outcome.pack.word_embeddings)
@@ -97,8 +104,11 @@ def test_pack_folder_provenance_and_log(tmp_path, bert):
 
 def test_pos_and_adapters_packs_save_load_and_compose(tmp_path, bert):
     body, en_pack, de_tok = bert
-    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=tmp_path / "de", reference_pack=en_pack,
-                           pos=True, adapters=True, max_steps=4, **SMALL)
+    outcome = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", pos=True, adapters=True, max_steps=4, **SMALL),
+        output=tmp_path / "de", reference_pack=en_pack,
+    )
     pack = LanguagePack.from_pretrained(tmp_path / "de")
     assert pack.position_embeddings is not None and pack.adapter_config is not None
     assert not torch.equal(pack.position_embeddings, body.tensors["bert.embeddings.position_embeddings.weight"])
@@ -114,8 +124,11 @@ def test_pos_and_adapters_packs_save_load_and_compose(tmp_path, bert):
 
 def test_pos_only_pack_composes(tmp_path, bert):
     body, en_pack, de_tok = bert
-    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=tmp_path / "de", pos=True, max_steps=3,
-                           **SMALL)
+    outcome = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", pos=True, max_steps=3, **SMALL),
+        output=tmp_path / "de",
+    )
     composed, tokenizer = compose(body, tmp_path / "de")
     batch = tokenizer(DE_TEXT[:2], padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -124,8 +137,11 @@ def test_pos_only_pack_composes(tmp_path, bert):
 
 def test_frozen_anchors_do_not_move(tmp_path, bert):
     body, en_pack, de_tok = bert
-    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en_pack,
-                           anchors="frozen", max_steps=5, **SMALL)
+    outcome = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", init="overlap", anchors="frozen", max_steps=5, **SMALL),
+        output=None, reference_pack=en_pack,
+    )
     anchored = sorted(outcome.init.anchored)
     free = [i for i in range(len(de_tok)) if i not in outcome.init.anchored]
     assert len(anchored) == outcome.init.counts["special"] + outcome.init.counts["overlap"] > 5
@@ -145,8 +161,11 @@ def _hashes(state, skip):
 def test_anchor_penalty_moves_anchored_rows_less_than_free_more_than_frozen(bert):
     body, en_pack, de_tok = bert
     runs = {
-        mode: run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en_pack,
-                           anchors=mode, max_steps=5, **SMALL)
+        mode: run_transfer(
+            body, de_tok, DE_TEXT,
+            TransferConfig(language="de", init="overlap", anchors=mode, max_steps=5, **SMALL),
+            output=None, reference_pack=en_pack,
+        )
         for mode in ("free", "penalty", "frozen")
     }
     anchored = sorted(runs["free"].init.anchored)
@@ -169,16 +188,30 @@ def test_anchor_penalty_moves_anchored_rows_less_than_free_more_than_frozen(bert
 
 def test_anchor_penalty_weight_is_recorded_and_checked(bert):
     body, en_pack, de_tok = bert
-    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en_pack,
-                           anchors="penalty", anchor_penalty=2.5, max_steps=1, **SMALL)
+    outcome = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", init="overlap", anchors="penalty", anchor_penalty=2.5, max_steps=1, **SMALL),
+        output=None, reference_pack=en_pack,
+    )
     assert outcome.pack.provenance["anchor_penalty"] == 2.5
     with pytest.raises(EmbswapError, match="applies to anchors 'penalty', not 'free'"):
-        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, anchor_penalty=2.5, max_steps=1, **SMALL)
+        run_transfer(
+            body, de_tok, DE_TEXT,
+            TransferConfig(language="de", anchor_penalty=2.5, max_steps=1, **SMALL),
+            output=None,
+        )
     with pytest.raises(EmbswapError, match="weight is -1.0; give a positive number"):
-        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, init="overlap", reference_pack=en_pack,
-                     anchors="penalty", anchor_penalty=-1, max_steps=1, **SMALL)
+        run_transfer(
+            body, de_tok, DE_TEXT,
+            TransferConfig(language="de", init="overlap", anchors="penalty", anchor_penalty=-1, max_steps=1, **SMALL),
+            output=None, reference_pack=en_pack,
+        )
     with pytest.raises(EmbswapError, match="this init anchored none; use --init overlap"):
-        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, anchors="penalty", max_steps=1, **SMALL)
+        run_transfer(
+            body, de_tok, DE_TEXT,
+            TransferConfig(language="de", anchors="penalty", max_steps=1, **SMALL),
+            output=None,
+        )
 
 
 def test_resume_is_bit_identical(tmp_path, bert):
@@ -192,16 +225,16 @@ def test_resume_is_bit_identical(tmp_path, bert):
         return torch.zeros(())
 
     crash = {"on": False}
-    common = dict(language="de", reference_pack=en_pack, init="overlap", max_steps=6, seq_len=32, batch_size=4,
-                  lr=1e-2, progress=False, checkpoint_every=3, adapters=True,
-                  extra_loss=LossTerm("probe", crash_on_fifth_step, weight=1.0))
-    reference = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "a", **common).pack
+    config = TransferConfig(language="de", init="overlap", max_steps=6, seq_len=32, batch_size=4, lr=1e-2,
+                            progress=False, checkpoint_every=3, adapters=True)
+    common = dict(reference_pack=en_pack, extra_loss=LossTerm("probe", crash_on_fifth_step, weight=1.0))
+    reference = run_transfer(body, de_tok, DE_TEXT, config, output=tmp_path / "a", **common).pack
     crash["on"], calls["n"] = True, 0
     with pytest.raises(RuntimeError, match="power cut"):
-        run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "b", **common)
+        run_transfer(body, de_tok, DE_TEXT, config, output=tmp_path / "b", **common)
     assert not (tmp_path / "b").exists()  # nothing half-written where the pack goes
     crash["on"] = False
-    outcome = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "b", resume=True, **common)
+    outcome = run_transfer(body, de_tok, DE_TEXT, config, output=tmp_path / "b", resume=True, **common)
     assert outcome.result.resumed_from == 3
     resumed = outcome.pack
     assert torch.equal(resumed.word_embeddings, reference.word_embeddings)
@@ -214,16 +247,18 @@ def test_resume_is_bit_identical(tmp_path, bert):
 def test_constant_schedule_resumed_with_more_steps_equals_one_long_run(tmp_path, bert):
     """Learning curves resume a run with a higher max_steps; with a constant rate that is one long run."""
     body, en_pack, de_tok = bert
-    common = dict(language="de", reference_pack=en_pack, warmup_steps=0, schedule="constant", **SMALL)
-    long = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "long", max_steps=6, **common).pack
-    run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "seg", max_steps=3, **common)
-    outcome = run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "seg", max_steps=6, resume=True, **common)
+    config = TransferConfig(language="de", warmup_steps=0, schedule="constant", **SMALL)
+    long = run_transfer(body, de_tok, DE_TEXT, replace(config, max_steps=6), output=tmp_path / "long",
+                        reference_pack=en_pack).pack
+    run_transfer(body, de_tok, DE_TEXT, replace(config, max_steps=3), output=tmp_path / "seg", reference_pack=en_pack)
+    outcome = run_transfer(body, de_tok, DE_TEXT, replace(config, max_steps=6), output=tmp_path / "seg",
+                           reference_pack=en_pack, resume=True)
     assert outcome.result.resumed_from == 3 and outcome.result.step == 6
     assert torch.equal(outcome.pack.word_embeddings, long.word_embeddings)
     assert outcome.pack.provenance["schedule"] == "constant"
     with pytest.raises(EmbswapError, match="schedule"):  # a linear-schedule run does not resume as constant
-        run_transfer(body, de_tok, DE_TEXT, output=tmp_path / "seg", max_steps=9, resume=True,
-                     **{**common, "schedule": "linear"})
+        run_transfer(body, de_tok, DE_TEXT, replace(config, max_steps=9, schedule="linear"), output=tmp_path / "seg",
+                     reference_pack=en_pack, resume=True)
 
 
 def test_tokenizer_with_other_special_ids_is_refused(bert):
@@ -231,7 +266,7 @@ def test_tokenizer_with_other_special_ids_is_refused(bert):
     wrong = train_tokenizer(DE_TEXT, 120, family="bert", special_ids={"pad": 4, "unk": 3, "cls": 2, "sep": 1, "mask": 0},
                             min_frequency=1)
     with pytest.raises(IncompatibleArtifactError, match="embswap tokenizer train --body"):
-        run_transfer(body, wrong, DE_TEXT, language="de", output=None, max_steps=1, **SMALL)
+        run_transfer(body, wrong, DE_TEXT, TransferConfig(language="de", max_steps=1, **SMALL), output=None)
 
 
 def test_objectives_plug_in_without_touching_the_loop(tmp_path, bert):
@@ -246,19 +281,28 @@ def test_objectives_plug_in_without_touching_the_loop(tmp_path, bert):
         return [LossTerm("l2", loss, weight=context.options.get("l2_weight", 1.0))]
 
     register_objective("l2", build)
-    outcome = run_transfer(body, de_tok, DE_TEXT, language="de", output=None, objective="mlm+l2",
-                           objective_options={"l2_weight": 0.5}, max_steps=3, log_every=1, **SMALL)
+    outcome = run_transfer(
+        body, de_tok, DE_TEXT,
+        TransferConfig(language="de", objective="mlm+l2", objective_options={"l2_weight": 0.5}, max_steps=3,
+                       log_every=1, **SMALL),
+        output=None,
+    )
     assert len(seen) == 3
     assert outcome.pack.provenance["loss_terms"] == {"mlm": 1.0, "l2": 0.5}
     assert all("mlm_loss" in r and "l2_loss" in r for r in outcome.result.history if "loss" in r)
     with pytest.raises(EmbswapError, match="unknown objective"):
-        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, objective="mlm+nope", max_steps=1, **SMALL)
+        run_transfer(
+            body, de_tok, DE_TEXT,
+            TransferConfig(language="de", objective="mlm+nope", max_steps=1, **SMALL),
+            output=None,
+        )
 
 
 def test_too_long_sequences_are_refused(bert):
     body, _, de_tok = bert
     with pytest.raises(EmbswapError, match="seq-len"):
-        run_transfer(body, de_tok, DE_TEXT, language="de", output=None, max_steps=1, **{**SMALL, "seq_len": 4096})
+        run_transfer(body, de_tok, DE_TEXT, TransferConfig(language="de", max_steps=1, **{**SMALL, "seq_len": 4096}),
+                     output=None)
 
 
 @pytest.mark.slow
@@ -276,8 +320,12 @@ def test_short_run_on_real_text_lowers_held_out_loss(tmp_path):
     model, tokenizer = make_mlm("bert")
     body, _ = split_model(model, tokenizer, "en")
     de_tok = train_tokenizer(texts, 2000, family="bert", special_ids=body.special_tokens)
-    outcome = run_transfer(body, de_tok, texts, language="de", output=tmp_path / "de", max_steps=200, seq_len=64,
-                           batch_size=16, lr=1e-2, eval_texts=held_out, progress=False, checkpoint_every=None)
+    outcome = run_transfer(
+        body, de_tok, texts,
+        TransferConfig(language="de", max_steps=200, seq_len=64, batch_size=16, lr=1e-2, progress=False,
+                       checkpoint_every=None),
+        output=tmp_path / "de", eval_texts=held_out,
+    )
     losses = outcome.pack.provenance["mlm_loss"]
     assert losses["eval_final"] < losses["eval_initial"] - 0.92, losses  # ln 2.5 = 0.92
 
@@ -285,4 +333,4 @@ def test_short_run_on_real_text_lowers_held_out_loss(tmp_path):
 def test_empty_text_is_refused_before_training(bert):
     body, _, de_tok = bert
     with pytest.raises(EmbswapError, match="no text to train on"):
-        run_transfer(body, de_tok, ["", "  "], language="de", output=None, max_steps=1, **SMALL)
+        run_transfer(body, de_tok, ["", "  "], TransferConfig(language="de", max_steps=1, **SMALL), output=None)

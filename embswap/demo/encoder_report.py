@@ -156,7 +156,8 @@ def bar_chart(results: dict, path: Path) -> None:
 def write_cards(store, measured: dict) -> None:
     """store/eval_results.json and a README.md card (with the measured results) in every artifact folder."""
     from ..cards import artifact_card, store_card, write_card
-    from ..hub import EVAL_RESULTS, artifact_folders
+    from ..constants import EVAL_RESULTS
+    from ..layout import artifact_folders
 
     (store.path / EVAL_RESULTS).write_text(json.dumps(measured, indent=2, sort_keys=True), encoding="utf-8")
     for folder in artifact_folders(store.path):

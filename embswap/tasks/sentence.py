@@ -15,16 +15,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..architectures import max_input_tokens
 from ..artifacts import Body, LanguagePack, TaskModule
-from ..compose import compose
+from ..compose import compose, write_export
+from ..data.parallel import validate_pairs
 from ..errors import DataError
-from ..io import atomic_folder
-from ..outputs import mark_export
-from ..train.align import pool
-
-DEFAULT_POOLING = {"mode": "mean", "normalize": True, "max_length": 256}
-_ST_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
+from ..pooling import DEFAULT_POOLING, pool
+from ..pooling import ST_MODES as _ST_MODES
+from ..pooling import fitted_length as _fitted_length
 
 
 def read_pooling(folder: str | os.PathLike) -> dict:
@@ -62,12 +59,6 @@ def sentence_task(body: Body, pooling: dict | None = None, source: str = "") -> 
         settings=dict(pooling or DEFAULT_POOLING),
         provenance={"source": source} if source else {},
     )
-
-
-def _fitted_length(model, max_length: int) -> int:
-    """The pooling's length cut to what the model reads (a 256-token default on a 64-position body)."""
-    limit = max_input_tokens(model.config)
-    return int(max_length) if limit is None else min(int(max_length), limit)
 
 
 @torch.no_grad()
@@ -162,7 +153,6 @@ def retrieval_report(body, pack, pairs: Sequence[dict], *, reference_pack, task:
     """
     from ..artifacts import check_compatible
     from ..compose import as_artifact
-    from ..train.align import validate_pairs
 
     body = as_artifact(body, Body)
     pack, reference = as_artifact(pack, LanguagePack), as_artifact(reference_pack, LanguagePack)
@@ -187,25 +177,4 @@ def retrieval_report(body, pack, pairs: Sequence[dict], *, reference_pack, task:
 
 def export_sentence_transformer(body, pack, task: TaskModule, output: str | os.PathLike) -> Path:
     """A folder that SentenceTransformer(output) and transformers.AutoModel both load."""
-    model, tokenizer = compose(body, pack, task)
-    settings = dict(DEFAULT_POOLING, **task.settings)
-    with atomic_folder(output) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        modules = [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        ]
-        if settings["normalize"]:
-            modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-            (tmp / "2_Normalize").mkdir()
-        (tmp / "modules.json").write_text(json.dumps(modules, indent=2))
-        (tmp / "1_Pooling").mkdir()
-        pooling = {key: settings["mode"] == mode for key, mode in _ST_MODES.items()}
-        pooling.update(word_embedding_dimension=model.config.hidden_size, pooling_mode_mean_sqrt_len_tokens=False)
-        (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
-        (tmp / "sentence_bert_config.json").write_text(
-            json.dumps({"max_seq_length": _fitted_length(model, settings["max_length"]), "do_lower_case": False},
-                       indent=2))
-        mark_export(tmp)
-    return Path(output)
+    return write_export(body, pack, task, output)

@@ -1,6 +1,5 @@
-"""Training stages: tokenizer, pretraining (step 1), transfer (step 2), fine-tuning (step 3)."""
+"""Training stages: tokenizer, pretraining (step 1), transfer (step 2), fine-tuning (step 3).
 
-from . import transfer as _transfer
-from .align import _align_terms
-
-_transfer.register_objective("align", _align_terms)
+Light on purpose: each objective registers itself in the module that defines it
+(embswap/train/objectives.py), so importing this package loads no training code.
+"""

@@ -19,84 +19,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..compose import build_empty_model, composed_state_dict
+from ..data.parallel import read_parallel, read_parallel_source, validate_pairs  # noqa: F401  (their old home)
 from ..errors import CorruptArtifactError, DataError
 from ..io import load_tensors, save_tensors, tensor_bytes
-
-POOLING_MODES = ("mean", "cls", "max")
-
-
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str = "mean") -> torch.Tensor:
-    """[batch, seq, hidden] -> [batch, hidden] over the unmasked positions."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    if mode == "mean":
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-    if mode == "cls":
-        return hidden[:, 0]
-    if mode == "max":
-        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values
-    raise DataError(f"unknown pooling {mode!r}; expected one of: {', '.join(POOLING_MODES)}")
-
-
-def pooled_states(model, input_ids, attention_mask, mode: str = "mean", inputs_embeds=None) -> torch.Tensor:
-    """Pooled last-layer states of the model's encoder (the base model, without any head)."""
-    base = model.base_model
-    kwargs = {"attention_mask": attention_mask}
-    if inputs_embeds is not None:
-        kwargs["inputs_embeds"] = inputs_embeds
-    else:
-        kwargs["input_ids"] = input_ids
-    hidden = base(**kwargs).last_hidden_state
-    return pool(hidden, attention_mask, mode)
-
-
-def validate_pairs(pairs: Sequence[dict], origin: str = "parallel data") -> list[dict]:
-    """Every pair needs a non-empty source (L1) and target (L2); errors name the row."""
-    if not pairs:
-        raise DataError(f"{origin} holds no sentence pairs; give parallel text as JSONL {{source, target}} or TSV")
-    for i, pair in enumerate(pairs, start=1):
-        for side in ("source", "target"):
-            value = pair.get(side)
-            if not isinstance(value, str) or not value.strip():
-                raise DataError(f"{origin}, pair {i}: the {side} side is empty; remove the pair or fill it in")
-    return list(pairs)
-
-
-def read_parallel(path: str | os.PathLike) -> list[dict]:
-    """Parallel text from JSONL ({"source", "target"}) or TSV (source<TAB>target) files."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"parallel file {path} does not exist")
-    pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if path.suffix in (".jsonl", ".json"):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-                if not isinstance(row, dict) or "source" not in row or "target" not in row:
-                    raise DataError(f"{path}:{number}: expected an object with 'source' and 'target'")
-            else:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) != 2:
-                    raise DataError(f"{path}:{number}: expected 'source<TAB>target', found {len(parts)} fields")
-                row = {"source": parts[0], "target": parts[1]}
-            pairs.append(row)
-    return validate_pairs(pairs, str(path))
-
-
-def read_parallel_source(spec: str) -> list[dict]:
-    """Pairs from a JSONL/TSV file or a named parallel source such as ``bible:4-e,4-s:test``."""
-    from ..data.bible import is_named_source, resolve_source
-
-    if not is_named_source(spec):
-        return read_parallel(spec)
-    rows = resolve_source(spec)
-    if not rows or not isinstance(rows[0], dict) or "source" not in rows[0]:
-        raise DataError(f"{spec} holds no sentence pairs; name a parallel source such as bible:4-e (translation codes)")
-    return validate_pairs(rows, spec)
+from ..pooling import POOLING_MODES, pool, pooled_states  # noqa: F401  (their old home)
+from .objectives import LossTerm, ObjectiveContext, register_objective
 
 
 def teacher_key(body_fingerprint: str, pack, mode: str, max_length: int) -> str:
@@ -297,8 +225,11 @@ DEFAULT_ALIGN_WEIGHT = 5000.0
 
 
 @contextlib.contextmanager
-def _teacher_progress(total: int):
+def _teacher_progress(total: int, enabled: bool):
     """A rich progress bar on stderr while the teacher vectors are computed (skipped when cached)."""
+    if not enabled:
+        yield None
+        return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -308,11 +239,8 @@ def _teacher_progress(total: int):
         yield lambda n: bar.advance(task, n)
 
 
-def _align_terms(context) -> list:
-    """Builder of the ``align`` objective for :func:`embswap.train.transfer.register_objective`."""
-    from ..compose import build_empty_model, composed_state_dict
-    from .transfer import LossTerm
-
+def _align_terms(context: ObjectiveContext) -> list[LossTerm]:
+    """Builder of the ``align`` objective for :func:`embswap.train.objectives.register_objective`."""
     options = context.options
     pairs = options.get("parallel")
     if not pairs:
@@ -335,7 +263,7 @@ def _align_terms(context) -> list:
     # Several L2 translations often share one L1 sentence: encode each distinct source once.
     sources = sorted({pairs[i]["source"] for i in used})
     row_of = {text: i for i, text in enumerate(sources)}
-    with _teacher_progress(len(sources)) as advance:
+    with _teacher_progress(len(sources), context.progress) as advance:
         unique = teacher_vectors(
             teacher_model, reference, context.body.fingerprint, sources,
             mode=mode, max_length=max_length, cache_dir=options.get("teacher_cache"), progress=advance,
@@ -351,3 +279,6 @@ def _align_terms(context) -> list:
 
     weight = float(options.get("align_weight", DEFAULT_ALIGN_WEIGHT))
     return [LossTerm("align", align_loss, weight=weight, batches=batches)]
+
+
+register_objective("align", _align_terms)

@@ -11,7 +11,9 @@ Layout of a checkpoint folder (written atomically, so a crash leaves the previou
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import torch
 
 from ..errors import TrainingError
 from ..io import atomic_folder, load_tensors, save_tensors
+from .reporting import CURVE_NAME, LOG_NAME
 
 STATE_DIR = "state"
 _STATE_JSON = "state.json"
@@ -26,6 +29,26 @@ _TRAINABLE = "trainable.safetensors"
 _OPTIMIZER = "optimizer.safetensors"
 _RNG = "rng.safetensors"
 _CHECKPOINT_FORMAT = 1
+TOKENIZER_SUBDIR = "tokenizer"
+
+
+def checkpoint_dir_for(output: str | os.PathLike) -> Path:
+    """Where a run writing ``output`` keeps its checkpoints: a hidden sibling folder."""
+    output = Path(output)
+    return output.parent / f".{output.name}.checkpoint"
+
+
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    """The run's tokenizer beside its checkpoints (atomically), so a resumed run reads the same one."""
+    with atomic_folder(folder) as tmp:
+        tokenizer.save_pretrained(str(tmp))
+
+
+def copy_run_files(checkpoint_dir: Path, output: Path) -> None:
+    """The training log and learning curve of a finished run, beside the artifact it wrote."""
+    for name in (LOG_NAME, CURVE_NAME):
+        if (checkpoint_dir / name).is_file():
+            shutil.copyfile(checkpoint_dir / name, Path(output) / name)
 
 
 

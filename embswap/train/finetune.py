@@ -29,234 +29,30 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import adapters_support
-from ..architectures import (
-    pack_parameter_names,
-    position_embeddings,
-    resolve_seq_len,
-    token_type_embeddings,
-    word_embeddings,
-)
+from ..architectures import pack_parameter_names, position_embeddings, token_type_embeddings, word_embeddings
 from ..artifacts import Body, LanguagePack, TaskModule, check_compatible
 from ..compose import as_artifact
+from ..digests import embedding_fingerprint, tensor_sha256
 from ..errors import DataError, IncompatibleArtifactError
 from ..evaluate import score_model
-from ..io import tensor_bytes
 from ..outputs import check_output
-from ..tasks.data import CLASSIFICATION_TASKS, SUPERVISED_TASKS, check_labels_subset, label_names, validate_rows
-from ..tasks.heads import (
-    MAX_ANSWER_TOKENS,
-    build_task_model,
-    doc_stride,
-    encode_classification,
-    head_tensors,
-    model_inputs,
-    pad_features,
-    prepare_qa,
-)
-from .loop import CURVE_NAME, LOG_NAME, LoopConfig, TrainResult, derive_seed, train
+from ..tasks.data import CLASSIFICATION_TASKS, check_labels_subset, label_names, validate_rows
+from ..tasks.heads import MAX_ANSWER_TOKENS, build_task_model, doc_stride, head_tensors, model_inputs
+from .checkpoint import checkpoint_dir_for, copy_run_files
+from .embedding_hooks import PackSwitch, SpecialRows, noise_hook
+from .finetune_config import MODES, FinetuneConfig, default_lr, resolve_config
+from .loop import LoopConfig, TrainResult, derive_seed, train
 from .robust import relearn_l1_packs, robust_pack_name
+from .task_batches import TaskBatches, qa_units
 
-MODES = ("full", "adapter", "frozen")
-# Default rates (when no lr is given; :func:`default_lr` picks one from the body). A body from
-# `embswap pretrain` is small and briefly trained: it fine-tunes at the demo's rate (embswap/demo/monotrans.py,
-# which learned the genre task in tests/test_transfer_quality.py); at BERT's 2e-5 its classifier
-# underfits. Bodies pretrained at scale elsewhere keep BERT's 2e-5.
-EMBSWAP_BODY_LR = 1e-3
-EMBSWAP_BODY_HIDDEN = 256  # widest embswap body the rate was measured on (the tiny preset)
-PRETRAINED_BODY_LR = 2e-5
 _NO_DECAY_MARKERS = ("bias", "LayerNorm", "layer_norm", "layernorm", "norm.weight", "special_rows")
-
-
-@dataclass
-class FinetuneConfig:
-    """Every choice of a fine-tuning run (recorded in the task module and checked on resume).
-
-    ``lr`` and ``seq_len`` None are picked from the body when the run starts (:func:`default_lr`,
-    :func:`embswap.architectures.resolve_seq_len`).
-    """
-
-    task: str
-    mode: str = "full"
-    noise: float = 0.0
-    epochs: float = 2.0
-    lr: float | None = None
-    batch_size: int = 32
-    seq_len: int | None = None
-    seed: int = 0
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    checkpoint_every: int | None = 500
-    device: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.task not in SUPERVISED_TASKS:
-            raise DataError(f"cannot fine-tune task type {self.task!r}; expected one of: {', '.join(SUPERVISED_TASKS)}")
-        if self.mode not in MODES:
-            raise DataError(f"unknown mode {self.mode!r}; expected one of: {', '.join(MODES)}")
-        if self.noise < 0:
-            raise DataError(f"noise is a standard deviation, got {self.noise}; give 0 or more (the paper: 0.075)")
-        if self.batch_size < 1 or (self.seq_len is not None and self.seq_len < 8):
-            raise DataError(f"batch size {self.batch_size} and seq_len {self.seq_len} must be >= 1 and >= 8")
-        if self.epochs <= 0 and self.max_steps is None:
-            raise DataError(f"epochs is {self.epochs}; give a positive number of epochs or --max-steps")
-        if self.lr is not None and not self.lr > 0:
-            raise DataError(f"lr is {self.lr}; give a positive learning rate (or leave it out: picked from the body)")
-
-
-def default_lr(body: Body) -> tuple[float, str]:
-    """The fine-tuning rate for ``body`` when none is given, and why (recorded as ``lr_source``).
-
-    A body ``embswap pretrain`` made (its provenance says so) gets :data:`EMBSWAP_BODY_LR`, scaled
-    down as 1/width above :data:`EMBSWAP_BODY_HIDDEN` (Adam's usual width rule); any other body
-    :data:`PRETRAINED_BODY_LR`.
-    """
-    config = body.model_config
-    hidden = config.get("hidden_size") or config.get("dim")
-    layers = config.get("num_hidden_layers") or config.get("n_layers")
-    size = f"hidden {hidden}, {layers} layers"
-    if (body.provenance or {}).get("stage") == "pretrain" and isinstance(hidden, int):
-        lr = EMBSWAP_BODY_LR * min(1.0, EMBSWAP_BODY_HIDDEN / hidden)
-        return lr, f"default for a body pretrained by embswap ({size})"
-    return PRETRAINED_BODY_LR, f"default for a pretrained body ({size})"
-
-
-def resolve_config(body: Body, config: FinetuneConfig) -> tuple[FinetuneConfig, dict]:
-    """``config`` with ``lr`` and ``seq_len`` fitted to ``body`` where None, and where each came from."""
-    seq_len, seq_len_source = resolve_seq_len(body.model_config, config.seq_len)
-    lr, lr_source = (config.lr, "given") if config.lr is not None else default_lr(body)
-    return replace(config, lr=lr, seq_len=seq_len), {"lr_source": lr_source, "seq_len_source": seq_len_source}
-
-
-# --------------------------------------------------------------------------- hooks on the embeddings
-
-
-class SpecialRows(nn.Module):
-    """The shared special-token rows as one trainable table, written over the word-embedding lookup."""
-
-    def __init__(self, matrix: torch.Tensor, special_ids: Sequence[int]):
-        super().__init__()
-        ids = sorted(set(int(i) for i in special_ids))
-        self.ids = ids
-        self.rows = nn.Parameter(matrix[ids].detach().clone())  # [n_special, dim]
-        slot = torch.full((max(ids) + 1,), -1, dtype=torch.long)
-        slot[torch.tensor(ids)] = torch.arange(len(ids))
-        self.register_buffer("slot_of", slot, persistent=False)
-
-    def hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        ids = args[0]
-        inside = ids < self.slot_of.shape[0]
-        slot = torch.where(inside, self.slot_of[ids.clamp(max=self.slot_of.shape[0] - 1)], -1)
-        chosen = self.rows.to(output.dtype)[slot.clamp(min=0)]
-        return torch.where((slot >= 0).unsqueeze(-1), chosen, output)
-
-    def as_dict(self) -> dict[int, torch.Tensor]:
-        rows = self.rows.detach().cpu()
-        return {token_id: rows[i].clone() for i, token_id in enumerate(self.ids)}
-
-
-def _noise_hook(std: float):
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        if not module.training:
-            return output
-        return output + torch.randn_like(output) * std
-
-    return hook
-
-
-class PackSwitch(nn.Module):
-    """Several packs' word-embedding matrices; ``select(k)`` re-points the embedding module at one."""
-
-    def __init__(self, embedding: nn.Embedding, extra: Sequence[torch.Tensor]):
-        super().__init__()
-        embedding.weight.requires_grad_(False)
-        self.embedding = [embedding]  # a list: the module belongs to the model, not to this switch
-        self.tables = nn.ParameterList(
-            [embedding.weight] + [nn.Parameter(t.detach(), requires_grad=False) for t in extra]
-        )
-        self.current = 0
-        self.counts = [0] * len(self.tables)  # training forwards per pack
-
-    def select(self, index: int) -> None:
-        self.embedding[0].weight = self.tables[index]
-        self.current = index
-
-
-# --------------------------------------------------------------------------- batches
-
-
-class TaskBatches:
-    """The batch of any step from (seed, step) alone, so a resumed run continues exactly.
-
-    Each epoch is a seeded shuffle of the training units (rows; context windows for QA). With
-    several packs the pack of step ``s`` is ``s mod (number of packs)``.
-    """
-
-    def __init__(
-        self,
-        units: list[list],
-        tokenizers: list,
-        task: str,
-        labels: Sequence[str],
-        batch_size: int,
-        seq_len: int,
-        seed: int,
-    ):
-        self.units, self.tokenizers = units, tokenizers
-        self.task, self.batch_size, self.seq_len, self.seed = task, batch_size, seq_len, seed
-        self.label_index = {label: i for i, label in enumerate(labels)}
-        self._orders: dict[tuple[int, int], list[int]] = {}
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(len(self.units[0]) / self.batch_size))
-
-    def pack_of(self, step: int) -> int:
-        return step % len(self.units)
-
-    def _order(self, epoch: int, pack: int) -> list[int]:
-        key = (epoch, pack)
-        if key not in self._orders:
-            if len(self._orders) > 2 * len(self.units):
-                self._orders.clear()
-            # Packs that share the rows (classification) share one shuffle per epoch.
-            salt = pack if self.task == "qa" else 0
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, "finetune", epoch, salt))
-            self._orders[key] = torch.randperm(len(self.units[pack]), generator=generator).tolist()
-        return self._orders[key]
-
-    def __call__(self, step: int, process_index: int = 0, num_processes: int = 1) -> dict:
-        pack = self.pack_of(step)
-        epoch, position = divmod(step, self.steps_per_epoch)
-        order = self._order(epoch, pack)
-        start = position * self.batch_size
-        end = min(start + self.batch_size, len(self.units[0]))  # the last batch of an epoch is short
-        chosen = [order[i % len(order)] for i in range(start, end)][process_index::num_processes]
-        units = [self.units[pack][i] for i in chosen]
-        tokenizer = self.tokenizers[pack]
-        if self.task == "qa":
-            batch = pad_features(tokenizer, [u[0] for u in units])
-            batch["start_positions"] = torch.tensor([u[1] for u in units], dtype=torch.long)
-            batch["end_positions"] = torch.tensor([u[2] for u in units], dtype=torch.long)
-        else:
-            batch = encode_classification(tokenizer, units, self.seq_len)
-            batch["labels"] = torch.tensor([self.label_index[u["label"]] for u in units], dtype=torch.long)
-        batch["pack_index"] = pack
-        return batch
-
-
-def _qa_units(tokenizer, rows: Sequence[dict], seq_len: int) -> list[tuple]:
-    features = prepare_qa(tokenizer, rows, seq_len)
-    return list(zip(features.inputs, features.start_positions, features.end_positions))
 
 
 # --------------------------------------------------------------------------- the run
@@ -282,11 +78,7 @@ class FinetuneModule(nn.Module):
 
 
 def _tensor_digest(tensor: torch.Tensor) -> str:
-    return hashlib.sha256(tensor_bytes(tensor)).hexdigest()[:16]
-
-
-def _embedding_sha256(pack: LanguagePack) -> str:
-    return hashlib.sha256(tensor_bytes(pack.word_embeddings)).hexdigest()  # = embswap.diagnose.embedding_fingerprint
+    return tensor_sha256(tensor)[:16]
 
 
 def _rows_digest(rows: Sequence[dict]) -> str:
@@ -348,7 +140,7 @@ class FinetuneRun:
             embedding.register_forward_hook(self.special.hook)
         self.packs = PackSwitch(embedding, [p.word_embeddings for p in self.extra_packs])
         if config.noise > 0:
-            hook = _noise_hook(config.noise)
+            hook = noise_hook(config.noise)
             for module in (embedding, position_embeddings(self.model), token_type_embeddings(self.model)):
                 if module is not None:
                     module.register_forward_hook(hook)
@@ -358,7 +150,7 @@ class FinetuneRun:
 
         tokenizers = [pack.tokenizer] + [p.tokenizer for p in self.extra_packs]
         if task == "qa":
-            units = [_qa_units(tok, self.train_rows, config.seq_len) for tok in tokenizers]
+            units = [qa_units(tok, self.train_rows, config.seq_len) for tok in tokenizers]
         else:
             units = [self.train_rows for _ in tokenizers]
         self.batches = TaskBatches(units, tokenizers, task, self.labels, config.batch_size, config.seq_len, config.seed)
@@ -382,7 +174,7 @@ class FinetuneRun:
         """Every pack the training batches read: name, language, SHA-256 (hex) of the word-embedding bytes."""
         packs = [self.pack, *self.extra_packs]
         return [
-            {"name": name, "language": p.language, "fingerprint": _embedding_sha256(p)}
+            {"name": name, "language": p.language, "fingerprint": embedding_fingerprint(p)}
             for name, p in zip(self.pack_names, packs)
         ]
 
@@ -581,12 +373,6 @@ def _last_eval(history: list[dict]) -> dict:
     return {}
 
 
-def checkpoint_dir_for(output: str | os.PathLike) -> Path:
-    """Where a run writing ``output`` keeps its checkpoints: a hidden sibling folder."""
-    output = Path(output)
-    return output.parent / f".{output.name}.checkpoint"
-
-
 def _names_of(pack, extra_packs: Sequence) -> list[str] | None:
     """Folder names of packs given as folders (None when all are objects: FinetuneRun names those)."""
     packs = [pack, *extra_packs]
@@ -672,9 +458,7 @@ def finetune(
     result = run.train(ckpt, resume=resume)
     task = run.task_module()
     task.save_pretrained(output)
-    for name in (LOG_NAME, CURVE_NAME):
-        if (ckpt / name).is_file():
-            shutil.copyfile(ckpt / name, Path(output) / name)
+    copy_run_files(ckpt, Path(output))
     if result.stopped_by == "max_steps" and not keep_checkpoint:
         shutil.rmtree(ckpt, ignore_errors=True)
     return task

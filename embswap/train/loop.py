@@ -89,6 +89,13 @@ class LoopConfig:
             return 1.0
         return max(0.0, (self.max_steps - step) / remaining)
 
+    @classmethod
+    def of_run(cls, run, *, warmup_steps: int, description: str, **settings) -> LoopConfig:
+        """The loop settings a step's config (``TransferConfig``, ``PretrainConfig``) carries, plus ``settings``."""
+        return cls(max_steps=run.max_steps, lr=run.lr, warmup_steps=warmup_steps, seed=run.seed,
+                   checkpoint_every=run.checkpoint_every, log_every=run.log_every, max_minutes=run.max_minutes,
+                   device=run.device, progress=run.progress, description=description, **settings)
+
 
 @dataclass
 class TrainResult:
@@ -114,6 +121,11 @@ class TrainResult:
             if key in record:
                 return record[key]
         return None
+
+    def summary(self) -> dict:
+        """What an artifact's provenance records about the run: steps, tokens, minutes, why it stopped."""
+        return {"steps": self.step, "tokens_seen": self.tokens_seen, "minutes": round(self.elapsed_seconds / 60, 3),
+                "stopped_by": self.stopped_by}
 
 
 def _use_cpu(device: str | None) -> bool:

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from ..architectures import mlm_head_logits, word_embeddings
-from ..errors import DataError
+from ..errors import DataError, IncompatibleArtifactError
 from .lean import lean_activations
 from .loop import derive_seed
+from .objectives import LossTerm, ObjectiveContext, register_objective
 
 IGNORE_INDEX = -100
 PACKING_MODES = ("pack", "group")
@@ -170,15 +171,7 @@ class MLMBatches:
         epoch, index = divmod(step, self.batches_per_epoch)
         rows = self._epoch(epoch)[index]
         generator = torch.Generator().manual_seed(derive_seed(self.seed, self.label, "mask", step))
-        input_ids, attention_mask = self.collate([self.sequences[i] for i in rows.tolist()])
-        inputs, labels = mask_tokens(
-            input_ids,
-            never_mask=self.never_mask,
-            mask_id=self.mask_id,
-            replacement_ids=self.replacement_ids,
-            generator=generator,
-            probability=self.probability,
-        )
+        inputs, attention_mask, labels = self._masked([self.sequences[i] for i in rows.tolist()], generator)
         if num_processes > 1:
             if len(rows) < num_processes:
                 raise DataError(
@@ -188,6 +181,19 @@ class MLMBatches:
             share = slice(process_index, None, num_processes)
             inputs, attention_mask, labels = inputs[share], attention_mask[share], labels[share]
         return {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
+
+    def _masked(self, sequences: Sequence[torch.Tensor], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """(masked input ids, attention mask, labels) of ``sequences`` padded into one batch."""
+        input_ids, attention_mask = self.collate(sequences)
+        inputs, labels = mask_tokens(
+            input_ids,
+            never_mask=self.never_mask,
+            mask_id=self.mask_id,
+            replacement_ids=self.replacement_ids,
+            generator=generator,
+            probability=self.probability,
+        )
+        return inputs, attention_mask, labels
 
     def collate(self, sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s) for s in sequences)
@@ -205,15 +211,7 @@ class MLMBatches:
         for start in range(0, len(self.sequences), self.batch_size):
             if max_batches is not None and len(out) >= max_batches:
                 break
-            input_ids, attention_mask = self.collate(self.sequences[start : start + self.batch_size])
-            inputs, labels = mask_tokens(
-                input_ids,
-                never_mask=self.never_mask,
-                mask_id=self.mask_id,
-                replacement_ids=self.replacement_ids,
-                generator=generator,
-                probability=self.probability,
-            )
+            inputs, attention_mask, labels = self._masked(self.sequences[start : start + self.batch_size], generator)
             out.append({"input_ids": inputs, "attention_mask": attention_mask, "labels": labels})
         return out
 
@@ -249,3 +247,16 @@ def mean_mlm_loss(model: PreTrainedModel, batches: Sequence[dict[str, torch.Tens
         total += float(mlm_loss(model, batch, reduction="sum"))
         count += int((batch["labels"] != IGNORE_INDEX).sum())
     return total / max(count, 1)
+
+
+def _mlm_terms(context: ObjectiveContext) -> list[LossTerm]:
+    """Builder of the ``mlm`` objective (the paper's) for :func:`embswap.train.objectives.register_objective`."""
+    if context.body.head != "mlm":
+        raise IncompatibleArtifactError(
+            "the mlm objective needs a body with an MLM head; this body is head-less (a sentence encoder): "
+            "use an alignment objective"
+        )
+    return [LossTerm("mlm", mlm_loss, weight=float(context.options.get("mlm_weight", 1.0)))]
+
+
+register_objective("mlm", _mlm_terms)

@@ -20,9 +20,8 @@ compose and evaluate exactly like any other store.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,132 +30,25 @@ import torch
 from torch import nn
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
-from ..architectures import MODEL_DIMS, get_family, new_config, special_token_ids
+from ..architectures import get_family, new_config, special_token_ids
 from ..artifacts import Body, LanguagePack, load_tokenizer
+from ..digests import texts_sha256, vocab_sha256
 from ..errors import DataError, EmbswapError, IncompatibleArtifactError
-from ..io import atomic_folder
 from ..names import check_name
 from ..outputs import STORE, check_output
 from ..split import split_model
 from ..store import Store
-from .loop import CURVE_NAME, LOG_NAME, LoopConfig, TrainResult, derive_seed, make_accelerator, train
-from .mlm import IGNORE_INDEX, MLMBatches, build_sequences, mean_mlm_loss, mlm_loss, tokenize_texts
+from .checkpoint import checkpoint_dir_for, copy_run_files, save_tokenizer
+from .loop import LoopConfig, TrainResult, derive_seed, make_accelerator, train
+from .mlm import MLMBatches, build_sequences, mean_mlm_loss, mlm_loss, tokenize_texts
+from .pretrain_config import PRESETS, VOCAB_MODES, PretrainConfig, resolve_preset  # noqa: F401  (their old home)
 from .tokenizer import train_tokenizer
-from .transfer import checkpoint_dir_for
+from .vocab_table import MixedBatches, VocabTable, _remap
 
-# Model sizes by name. ``tiny`` is the demo's body (docs/results.md#demo; 5.3M parameters with an 8k vocabulary).
-PRESETS: dict[str, dict[str, int]] = {
-    "tiny": {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024},
-    "small": {"num_hidden_layers": 6, "hidden_size": 512, "num_attention_heads": 8, "intermediate_size": 2048},
-    "base": {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072},
-}
+logger = logging.getLogger(__name__)
 
 TOKENIZERS_SUBDIR = "tokenizers"
 JOINT_TOKENIZER = "_joint"
-
-VOCAB_MODES = ("joint", "disjoint")
-
-
-# ---------------------------------------------------------------------------------------------
-# Where each language's tokens live in the one table a multi-language run trains. Disjoint: the
-# shared special tokens (ids 0..k-1 in every tokenizer) keep rows 0..k-1 and language L's ordinary
-# tokens follow in a block of their own, so a pack (specials, then its block, in its tokenizer's id
-# order) is exactly what a single-language run of that tokenizer would hold.
-
-
-def special_prefix(tokenizer, special_ids: dict[str, int]) -> list[str]:
-    """The token strings of ids 0..k-1, where k is one past the highest special id."""
-    return tokenizer.convert_ids_to_tokens(list(range(max(special_ids.values()) + 1)))
-
-
-@dataclass
-class VocabTable:
-    """Token ids of each language's tokenizer -> rows of the shared table, and back to packs."""
-
-    mode: str
-    tokenizers: dict[str, object]  # language -> transformers tokenizer
-    num_special: int
-    starts: dict[str, int]  # language -> table row of its first ordinary token
-    size: int
-
-    @classmethod
-    def build(cls, tokenizers: dict[str, object], mode: str, special_ids: dict[str, int]) -> VocabTable:
-        """Lay out the table; every tokenizer must give the shared special tokens the same ids."""
-        if mode not in VOCAB_MODES:
-            raise IncompatibleArtifactError(
-                f"unknown vocabulary mode {mode!r}; expected one of: {', '.join(VOCAB_MODES)}"
-            )
-        num_special = max(special_ids.values()) + 1
-        languages = list(tokenizers)
-        if mode == "joint":
-            first = tokenizers[languages[0]]
-            if any(tok is not first for tok in tokenizers.values()):
-                raise IncompatibleArtifactError("a joint vocabulary needs one tokenizer shared by every language")
-            return cls(mode, dict(tokenizers), num_special, {lang: num_special for lang in languages}, len(first))
-        reference = special_prefix(tokenizers[languages[0]], special_ids)
-        starts, next_row = {}, num_special
-        for lang, tok in tokenizers.items():
-            if special_prefix(tok, special_ids) != reference:
-                raise IncompatibleArtifactError(
-                    f"the {lang!r} tokenizer's first {num_special} tokens are {special_prefix(tok, special_ids)}, "
-                    f"expected the shared special tokens {reference}; train every tokenizer with the same family"
-                )
-            starts[lang] = next_row
-            next_row += len(tok) - num_special
-        return cls(mode, dict(tokenizers), num_special, starts, next_row)
-
-    @property
-    def languages(self) -> list[str]:
-        return list(self.tokenizers)
-
-    def to_table(self, language: str, ids: torch.Tensor) -> torch.Tensor:
-        """Map a language's token ids to table rows (specials stay, ordinary tokens shift)."""
-        shift = self.starts[language] - self.num_special
-        if shift == 0:
-            return ids
-        return torch.where(ids >= self.num_special, ids + shift, ids)
-
-    def rows(self, language: str) -> torch.Tensor:
-        """Table rows of the language's tokens, in its tokenizer's id order."""
-        ordinary = len(self.tokenizers[language]) - self.num_special
-        start = self.starts[language]
-        return torch.cat([torch.arange(self.num_special), torch.arange(start, start + ordinary)])
-
-    def describe(self) -> dict:
-        """What provenance records about the layout."""
-        return {
-            "mode": self.mode,
-            "table_rows": self.size,
-            "shared_special_rows": self.num_special,
-            "languages": {
-                lang: {"vocab_size": len(tok), "first_row": self.starts[lang]} for lang, tok in self.tokenizers.items()
-            },
-        }
-
-
-# ---------------------------------------------------------------------------------------------
-# Model size, data and tokenizers.
-
-
-def resolve_preset(preset: str | Mapping[str, int]) -> tuple[str, dict[str, int]]:
-    """(name, sizes) of a preset name or of a mapping that gives every one of MODEL_DIMS."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise EmbswapError(f"unknown preset {preset!r}; expected one of: {', '.join(PRESETS)}")
-        return preset, dict(PRESETS[preset])
-    dims = dict(preset)
-    missing = [key for key in MODEL_DIMS if key not in dims]
-    extra = sorted(set(dims) - set(MODEL_DIMS))
-    if missing or extra:
-        raise EmbswapError(
-            f"a custom preset needs exactly {', '.join(MODEL_DIMS)}; "
-            f"missing {missing or 'none'}, unknown {extra or 'none'}"
-        )
-    if dims["hidden_size"] % dims["num_attention_heads"]:
-        raise EmbswapError(
-            f"hidden_size {dims['hidden_size']} is not a multiple of num_attention_heads {dims['num_attention_heads']}"
-        )
-    return "custom", {key: int(dims[key]) for key in MODEL_DIMS}
 
 
 @dataclass
@@ -180,46 +72,6 @@ class _MLMObjective(nn.Module):
         return {"loss": mlm_loss(self.model, batch)}
 
 
-def _pad_to(tensor: torch.Tensor, width: int, value: int) -> torch.Tensor:
-    if tensor.shape[1] == width:
-        return tensor
-    pad = torch.full((tensor.shape[0], width - tensor.shape[1]), value, dtype=tensor.dtype)
-    return torch.cat([tensor, pad], dim=1)
-
-
-def _remap(batch: dict[str, torch.Tensor], table: VocabTable, language: str) -> dict[str, torch.Tensor]:
-    """A language's batch in table rows (labels too; the ignore index stays)."""
-    return {
-        **batch,
-        "input_ids": table.to_table(language, batch["input_ids"]),
-        "labels": table.to_table(language, batch["labels"]),
-    }
-
-
-class MixedBatches:
-    """Each step's batch: ``batch_size / n`` sequences of every language, masked with that language's
-    own vocabulary (random replacements never come from another language), in table rows.
-
-    A pure function of (seed, step) like :class:`MLMBatches`, so resuming is exact.
-    """
-
-    def __init__(self, sources: dict[str, MLMBatches], table: VocabTable, pad_id: int):
-        self.sources = sources
-        self.table = table
-        self.pad_id = pad_id
-
-    def __call__(self, step: int, process_index: int = 0, num_processes: int = 1) -> dict[str, torch.Tensor]:
-        parts = [
-            _remap(source(step, process_index, num_processes), self.table, lang)
-            for lang, source in self.sources.items()
-        ]
-        if len(parts) == 1:
-            return parts[0]
-        width = max(part["input_ids"].shape[1] for part in parts)
-        fill = {"input_ids": self.pad_id, "attention_mask": 0, "labels": IGNORE_INDEX}
-        return {key: torch.cat([_pad_to(part[key], width, value) for part in parts]) for key, value in fill.items()}
-
-
 def _split_eval(texts: Sequence[str], fraction: float, seed: int, language: str) -> tuple[list[str], list[str]]:
     """(train, held-out) texts: a seeded random ``fraction`` of the non-empty texts is held out."""
     texts = [t for t in texts if t and t.strip()]
@@ -231,18 +83,6 @@ def _split_eval(texts: Sequence[str], fraction: float, seed: int, language: str)
     generator = torch.Generator().manual_seed(derive_seed(seed, "eval-split", language))
     held = set(torch.randperm(len(texts), generator=generator)[:n_eval].tolist())
     return [t for i, t in enumerate(texts) if i not in held], [t for i, t in enumerate(texts) if i in held]
-
-
-def _sha256_texts(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\n")
-    return digest.hexdigest()
-
-
-def _sha256_vocab(tokenizer) -> str:
-    items = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    return hashlib.sha256("\n".join(token for token, _ in items).encode("utf-8")).hexdigest()
 
 
 def _as_tokenizer(value):
@@ -268,11 +108,6 @@ def _given_tokenizers(tokenizer, languages: list[str], mode: str) -> dict[str, o
         )
     shared = _as_tokenizer(tokenizer)
     return {lang: shared for lang in languages}
-
-
-def _save_tokenizer(tokenizer, folder: Path) -> None:
-    with atomic_folder(folder) as tmp:
-        tokenizer.save_pretrained(str(tmp))
 
 
 def _prepare_tokenizers(
@@ -304,7 +139,7 @@ def _prepare_tokenizers(
             texts = (
                 [t for lang in train_texts for t in train_texts[lang]] if name == JOINT_TOKENIZER else train_texts[name]
             )
-            _save_tokenizer(train_tokenizer(texts, vocab_size, family=family, model=tokenizer_model), target)
+            save_tokenizer(train_tokenizer(texts, vocab_size, family=family, model=tokenizer_model), target)
     accelerator.wait_for_everyone()
     loaded = {name: load_tokenizer(folder / name) for name in names}
     if mode == "joint":
@@ -328,20 +163,15 @@ def _language_data(tokenizer, train_texts, held_out_texts, *, share: int, seq_le
         "eval_texts": len(held_out_texts),
         "tokens": sum(len(ids) for ids in token_lists),
         "sequences": len(sequences),
-        "sha256": _sha256_texts(train_texts),
+        "sha256": texts_sha256(train_texts),
     }
     return batches, held_out, info
 
 
 def _status(enabled: bool, message: str) -> None:
+    """A step the progress bar does not show (``enabled``: the caller wants progress)."""
     if enabled:
-        import sys
-
-        from rich.console import Console
-
-        from ..outputs import tolerate_closed
-
-        Console(file=tolerate_closed(sys.stderr)).print(message)  # a closed stderr must not stop the run
+        logger.info(message)
 
 
 def _check_languages(texts_by_lang: Mapping[str, Sequence[str]]) -> list[str]:
@@ -352,61 +182,35 @@ def _check_languages(texts_by_lang: Mapping[str, Sequence[str]]) -> list[str]:
     return list(texts_by_lang)
 
 
-def pretrain(texts_by_lang: Mapping[str, Sequence[str]], output_store, **kwargs) -> Store:
+def pretrain(texts_by_lang: Mapping[str, Sequence[str]], output_store, config: PretrainConfig, **options) -> Store:
     """Step 1: pretrain a body and one pack per language into ``output_store``; see :func:`run_pretrain`."""
-    return run_pretrain(texts_by_lang, output_store, **kwargs).store
+    return run_pretrain(texts_by_lang, output_store, config, **options).store
 
 
 def run_pretrain(
     texts_by_lang: Mapping[str, Sequence[str]],
     output_store,
+    config: PretrainConfig,
     *,
-    family: str = "bert",
-    preset: str | Mapping[str, int] = "tiny",
-    vocab_size: int = 8000,
     tokenizer=None,
-    tokenizer_model: str | None = None,
-    vocab: str = "joint",
-    max_steps: int = 2000,
-    max_minutes: float | None = None,
-    seq_len: int = 128,
-    batch_size: int = 32,
-    lr: float = 5e-4,
-    warmup_steps: int | None = None,
-    weight_decay: float = 0.01,
-    seed: int = 0,
     resume: bool = False,
-    device: str | None = None,
-    eval_fraction: float = 0.02,
-    eval_batches: int = 10,
-    eval_every: int | None = None,
-    checkpoint_every: int | None = 500,
-    log_every: int = 10,
-    max_positions: int | None = None,
     overwrite: bool = False,
     data_description: object = None,
-    progress: bool = True,
 ) -> PretrainOutcome:
-    """Pretrain a masked LM from scratch on ``texts_by_lang`` ({language: texts}) and write the store.
+    """Pretrain a masked LM from scratch on ``texts_by_lang`` ({language: texts}) as ``config`` says and
+    write the store.
 
-    ``tokenizer``: None (train one of ``vocab_size`` per language, or one joint one), a tokenizer or
+    ``tokenizer``: None (train one of ``config.vocab_size`` per language, or one joint one), a tokenizer or
     its folder (used for every language; joint only when there are several), or {language: tokenizer}.
     Checkpoints live in ``STORE/.body.checkpoint``; ``resume`` continues from the last one and ends
     bit-identical to an uninterrupted run. The JSONL log and PNG curve are copied into ``STORE/body``.
-    ``max_positions`` (default ``seq_len``) is how long an input the body reads; rows past ``seq_len``
-    are never trained. A store that already has a body is refused unless ``resume`` or ``overwrite``.
+    A store that already has a body is refused unless ``resume`` or ``overwrite``.
     """
     languages = _check_languages(texts_by_lang)
-    fam = get_family(family)
-    preset_name, dims = resolve_preset(preset)
-    if vocab not in VOCAB_MODES:
-        raise EmbswapError(f"unknown vocabulary mode {vocab!r}; expected one of: {', '.join(VOCAB_MODES)}")
-    if batch_size < len(languages):
-        raise DataError(f"batch size {batch_size} cannot hold one sequence of each of {len(languages)} languages")
-    if not 0 <= eval_fraction < 1:
-        raise DataError(f"eval_fraction {eval_fraction} must be in [0, 1)")
-    if max_positions is not None and max_positions < seq_len:
-        raise DataError(f"max_positions {max_positions} is shorter than seq_len {seq_len}; give at least {seq_len}")
+    cfg = config.resolved()
+    dims = cfg.dims
+    if cfg.batch_size < len(languages):
+        raise DataError(f"batch size {cfg.batch_size} cannot hold one sequence of each of {len(languages)} languages")
     store = Store(output_store)
     if store.body_path.exists() and not (resume or overwrite):
         raise EmbswapError(
@@ -419,46 +223,43 @@ def run_pretrain(
         check_output(path, kind)  # before training: never a folder of other files or of another kind
     checkpoint_dir = checkpoint_dir_for(store.body_path)
 
-    splits = {lang: _split_eval(texts_by_lang[lang], eval_fraction, seed, lang) for lang in languages}
+    splits = {lang: _split_eval(texts_by_lang[lang], cfg.eval_fraction, cfg.seed, lang) for lang in languages}
     train_texts = {lang: split[0] for lang, split in splits.items()}
-    accelerator = make_accelerator(device)
-    tokenizers = _given_tokenizers(tokenizer, languages, vocab)
+    accelerator = make_accelerator(cfg.device)
+    tokenizers = _given_tokenizers(tokenizer, languages, cfg.vocab)
     if tokenizers is None:
         tokenizers = _prepare_tokenizers(
             train_texts,
-            vocab,
-            family=fam.name,
-            vocab_size=vocab_size,
-            tokenizer_model=tokenizer_model,
+            cfg.vocab,
+            family=cfg.family,
+            vocab_size=cfg.vocab_size,
+            tokenizer_model=cfg.tokenizer_model,
             folder=checkpoint_dir / TOKENIZERS_SUBDIR,
             reuse=resume,
             accelerator=accelerator,
-            progress=progress and accelerator.is_main_process,
+            progress=cfg.progress and accelerator.is_main_process,
         )
-    special_ids = special_token_ids(tokenizers[languages[0]], fam)
-    for lang, tok in tokenizers.items():
-        if special_token_ids(tok, fam) != special_ids:
-            raise IncompatibleArtifactError(
-                f"the {lang!r} tokenizer gives the special tokens ids {special_token_ids(tok, fam)}, the "
-                f"{languages[0]!r} one {special_ids}; every language must share them"
-            )
-    table = VocabTable.build(tokenizers, vocab, special_ids)
+    special_ids = _shared_special_ids(tokenizers, languages, cfg.family)
+    table = VocabTable.build(tokenizers, cfg.vocab, special_ids)
 
-    _status(progress, f"tokenizing {', '.join(f'{len(train_texts[lang]):,} {lang}' for lang in languages)} lines")
+    _status(cfg.progress, f"tokenizing {', '.join(f'{len(train_texts[lang]):,} {lang}' for lang in languages)} lines")
     sources, eval_sets, data = {}, {}, {}
-    shares = [batch_size // len(languages) + (i < batch_size % len(languages)) for i in range(len(languages))]
+    n = len(languages)
+    shares = [cfg.batch_size // n + (i < cfg.batch_size % n) for i in range(n)]
     for lang, share in zip(languages, shares):
         sources[lang], held_out, data[lang] = _language_data(
-            tokenizers[lang], train_texts[lang], splits[lang][1], share=share, seq_len=seq_len, seed=seed, label=lang
+            tokenizers[lang], train_texts[lang], splits[lang][1], share=share, seq_len=cfg.seq_len, seed=cfg.seed,
+            label=lang,
         )
         if held_out is not None:
-            fixed = MLMBatches(held_out, tokenizers[lang], batch_size=batch_size, seed=seed, label=f"eval-{lang}")
-            eval_sets[lang] = [_remap(b, table, lang) for b in fixed.fixed_batches(eval_batches)]
+            fixed = MLMBatches(held_out, tokenizers[lang], batch_size=cfg.batch_size, seed=cfg.seed,
+                               label=f"eval-{lang}")
+            eval_sets[lang] = [_remap(b, table, lang) for b in fixed.fixed_batches(cfg.eval_batches)]
     batches = MixedBatches(sources, table, pad_id=special_ids["pad"])
 
-    torch.manual_seed(derive_seed(seed, "pretrain-init"))
-    config = new_config(fam.name, dims, table.size, special_ids, max_positions=max_positions or seq_len)
-    model = AutoModelForMaskedLM.from_config(config)
+    torch.manual_seed(derive_seed(cfg.seed, "pretrain-init"))
+    model_config = new_config(cfg.family, dims, table.size, special_ids, max_positions=cfg.max_positions)
+    model = AutoModelForMaskedLM.from_config(model_config)
     trainable = dict(model.named_parameters())  # tied output weights appear once
 
     def eval_fn() -> dict[str, float]:
@@ -471,33 +272,21 @@ def run_pretrain(
 
     settings = {
         "stage": "pretrain",
-        "family": fam.name,
+        "family": cfg.family,
         "dims": dims,
-        "vocab": vocab,
+        "vocab": cfg.vocab,
         "languages": languages,
-        "vocab_sha256": {lang: _sha256_vocab(tok) for lang, tok in tokenizers.items()},
+        "vocab_sha256": {lang: vocab_sha256(tok) for lang, tok in tokenizers.items()},
         "data_sha256": {lang: info["sha256"] for lang, info in data.items()},
-        "seq_len": seq_len,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "eval_fraction": eval_fraction,
-        "max_positions": max_positions or seq_len,
+        "seq_len": cfg.seq_len,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "eval_fraction": cfg.eval_fraction,
+        "max_positions": cfg.max_positions,
     }
-    loop_config = LoopConfig(
-        max_steps=max_steps,
-        lr=lr,
-        warmup_steps=min(500, max_steps // 10) if warmup_steps is None else warmup_steps,
-        weight_decay=weight_decay,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-        log_every=log_every,
-        eval_every=eval_every,
-        max_minutes=max_minutes,
-        device=device,
-        progress=progress,
-        description=f"pretrain {','.join(languages)}",
-    )
+    loop_config = LoopConfig.of_run(cfg, warmup_steps=cfg.warmup_steps, description=f"pretrain {','.join(languages)}",
+                                    weight_decay=cfg.weight_decay, eval_every=cfg.eval_every)
     result = train(
         _MLMObjective(model),
         trainable,
@@ -512,29 +301,54 @@ def run_pretrain(
     )
     model.to("cpu").eval()
 
+    provenance = _provenance(cfg, languages, table, result, {**data, "source": data_description})
+    body, _ = split_model(model, tokenizers[languages[0]], languages[0], provenance=provenance)
+    packs = {lang: _pack_for(lang, model, table, body, provenance) for lang in languages}
+    if accelerator.is_main_process:
+        store.save_body(body)
+        for pack in packs.values():
+            store.save_pack(pack)
+        copy_run_files(checkpoint_dir, store.body_path)
+    accelerator.wait_for_everyone()
+    return PretrainOutcome(store=store, body=body, packs=packs, model=model, table=table, result=result)
+
+
+def _shared_special_ids(tokenizers: dict[str, object], languages: list[str], family: str) -> dict[str, int]:
+    """The special-token ids every language's tokenizer gives alike (refused when they differ)."""
+    fam = get_family(family)
+    special_ids = special_token_ids(tokenizers[languages[0]], fam)
+    for lang, tok in tokenizers.items():
+        if special_token_ids(tok, fam) != special_ids:
+            raise IncompatibleArtifactError(
+                f"the {lang!r} tokenizer gives the special tokens ids {special_token_ids(tok, fam)}, the "
+                f"{languages[0]!r} one {special_ids}; every language must share them"
+            )
+    return special_ids
+
+
+def _provenance(cfg: PretrainConfig, languages: list[str], table: VocabTable, result: TrainResult,
+                data: dict) -> dict:
+    """The body's provenance: the resolved config and what the run did."""
     train_losses = [r["loss"] for r in result.history if "loss" in r]
-    provenance = {
+    return {
         "stage": "pretrain",
-        "baseline": _baseline_name(languages, vocab),
-        "family": fam.name,
-        "preset": preset_name,
-        "dims": dims,
+        "baseline": _baseline_name(languages, cfg.vocab),
+        "family": cfg.family,
+        "preset": cfg.preset_name,
+        "dims": cfg.dims,
         "languages": languages,
         "vocab": table.describe(),
         "sampling": "every batch holds batch_size/n sequences of each language" if len(languages) > 1 else None,
-        "steps": result.step,
-        "tokens_seen": result.tokens_seen,
-        "minutes": round(result.elapsed_seconds / 60, 3),
-        "stopped_by": result.stopped_by,
-        "seed": seed,
-        "lr": lr,
-        "warmup_steps": loop_config.warmup_steps,
-        "weight_decay": weight_decay,
-        "batch_size": batch_size,
-        "seq_len": seq_len,
-        "max_positions": max_positions or seq_len,
+        **result.summary(),
+        "seed": cfg.seed,
+        "lr": cfg.lr,
+        "warmup_steps": cfg.warmup_steps,
+        "weight_decay": cfg.weight_decay,
+        "batch_size": cfg.batch_size,
+        "seq_len": cfg.seq_len,
+        "max_positions": cfg.max_positions,
         "num_processes": result.num_processes,
-        "data": {**data, "source": data_description},
+        "data": data,
         "mlm_loss": {
             "train_first": train_losses[0] if train_losses else None,
             "train_final": result.train_loss,
@@ -547,17 +361,6 @@ def run_pretrain(
             ),
         },
     }
-    body, _ = split_model(model, tokenizers[languages[0]], languages[0], provenance=provenance)
-    packs = {lang: _pack_for(lang, model, table, body, provenance) for lang in languages}
-    if accelerator.is_main_process:
-        store.save_body(body)
-        for pack in packs.values():
-            store.save_pack(pack)
-        for name in (LOG_NAME, CURVE_NAME):
-            if (checkpoint_dir / name).is_file():
-                shutil.copyfile(checkpoint_dir / name, store.body_path / name)
-    accelerator.wait_for_everyone()
-    return PretrainOutcome(store=store, body=body, packs=packs, model=model, table=table, result=result)
 
 
 def _baseline_name(languages: list[str], vocab: str) -> str:

@@ -9,8 +9,8 @@ LOG_NAME = "training_log.jsonl"
 CURVE_NAME = "learning_curve.png"
 
 
-
 def read_log(path: Path, up_to_step: int | None = None) -> list[dict]:
+    """The records of a JSONL training log (``[]`` when absent), up to a line cut by a crash."""
     if not path.is_file():
         return []
     records = []

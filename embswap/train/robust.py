@@ -10,13 +10,23 @@ reproduces. The packs live in the store as ``{l1}-robust-{i}`` and are reused by
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 
 from ..artifacts import Body, LanguagePack
 from ..errors import DataError, IncompatibleArtifactError
 from ..store import Store
-from .transfer import checkpoint_dir_for, run_transfer
+from .checkpoint import checkpoint_dir_for
+from .transfer import TransferConfig, run_transfer
+
+
+def robust_store(body: str | os.PathLike | None, store: Store | str | os.PathLike | None = None) -> Store | None:
+    """Where re-learned packs are kept: ``store`` when given, else the store ``body`` (``STORE/body``) lies in;
+    None when there is neither (a loose body folder or a Hub id)."""
+    if store is not None:
+        return store if isinstance(store, Store) else Store(store)
+    return Store.of_body(body)
 
 
 def robust_pack_name(language: str, index: int) -> str:
@@ -110,15 +120,16 @@ def relearn_l1_packs(
         say(f"robust pack {name}: re-learning {l1_pack.language!r} on {len(texts):,} lines (seed {seed + index})")
         path = store.pack_path(name)
         outcome = run_transfer(
-            body, l1_pack.tokenizer, texts, language=l1_pack.language, output=path, init="random",
-            reference_pack=l1_pack, objective=objective, objective_options=options, max_steps=max_steps,
-            max_minutes=max_minutes, lr=lr,
-            batch_size=batch_size, seq_len=seq_len, warmup_steps=warmup_steps, seed=seed + index, resume=True,
-            device=device, progress=progress, data_description=data_description,
+            body, l1_pack.tokenizer, texts,
+            TransferConfig(language=l1_pack.language, init="random", objective=objective, objective_options=options,
+                           max_steps=max_steps, max_minutes=max_minutes, lr=lr, batch_size=batch_size,
+                           seq_len=seq_len, warmup_steps=warmup_steps, seed=seed + index, device=device,
+                           progress=progress),
+            output=path, reference_pack=l1_pack, resume=True, data_description=data_description,
         )
         shutil.rmtree(checkpoint_dir_for(path), ignore_errors=True)  # the pack is complete; it is never resumed
         packs.append(outcome.pack)
     return packs
 
 
-__all__ = ["relearn_l1_packs", "robust_pack_name"]
+__all__ = ["relearn_l1_packs", "robust_pack_name", "robust_store"]
