@@ -73,6 +73,9 @@ def _languages() -> dict[str, list[str]]:
 
 
 LANGUAGES: dict[str, list[str]] = _languages()
+# Every language but English, in LANGUAGES order: the languages a pack learns from English, each
+# reading LANGUAGES[lang] (the first code is the test translation).
+L2_LANGUAGES: tuple[str, ...] = tuple(lang for lang in LANGUAGES if lang != "en")
 
 # KJV 1611 and KJV 2000 differ only in spelling: as a paraphrase pair they would be trivial.
 _NEAR_DUPLICATE_PAIRS = {frozenset({"k", "2"})}
