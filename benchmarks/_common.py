@@ -91,7 +91,7 @@ def environment(args: argparse.Namespace) -> dict:
 
 
 def accelerator_clause(environment: dict) -> str:
-    """" with an <GPU> GPU (all jobs share it)" for a report's Machine line, or "" on a CPU."""
+    """ " with an <GPU> GPU (all jobs share it)" for a report's Machine line, or "" on a CPU."""
     accelerator = environment.get("accelerator")
     return f" with an {accelerator} GPU (all jobs share it)" if accelerator else ""
 
@@ -262,8 +262,11 @@ def load_saved(args: argparse.Namespace, name: str) -> dict:
 
 
 def save(args: argparse.Namespace, name: str, data: dict, load_average_end: str | None = None) -> Path:
-    data = {**data, "load_average_end": load_average_end or load_average(),
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    data = {
+        **data,
+        "load_average_end": load_average_end or load_average(),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     path = result_path(args, name, "json")
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

@@ -66,10 +66,20 @@ def _run_in_worker(job: Job) -> float:
 class Grid(GridData, GridBuilders, GridScores, GridCosts):
     """Builds what the registered rows need, phase by phase, in ``jobs`` processes; then answers scores."""
 
-    def __init__(self, root: str | os.PathLike, budget: Budget, *, body_from: str | os.PathLike | None = None,
-                 genre_languages: Sequence[str] = (), multi_languages: Sequence[str] = (), jobs: int = 1,
-                 threads: int = 1, curve: tuple[int, int] = (0, 0), progress: bool | None = None,
-                 log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        budget: Budget,
+        *,
+        body_from: str | os.PathLike | None = None,
+        genre_languages: Sequence[str] = (),
+        multi_languages: Sequence[str] = (),
+        jobs: int = 1,
+        threads: int = 1,
+        curve: tuple[int, int] = (0, 0),
+        progress: bool | None = None,
+        log: Callable[[str], None] = print,
+    ):
         self.root, self.budget = Path(root), budget
         self.body_from = Path(body_from) if body_from else None
         self.genre_languages, self.multi_languages = tuple(genre_languages), tuple(multi_languages)
@@ -84,9 +94,17 @@ class Grid(GridData, GridBuilders, GridScores, GridCosts):
 
     def spec(self) -> dict:
         """What a worker process needs to rebuild this grid."""
-        return dict(root=self.root, budget=self.budget, body_from=self.body_from, genre_languages=self.genre_languages,
-                    multi_languages=self.multi_languages, jobs=1, threads=self.threads, curve=self.curve_shape,
-                    progress=False)
+        return dict(
+            root=self.root,
+            budget=self.budget,
+            body_from=self.body_from,
+            genre_languages=self.genre_languages,
+            multi_languages=self.multi_languages,
+            jobs=1,
+            threads=self.threads,
+            curve=self.curve_shape,
+            progress=False,
+        )
 
     def _body_source(self) -> str:
         if self.body_from is None:
@@ -94,7 +112,8 @@ class Grid(GridData, GridBuilders, GridScores, GridCosts):
         config = self._demo_store() / "body" / "config.json"
         if not config.is_file():
             raise EmbswapError(
-                f"--body-from {self.body_from}: no body at {config.parent}; give a demo folder or a store")
+                f"--body-from {self.body_from}: no body at {config.parent}; give a demo folder or a store"
+            )
         return hashlib.sha256(config.read_bytes()).hexdigest()  # the config lists every file's SHA-256
 
     def _demo_store(self) -> Path:
@@ -108,8 +127,16 @@ class Grid(GridData, GridBuilders, GridScores, GridCosts):
 
     # ----------------------------------------------------------------------------- registering rows
 
-    def require(self, variant: Variant, task: str, languages: Sequence[str], *, english: bool = True,
-                self_transfer: bool = False, controls: bool = True) -> None:
+    def require(
+        self,
+        variant: Variant,
+        task: str,
+        languages: Sequence[str],
+        *,
+        english: bool = True,
+        self_transfer: bool = False,
+        controls: bool = True,
+    ) -> None:
         """Register one row: its packs, task and scores (English, self-transfer, each language, controls)."""
         jobs: list[Job] = []
         for language in languages:
@@ -166,8 +193,12 @@ class Grid(GridData, GridBuilders, GridScores, GridCosts):
         self.ensure_body()
         pool = None
         if self.jobs > 1:  # one pool for every phase: a worker loads torch and the corpus once
-            pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(self.spec(),))
+            pool = ProcessPoolExecutor(
+                max_workers=self.jobs,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.spec(),),
+            )
         try:
             for phase in PHASES:
                 self._execute(phase, list(self.needed[phase].values()), pool)
@@ -207,8 +238,10 @@ class Grid(GridData, GridBuilders, GridScores, GridCosts):
             return f"robust packs 1-{job.variant.robust_packs} (seed {job.variant.seed})"
         if job.kind == "task":
             return f"task {store_id(job.variant, job.language or 'en')}/{task_key(job.variant, job.task)}"
-        return (f"{job.kind} {job.task} {job.which or ''} {job.language or 'en'} "
-                f"({job.variant.system}, seed {job.variant.seed})")
+        return (
+            f"{job.kind} {job.task} {job.which or ''} {job.language or 'en'} "
+            f"({job.variant.system}, seed {job.variant.seed})"
+        )
 
     def artifact(self, job: Job) -> tuple:
         """What a job builds, independent of which row asked for it (shared artifacts share timings)."""
@@ -226,9 +259,15 @@ class Grid(GridData, GridBuilders, GridScores, GridCosts):
 
     def run_job(self, job: Job) -> float:
         started = time.perf_counter()
-        builders = {"tokenizer": self.build_tokenizer, "pack": self.build_pack, "joint-body": self.build_joint_body,
-                    "robust": self.build_robust_packs, "task": self.build_task, "score": self.compute_score,
-                    "curve": self.compute_curve}
+        builders = {
+            "tokenizer": self.build_tokenizer,
+            "pack": self.build_pack,
+            "joint-body": self.build_joint_body,
+            "robust": self.build_robust_packs,
+            "task": self.build_task,
+            "score": self.compute_score,
+            "curve": self.compute_curve,
+        }
         builders[job.kind](job)
         seconds = time.perf_counter() - started
         write_atomic(self.timing_path(job), json.dumps({"seconds": round(seconds, 2), "job": self.describe_job(job)}))

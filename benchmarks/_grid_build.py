@@ -46,15 +46,28 @@ class GridBuilders:
             b = self.budget
             self.log(f"body: pretraining English ({b.pretrain_steps} steps, at most {b.pretrain_minutes:g} min)")
             run_pretrain(
-                {"en": self.texts("en")}, store.path,
-                PretrainConfig(preset=b.preset_arg, vocab_size=b.vocab_size, max_steps=b.pretrain_steps,
-                               max_minutes=b.pretrain_minutes, seq_len=b.mlm_seq_len, max_positions=b.seq_len,
-                               batch_size=b.batch_size, lr=b.pretrain_lr, seed=0, progress=self.progress),
-                resume=True, data_description={"source": "bible:en", "translations": list(b.english_translations)},
+                {"en": self.texts("en")},
+                store.path,
+                PretrainConfig(
+                    preset=b.preset_arg,
+                    vocab_size=b.vocab_size,
+                    max_steps=b.pretrain_steps,
+                    max_minutes=b.pretrain_minutes,
+                    seq_len=b.mlm_seq_len,
+                    max_positions=b.seq_len,
+                    batch_size=b.batch_size,
+                    lr=b.pretrain_lr,
+                    seed=0,
+                    progress=self.progress,
+                ),
+                resume=True,
+                data_description={"source": "bible:en", "translations": list(b.english_translations)},
             )
         store.__dict__.pop("body", None)
-        write_atomic(self.folder / "timings" / "body.json",
-                      json.dumps({"seconds": round(time.perf_counter() - started, 2), "job": "body"}))
+        write_atomic(
+            self.folder / "timings" / "body.json",
+            json.dumps({"seconds": round(time.perf_counter() - started, 2), "job": "body"}),
+        )
 
     def english_cost(self) -> tuple[int, float]:
         """Steps and minutes the English body trained (what equal compute for joint bodies starts from)."""
@@ -77,8 +90,9 @@ class GridBuilders:
         from embswap.train.tokenizer import train_tokenizer
 
         body = self.store.body
-        tokenizer = train_tokenizer(self.texts(job.language), self.budget.vocab_size, family=body.family,
-                                    special_ids=body.special_tokens)
+        tokenizer = train_tokenizer(
+            self.texts(job.language), self.budget.vocab_size, family=body.family, special_ids=body.special_tokens
+        )
         with atomic_folder(self.folder / "tokenizers" / job.language) as tmp:
             tokenizer.save_pretrained(str(tmp))
 
@@ -91,21 +105,41 @@ class GridBuilders:
             variant = self_transfer_variant(variant)
         init = variant.init
         words = dictionary_for(language)[0] if init == "dictionary" else None
-        options = {"align_weight": b.align_weight, "teacher_cache": str(self.folder / "cache"),
-                   "align_max_length": b.seq_len}
+        options = {
+            "align_weight": b.align_weight,
+            "teacher_cache": str(self.folder / "cache"),
+            "align_max_length": b.seq_len,
+        }
         if variant.uses_parallel_text:
             options["parallel"] = self.parallel(language)
         texts = self.texts(language) if "mlm" in variant.objective else []
         run_transfer(
-            self.store.body, self.tokenizer(language), texts,
-            TransferConfig(language="en" if english else language, init=init,
-                           dictionary_limit=variant.dictionary_size if init == "dictionary" else None,
-                           pos=variant.pos, adapters=variant.adapters, anchors=variant.anchors,
-                           objective=variant.objective, objective_options=options, max_steps=b.pack_steps,
-                           max_minutes=b.pack_minutes, warmup_steps=b.transfer_warmup, seq_len=b.mlm_seq_len,
-                           batch_size=b.batch_size, lr=b.transfer_lr, seed=variant.seed, progress=self.progress),
-            output=self.store.pack_path(self.pack_name(variant, language)), reference_pack=self.store.pack("en"),
-            dictionary=words, resume=True, data_description={"mlm": f"bible:{language}", "variant": variant.system},
+            self.store.body,
+            self.tokenizer(language),
+            texts,
+            TransferConfig(
+                language="en" if english else language,
+                init=init,
+                dictionary_limit=variant.dictionary_size if init == "dictionary" else None,
+                pos=variant.pos,
+                adapters=variant.adapters,
+                anchors=variant.anchors,
+                objective=variant.objective,
+                objective_options=options,
+                max_steps=b.pack_steps,
+                max_minutes=b.pack_minutes,
+                warmup_steps=b.transfer_warmup,
+                seq_len=b.mlm_seq_len,
+                batch_size=b.batch_size,
+                lr=b.transfer_lr,
+                seed=variant.seed,
+                progress=self.progress,
+            ),
+            output=self.store.pack_path(self.pack_name(variant, language)),
+            reference_pack=self.store.pack("en"),
+            dictionary=words,
+            resume=True,
+            data_description={"mlm": f"bible:{language}", "variant": variant.system},
         )
 
     def build_joint_body(self, job: Job) -> None:
@@ -116,12 +150,23 @@ class GridBuilders:
         steps, minutes, vocab_size = self.joint_budget(variant)
         store = self.store_of(variant, job.language)
         run_pretrain(
-            {lang: self.texts(lang) for lang in ["en", *others]}, store.path,
-            PretrainConfig(preset=b.preset_arg, vocab_size=vocab_size,
-                           vocab="disjoint" if variant.body == "pair-disjoint" else "joint", max_steps=steps,
-                           max_minutes=minutes, seq_len=b.mlm_seq_len, max_positions=b.seq_len,
-                           batch_size=b.batch_size, lr=b.pretrain_lr, seed=variant.seed, progress=self.progress),
-            resume=True, data_description={"source": "bible", "system": variant.system},
+            {lang: self.texts(lang) for lang in ["en", *others]},
+            store.path,
+            PretrainConfig(
+                preset=b.preset_arg,
+                vocab_size=vocab_size,
+                vocab="disjoint" if variant.body == "pair-disjoint" else "joint",
+                max_steps=steps,
+                max_minutes=minutes,
+                seq_len=b.mlm_seq_len,
+                max_positions=b.seq_len,
+                batch_size=b.batch_size,
+                lr=b.pretrain_lr,
+                seed=variant.seed,
+                progress=self.progress,
+            ),
+            resume=True,
+            data_description={"source": "bible", "system": variant.system},
         )
 
     def build_task(self, job: Job) -> None:
@@ -131,11 +176,25 @@ class GridBuilders:
         store = self.store_of(variant, job.language or "en")
         extras = self.robust_packs(variant)
         steps, minutes, lr = task_recipe(b, job.task)
-        finetune(store.body, store.pack("en"), TASK_TYPES[job.task], self.train_rows(job.task),
-                 labels=self.labels(job.task), output=store.task_path(task_key(variant, job.task)),
-                 lr=lr, batch_size=b.batch_size, seq_len=b.seq_len, seed=variant.seed,
-                 max_steps=steps, max_minutes=minutes, resume=True, extra_packs=extras or None,
-                 noise=variant.noise, progress=self.progress, data_description=f"bible-{job.task}:en:train")
+        finetune(
+            store.body,
+            store.pack("en"),
+            TASK_TYPES[job.task],
+            self.train_rows(job.task),
+            labels=self.labels(job.task),
+            output=store.task_path(task_key(variant, job.task)),
+            lr=lr,
+            batch_size=b.batch_size,
+            seq_len=b.seq_len,
+            seed=variant.seed,
+            max_steps=steps,
+            max_minutes=minutes,
+            resume=True,
+            extra_packs=extras or None,
+            noise=variant.noise,
+            progress=self.progress,
+            data_description=f"bible-{job.task}:en:train",
+        )
 
     # ----------------------------------------------------------------------------- swap-robust packs
 
@@ -160,8 +219,19 @@ class GridBuilders:
         from embswap.train.robust import relearn_l1_packs
 
         b = self.budget
-        return relearn_l1_packs(self.robust_store(variant), self.store.pack("en"), texts, variant.robust_packs,
-                                body=self.store.body, seed=variant.seed, max_steps=b.pack_steps,
-                                max_minutes=b.pack_minutes, lr=b.transfer_lr, batch_size=b.batch_size,
-                                seq_len=b.mlm_seq_len, warmup_steps=b.transfer_warmup, progress=self.progress,
-                                data_description={"mlm": "bible:en", "translations": list(RELEARN_TRANSLATIONS)})
+        return relearn_l1_packs(
+            self.robust_store(variant),
+            self.store.pack("en"),
+            texts,
+            variant.robust_packs,
+            body=self.store.body,
+            seed=variant.seed,
+            max_steps=b.pack_steps,
+            max_minutes=b.pack_minutes,
+            lr=b.transfer_lr,
+            batch_size=b.batch_size,
+            seq_len=b.mlm_seq_len,
+            warmup_steps=b.transfer_warmup,
+            progress=self.progress,
+            data_description={"mlm": "bible:en", "translations": list(RELEARN_TRANSLATIONS)},
+        )

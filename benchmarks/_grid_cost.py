@@ -16,8 +16,7 @@ from _variants import Variant, task_recipe
 # quiet CPU (measured), and per-job overheads (reading and tokenizing text, saving).
 TOKENS_PER_SECOND = {"pretrain": 6000, "transfer": 7700, "finetune": 4000, "eval": 20000}
 TOKENS_PER_EXAMPLE = 80  # a genre example (two verses) or a paraphrase pair, in WordPiece tokens
-OVERHEAD_MINUTES = {"pack": 0.25, "task": 0.2, "joint-body": 0.6, "tokenizer": 0.3, "align-teacher": 1.0,
-                    "score": 0.02}
+OVERHEAD_MINUTES = {"pack": 0.25, "task": 0.2, "joint-body": 0.6, "tokenizer": 0.3, "align-teacher": 1.0, "score": 0.02}
 
 
 class GridCosts:
@@ -37,8 +36,10 @@ class GridCosts:
         for job in self.row_jobs.get((variant, row), {}).values():
             if job.kind == "robust":  # one job may have re-learned more packs than this row reads
                 store = self.robust_store(job.variant)
-                seconds += sum(60 * _provenance(store.pack_path(name)).get("minutes", 0.0)
-                               for name in self.robust_names(job.variant))
+                seconds += sum(
+                    60 * _provenance(store.pack_path(name)).get("minutes", 0.0)
+                    for name in self.robust_names(job.variant)
+                )
             else:
                 seconds += self.seconds(job)
         return round(seconds / 60, 2)
@@ -60,8 +61,12 @@ class GridCosts:
         # cores of a 2-core machine: two 1-thread jobs there take as long as one job alone (measured:
         # reproduce.py estimated 62 min of wall for 2 jobs and took 120), so a job counts as 2 cores.
         wall = body_minutes + minutes / max(1, min(self.jobs, (os.cpu_count() or 2) // 2))
-        return {"compute_minutes": round(body_minutes + minutes, 1), "wall_minutes": round(wall, 1),
-                "to_build": counts, "jobs": self.jobs}
+        return {
+            "compute_minutes": round(body_minutes + minutes, 1),
+            "wall_minutes": round(wall, 1),
+            "to_build": counts,
+            "jobs": self.jobs,
+        }
 
     def _overhead(self, kind: str) -> float:
         return OVERHEAD_MINUTES[kind] * (0.1 if self.budget.max_lines else 1.0)  # quick runs read little text
@@ -86,9 +91,16 @@ class GridCosts:
             packs = job.variant.robust_packs if job.kind == "robust" else 1
             return packs * (b.pack_steps * per_step + self._overhead("pack"))
         if job.kind == "joint-body":
-            steps, _, _ = self.joint_budget(job.variant) if self.store.body_path.exists() else (
-                b.pretrain_steps + b.pack_steps * (1 if job.variant.body.startswith("pair") else
-                                                   len(self.multi_languages)), 0, 0)
+            steps, _, _ = (
+                self.joint_budget(job.variant)
+                if self.store.body_path.exists()
+                else (
+                    b.pretrain_steps
+                    + b.pack_steps * (1 if job.variant.body.startswith("pair") else len(self.multi_languages)),
+                    0,
+                    0,
+                )
+            )
             return steps * b.tokens_per_step / TOKENS_PER_SECOND["pretrain"] / speed / 60 + self._overhead("joint-body")
         if job.kind == "task":
             step = b.batch_size * TOKENS_PER_EXAMPLE / TOKENS_PER_SECOND["finetune"] / speed / 60

@@ -70,7 +70,7 @@ class GridData:
     def labels(self, task: str) -> list[str]:
         return list(_bible().GENRES) if task == "genre" else ["different", "paraphrase"]
 
-    @lru_cache(maxsize=None)
+    @lru_cache(maxsize=None)  # noqa: B019 - one Grid lives for the whole run; its rows are meant to stay
     def test_rows(self, task: str, language: str) -> tuple[list[dict], str]:
         """The held-out rows of ``task`` in ``language`` (same ids in every genre language) and their id."""
         bible = _bible()

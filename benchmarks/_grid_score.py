@@ -70,11 +70,17 @@ class GridScores:
         from embswap.init import initialize_embeddings
 
         tokenizer = self.tokenizer(language) if variant.body == "mono" else store.pack(language).tokenizer
-        start = initialize_embeddings(store.body, tokenizer, "random", reference_pack=store.pack("en"),
-                                      seed=variant.seed)
-        return LanguagePack(language=language, tokenizer=tokenizer, word_embeddings=start.word_embeddings,
-                            output_bias=start.output_bias, body_fingerprint=store.body.fingerprint,
-                            provenance={"init": "random", "trained": False})
+        start = initialize_embeddings(
+            store.body, tokenizer, "random", reference_pack=store.pack("en"), seed=variant.seed
+        )
+        return LanguagePack(
+            language=language,
+            tokenizer=tokenizer,
+            word_embeddings=start.word_embeddings,
+            output_bias=start.output_bias,
+            body_fingerprint=store.body.fingerprint,
+            provenance={"init": "random", "trained": False},
+        )
 
     def pack_info(self, variant: Variant, language: str) -> dict | None:
         """What the pack's provenance says about its init and training (None when absent)."""
@@ -106,20 +112,48 @@ class GridScores:
         words = dictionary_for(language)[0] if variant.init == "dictionary" else None
         for segment in range(len(points), segments + 1):
             outcome = run_transfer(
-                self.store.body, self.tokenizer(language), self.texts(language),
-                TransferConfig(language=language, init=variant.init, dictionary_limit=variant.dictionary_size,
-                               anchors=variant.anchors, pos=variant.pos, adapters=variant.adapters,
-                               objective=variant.objective,
-                               objective_options={"parallel": self.parallel(language), "align_weight": b.align_weight,
-                                   "teacher_cache": str(self.folder / "cache")} if variant.uses_parallel_text else None,
-                               max_steps=segment * segment_steps, warmup_steps=b.transfer_warmup if segment else 0,
-                               schedule="constant", seq_len=b.mlm_seq_len, batch_size=b.batch_size, lr=b.transfer_lr,
-                               seed=variant.seed, progress=self.progress, checkpoint_every=None),
-                output=output, reference_pack=self.store.pack("en"), dictionary=words, resume=segment > 0,
+                self.store.body,
+                self.tokenizer(language),
+                self.texts(language),
+                TransferConfig(
+                    language=language,
+                    init=variant.init,
+                    dictionary_limit=variant.dictionary_size,
+                    anchors=variant.anchors,
+                    pos=variant.pos,
+                    adapters=variant.adapters,
+                    objective=variant.objective,
+                    objective_options={
+                        "parallel": self.parallel(language),
+                        "align_weight": b.align_weight,
+                        "teacher_cache": str(self.folder / "cache"),
+                    }
+                    if variant.uses_parallel_text
+                    else None,
+                    max_steps=segment * segment_steps,
+                    warmup_steps=b.transfer_warmup if segment else 0,
+                    schedule="constant",
+                    seq_len=b.mlm_seq_len,
+                    batch_size=b.batch_size,
+                    lr=b.transfer_lr,
+                    seed=variant.seed,
+                    progress=self.progress,
+                    checkpoint_every=None,
+                ),
+                output=output,
+                reference_pack=self.store.pack("en"),
+                dictionary=words,
+                resume=segment > 0,
             )
             metrics = evaluate(self.store.body, outcome.pack, task, rows)
-            points.append({"steps": outcome.result.step, "tokens": outcome.result.tokens_seen,
-                           "minutes": round(outcome.result.elapsed_seconds / 60, 3), **metrics})
+            points.append(
+                {
+                    "steps": outcome.result.step,
+                    "tokens": outcome.result.tokens_seen,
+                    "minutes": round(outcome.result.elapsed_seconds / 60, 3),
+                    **metrics,
+                }
+            )
             write_atomic(self.score_path(job), json.dumps({"points": points, "variant": variant.system}))
 
     def curve(self, variant: Variant, task: str, language: str) -> list[dict] | dict:

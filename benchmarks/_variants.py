@@ -69,13 +69,24 @@ class Budget:
         """The demo's recipe and budgets (``DemoConfig`` or its ``quick_config``), with overrides."""
         preset = config.preset if isinstance(config.preset, str) else tuple(sorted(config.preset.items()))
         values = dict(
-            preset=preset, vocab_size=config.vocab_size, mlm_seq_len=config.mlm_seq_len, seq_len=config.seq_len,
-            batch_size=config.batch_size, pretrain_steps=config.pretrain_steps,
-            pretrain_minutes=config.pretrain_minutes, pretrain_lr=config.pretrain_lr, pack_steps=config.transfer_steps,
-            pack_minutes=config.transfer_minutes, transfer_lr=config.transfer_lr,
-            transfer_warmup=config.transfer_warmup, align_weight=config.align_weight,
-            task_steps=config.finetune_steps, task_minutes=config.finetune_minutes, finetune_lr=config.finetune_lr,
-            eval_examples=config.eval_examples, english_translations=tuple(config.english_translations),
+            preset=preset,
+            vocab_size=config.vocab_size,
+            mlm_seq_len=config.mlm_seq_len,
+            seq_len=config.seq_len,
+            batch_size=config.batch_size,
+            pretrain_steps=config.pretrain_steps,
+            pretrain_minutes=config.pretrain_minutes,
+            pretrain_lr=config.pretrain_lr,
+            pack_steps=config.transfer_steps,
+            pack_minutes=config.transfer_minutes,
+            transfer_lr=config.transfer_lr,
+            transfer_warmup=config.transfer_warmup,
+            align_weight=config.align_weight,
+            task_steps=config.finetune_steps,
+            task_minutes=config.finetune_minutes,
+            finetune_lr=config.finetune_lr,
+            eval_examples=config.eval_examples,
+            english_translations=tuple(config.english_translations),
             max_lines=MONOTRANS.quick_max_lines if config.quick else None,
             max_pairs=MONOTRANS.quick_max_pairs if config.quick else None,
             max_train_rows=MONOTRANS.quick_max_train_rows if config.quick else None,
@@ -86,8 +97,9 @@ class Budget:
         """Every step budget (and its minute cap) times ``factor`` (``--scale`` on a bigger machine)."""
         if factor == 1:
             return self
-        steps = {name: max(1, round(getattr(self, name) * factor)) for name in ("pretrain_steps", "pack_steps",
-                                                                               "task_steps")}
+        steps = {
+            name: max(1, round(getattr(self, name) * factor)) for name in ("pretrain_steps", "pack_steps", "task_steps")
+        }
         caps = {name: getattr(self, name) * factor for name in ("pretrain_minutes", "pack_minutes", "task_minutes")}
         return replace(self, **steps, **caps)
 
@@ -128,11 +140,16 @@ class Variant:
     body: str = "mono"  # mono (MonoTrans) | pair-joint | pair-disjoint (JointPair) | multi (JointMulti)
 
     def __post_init__(self) -> None:
-        for field_name, value, allowed in (("objective", self.objective, OBJECTIVES), ("init", self.init, INITS),
-                                           ("anchors", self.anchors, ANCHORS), ("body", self.body, BODIES)):
+        for field_name, value, allowed in (
+            ("objective", self.objective, OBJECTIVES),
+            ("init", self.init, INITS),
+            ("anchors", self.anchors, ANCHORS),
+            ("body", self.body, BODIES),
+        ):
             if value not in allowed:
                 raise EmbswapError(
-                    f"variant {self.system!r}: {field_name} {value!r} is not one of {', '.join(allowed)}")
+                    f"variant {self.system!r}: {field_name} {value!r} is not one of {', '.join(allowed)}"
+                )
         if (self.init == "dictionary") != (self.dictionary_size is not None):
             raise EmbswapError(f"variant {self.system!r}: init dictionary and dictionary_size go together")
         recipe = (self.objective, self.init, self.anchors, self.pos, self.adapters, self.noise, self.robust_packs)

@@ -59,16 +59,22 @@ def cases() -> list[dict]:
     python = [sys.executable, "-c"]
     return [
         {"case": "python -c 'import typer'", "argv": [*python, "import typer"], "kind": "baseline"},
-        {"case": "two-command Typer app: hello --help", "argv": [*python, MINIMAL_APP, "hello", "--help"],
-         "kind": "baseline"},
+        {
+            "case": "two-command Typer app: hello --help",
+            "argv": [*python, MINIMAL_APP, "hello", "--help"],
+            "kind": "baseline",
+        },
         {"case": "python -c 'import embswap'", "argv": [*python, "import embswap"], "kind": "import"},
         {"case": "embswap --help", "argv": [*cli, "--help"], "kind": "help"},
         {"case": "embswap transfer --help", "argv": [*cli, "transfer", "--help"], "kind": "help"},
         {"case": "embswap finetune --help", "argv": [*cli, "finetune", "--help"], "kind": "help"},
         {"case": "embswap data export --help", "argv": [*cli, "data", "export", "--help"], "kind": "help"},
         {"case": "embswap push --help", "argv": [*cli, "push", "--help"], "kind": "help"},
-        {"case": "python -c 'from embswap import Body'", "argv": [*python, "from embswap import Body"],
-         "kind": "reference"},
+        {
+            "case": "python -c 'from embswap import Body'",
+            "argv": [*python, "from embswap import Body"],
+            "kind": "reference",
+        },
     ]
 
 
@@ -88,25 +94,34 @@ def measure(rounds: int) -> list[dict]:
     seconds: list[list[float]] = [[] for _ in todo]
     for r in range(rounds):
         order = list(range(len(todo)))
-        order = order[r % len(order):] + order[: r % len(order)]
+        order = order[r % len(order) :] + order[: r % len(order)]
         for i in order:
             seconds[i].append(time_once(todo[i]["argv"]))
     baseline = _common.median(seconds[0])
     rows = []
     for case, values in zip(todo, seconds):
         median = _common.median(values)
-        rows.append({
-            "case": case["case"], "kind": case["kind"], "command": " ".join(case["argv"]),
-            "median_s": round(median, 4), "min_s": round(min(values), 4), "max_s": round(max(values), 4),
-            "over_typer_s": round(median - baseline, 4), "seconds": [round(v, 4) for v in values],
-        })
+        rows.append(
+            {
+                "case": case["case"],
+                "kind": case["kind"],
+                "command": " ".join(case["argv"]),
+                "median_s": round(median, 4),
+                "min_s": round(min(values), 4),
+                "max_s": round(max(values), 4),
+                "over_typer_s": round(median - baseline, 4),
+                "seconds": [round(v, 4) for v in values],
+            }
+        )
     return rows
 
 
 def render_markdown(report: dict) -> str:
     env = report["environment"]
-    rows = [[r["case"], f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['max_s']:.2f}", f"{r['over_typer_s']:+.2f}"]
-            for r in report["rows"]]
+    rows = [
+        [r["case"], f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['max_s']:.2f}", f"{r['over_typer_s']:+.2f}"]
+        for r in report["rows"]
+    ]
     helps = [r for r in report["rows"] if r["kind"] == "help"]
     slowest = max(helps, key=lambda r: r["median_s"])
     quick = " (quick run)" if report["quick"] else ""
@@ -125,9 +140,13 @@ def render_markdown(report: dict) -> str:
         f"{env['load_average_start']} at the start, {report['load_average_end']} at the end (a shared machine: "
         "the minimum is the figure least touched by other jobs).",
     ]
-    return (f"# CLI start-up: seconds until the command answers{quick}\n\n"
-            + markdown_table(["case", "median", "min", "max", "over typer"], rows) + "\n"
-            + "\n".join(f"- {n}" for n in notes) + "\n")
+    return (
+        f"# CLI start-up: seconds until the command answers{quick}\n\n"
+        + markdown_table(["case", "median", "min", "max", "over typer"], rows)
+        + "\n"
+        + "\n".join(f"- {n}" for n in notes)
+        + "\n"
+    )
 
 
 def plot(report: dict, path: Path) -> None:
@@ -155,11 +174,18 @@ def main() -> None:
     started = time.perf_counter()
     rows = measure(rounds)
     report = {
-        "benchmark": NAME, "quick": args.quick, "rounds": rounds, "environment": environment,
+        "benchmark": NAME,
+        "quick": args.quick,
+        "rounds": rounds,
+        "environment": environment,
         "cli": "the console script" if len(_embswap()) == 1 else "python -m embswap.cli.main",
-        "rows": rows, "wall_seconds": round(time.perf_counter() - started, 1),
-        "targets": [_common.target(f"{r['case']} (median)", r["median_s"], GOAL_SECONDS, higher_is_better=False,
-                                   unit=" s") for r in rows if r["kind"] == "help"],
+        "rows": rows,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "targets": [
+            _common.target(f"{r['case']} (median)", r["median_s"], GOAL_SECONDS, higher_is_better=False, unit=" s")
+            for r in rows
+            if r["kind"] == "help"
+        ],
     }
     _common.write_report(args, NAME, report, render_markdown, plot)
     _common.print_targets(report["targets"])

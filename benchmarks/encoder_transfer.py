@@ -65,6 +65,7 @@ TARGET_TOP1 = 80.0  # issue target: every language >= 80 % top-1 both ways
 SHORTFALL_BARS = {"unk_percent": 1.0, "tokens_per_verse_vs_en": 2.0, "over_max_length_percent": 1.0,
                   "aligned_rows_percent": 80.0, "held_out_tokens_aligned_percent": 95.0,
                   "links_per_l2_token": 0.8}
+BUDGET_GAIN = 0.5  # top-1 points gained in the last segment that say a pack was still learning
 PROBE_NOTE = ("genre probe: trained on English train rows, scored on test books 5, 9, 16, 20, 24, 41, 46, "
               "which no pack read (tokenizer text and parallel text exclude them)")
 
@@ -175,8 +176,16 @@ def shortfall(row: dict) -> list[str]:
     if diag is None or min(final["top1_l2_to_l1"], final["top1_l1_to_l2"]) >= TARGET_TOP1:
         return []
     higher_is_worse = ("unk_percent", "tokens_per_verse_vs_en", "over_max_length_percent")
-    return [f"{key} {diag[key]}" for key, bar in SHORTFALL_BARS.items()
-            if (diag[key] > bar if key in higher_is_worse else diag[key] < bar)]
+    why = [f"{key} {diag[key]}" for key, bar in SHORTFALL_BARS.items()
+           if (diag[key] > bar if key in higher_is_worse else diag[key] < bar)]
+    curve = row.get("curve") or []
+    if len(curve) >= 3:  # still climbing in the last segment: the step budget, not a stage, holds it back
+        last, before = curve[-1], curve[-2]
+        for key, name in (("top1_l2_to_l1", "L2→en"), ("top1_l1_to_l2", "en→L2")):
+            gain = round(last[key] - before[key], 1)
+            if last[key] < TARGET_TOP1 and gain >= BUDGET_GAIN:
+                why.append(f"budget: {name} +{gain} in the last {last['steps'] - before['steps']} steps")
+    return why
 
 
 def run_language(lang: str, init: str, args, body, en, task, work: Path, english: dict | None) -> dict:
@@ -252,6 +261,8 @@ def merge_reports(reports: list[dict]) -> dict:
                 raise SystemExit(f"cannot merge: runs differ in {key!r}")
     merged = dict(first)
     merged["languages"] = [{**row, "lr": row.get("lr", r["lr"])} for r in reports for row in r["languages"]]
+    for row in merged["languages"]:  # by today's rule (SHORTFALL_BARS, BUDGET_GAIN), so one table reads one way
+        row["shortfall"] = shortfall(row)
     merged["inits"] = sorted({init for r in reports for init in r["inits"]})
     merged["runs"] = [{k: r.get(k) for k in ("inits", "lr", "threads", "wall_minutes")} for r in reports]
     merged["wall_minutes"] = max(r.get("wall_minutes", 0) for r in reports)  # the runs were concurrent
@@ -372,7 +383,7 @@ def main() -> None:
     parser.add_argument("--name", default=None,
                         help="results file stem (default encoder_transfer, encoder_transfer_all, encoder_transfer_quick)")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
-                        help="combine result JSONs of runs done one after another (e.g. one per language) and exit")
+                        help="combine result JSONs of runs done one after another (e.g. one per language), render, exit")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, when run from elsewhere
     if args.merge:

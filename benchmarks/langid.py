@@ -111,8 +111,12 @@ def routing(truth: list[str], predicted: list, confidences: list[float], thresho
             else:
                 wrong += 1
         n = len(rows)
-        out[lang] = {"right": round(100 * right / n, 2), "fallback": round(100 * fallback / n, 2),
-                     "misrouted": round(100 * wrong / n, 2), "n": n}
+        out[lang] = {
+            "right": round(100 * right / n, 2),
+            "fallback": round(100 * fallback / n, 2),
+            "misrouted": round(100 * wrong / n, 2),
+            "n": n,
+        }
     return out
 
 
@@ -125,15 +129,22 @@ def measure(args) -> dict:
     for backend in BACKENDS:
         for mode, restrict in MODES.items():
             print(f"{backend} / {mode} ...", file=sys.stderr, flush=True)
-            result = in_subprocess(Path(__file__), {"backend": backend, "restrict": restrict, "per_language": per_language},
-                                   threads=1, timeout=3600)
+            result = in_subprocess(
+                Path(__file__),
+                {"backend": backend, "restrict": restrict, "per_language": per_language},
+                threads=1,
+                timeout=3600,
+            )
             if "error" in result:
                 raise SystemExit(f"{backend}/{mode}: {result['error']}")
             predicted, confidences = result.pop("languages"), result.pop("confidences")
             detected = result.pop("detected")
             result["accuracy"] = {
-                lang: round(100 * sum(detected[i] == lang for i, t in enumerate(truth) if t == lang) / len(data[lang]), 2)
-                for lang in data if lang != JUNK
+                lang: round(
+                    100 * sum(detected[i] == lang for i, t in enumerate(truth) if t == lang) / len(data[lang]), 2
+                )
+                for lang in data
+                if lang != JUNK
             }
             result["routing"] = {str(t): routing(truth, predicted, confidences, t) for t in THRESHOLDS}
             mistakes = {}
@@ -156,7 +167,7 @@ def render(report: dict) -> str:
     runs = report["runs"]
     langs = DEMO + OTHERS
     lines = [
-        "# Language identification for routing (`language=\"auto\"`)",
+        '# Language identification for routing (`language="auto"`)',
         "",
         f"Held-out Bible verses (books 40-44), {report['per_language']['en']} per language, plus "
         f"{report['per_language'][JUNK]} strings of digits and punctuation; one thread, each identifier in a "
@@ -174,8 +185,11 @@ def render(report: dict) -> str:
     for name, run in runs.items():
         cells = [f"{run['accuracy'][lang]:.1f}" if name.endswith("all") or lang in DEMO else "–" for lang in langs]
         cells = [f"**{c}**" if c not in ("–", "100.0") else c for c in cells]
-        lines.append(f"| {name} ({run['known']} languages) | " + " | ".join(cells)
-                     + f" | {run['sentences_per_second']:,.0f} | {run['load_seconds']:.2f} | {run['memory_mb']:.0f} |")
+        lines.append(
+            f"| {name} ({run['known']} languages) | "
+            + " | ".join(cells)
+            + f" | {run['sentences_per_second']:,.0f} | {run['load_seconds']:.2f} | {run['memory_mb']:.0f} |"
+        )
     lines += [
         "",
         "## Routing with the demo's five packs loaded, by confidence threshold",
@@ -194,8 +208,10 @@ def render(report: dict) -> str:
             n = sum(rows[lang]["n"] for lang in DEMO)
             fallback = sum(rows[lang]["fallback"] * rows[lang]["n"] for lang in DEMO) / n
             wrong = sum(rows[lang]["misrouted"] * rows[lang]["n"] for lang in DEMO) / n
-            lines.append(f"| {name} | {t} | {demo_routed(run, t):.2f} | {fallback:.2f} | {wrong:.2f} | "
-                         f"{rows['fr']['fallback']:.1f} | {rows['ar']['fallback']:.1f} | {rows[JUNK]['fallback']:.1f} |")
+            lines.append(
+                f"| {name} | {t} | {demo_routed(run, t):.2f} | {fallback:.2f} | {wrong:.2f} | "
+                f"{rows['fr']['fallback']:.1f} | {rows['ar']['fallback']:.1f} | {rows[JUNK]['fallback']:.1f} |"
+            )
     lines += ["", "## Choice", "", choice(report), ""]
     return "\n".join(lines)
 
@@ -236,8 +252,13 @@ def main() -> None:
     markdown = render(report)
     write_atomic(result_path(args, "langid", "md"), markdown)
     print(markdown)
-    print(table("demo languages routed right (%)", ["run", "t=0.9"],
-                [[name, demo_routed(run, 0.9)] for name, run in report["runs"].items()]))
+    print(
+        table(
+            "demo languages routed right (%)",
+            ["run", "t=0.9"],
+            [[name, demo_routed(run, 0.9)] for name, run in report["runs"].items()],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,10 @@ def _dictionary(n: int, anchors: str = "free") -> Variant:
 # the better control (de / ru / hi: +18.5 / +10.4 / +10.9, against +19.3 / +6.4 / +10.7 at N = 1000);
 # robust packs cost English accuracy (63.5 -> 57.8) and gained nothing, so none.
 BEST_MONOLINGUAL = Variant(
-    "best monolingual: dictionary N=5000, anchors frozen", init="dictionary", dictionary_size=5000, anchors="frozen",
+    "best monolingual: dictionary N=5000, anchors frozen",
+    init="dictionary",
+    dictionary_size=5000,
+    anchors="frozen",
 )
 
 ROWS: dict[str, Variant] = {
@@ -68,10 +71,14 @@ ROWS: dict[str, Variant] = {
     "mlm+align": Variant("mlm+align, overlap init (uses parallel text)", objective="mlm+align", init="overlap"),
     "align": Variant("align alone, random init (uses parallel text)", objective="align"),
     "aligned": Variant("init aligned (eflomal word alignment; uses parallel text), mlm", init="aligned"),
-    "mlm+align-aligned": Variant("mlm+align, aligned init (uses parallel text)", objective="mlm+align",
-                                 init="aligned"),
-    "dict1000-frozen-robust1": Variant("dictionary N=1000, anchors frozen + --robust-packs 1 (the first default)",
-                                       init="dictionary", dictionary_size=1000, anchors="frozen", robust_packs=1),
+    "mlm+align-aligned": Variant("mlm+align, aligned init (uses parallel text)", objective="mlm+align", init="aligned"),
+    "dict1000-frozen-robust1": Variant(
+        "dictionary N=1000, anchors frozen + --robust-packs 1 (the first default)",
+        init="dictionary",
+        dictionary_size=1000,
+        anchors="frozen",
+        robust_packs=1,
+    ),
     "best": BEST_MONOLINGUAL,
 }
 QUICK_ROWS = ("paper", "noise", "dict200-frozen", "robust1", "mlm+align")
@@ -87,12 +94,18 @@ def budget_for(quick: bool, scale: float) -> Budget:
 
 def arguments():
     p = _common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--results", dest="out", type=Path, default=_common.RESULTS,
-                   help="folder for the .md/.json/.png results (default benchmarks/results)")
+    p.add_argument(
+        "--results",
+        dest="out",
+        type=Path,
+        default=_common.RESULTS,
+        help="folder for the .md/.json/.png results (default benchmarks/results)",
+    )
     p.add_argument("--work", type=Path, default=WORK, help="folder for the artifacts (reused across runs)")
     p.add_argument("--body-from", type=Path, help="a demo folder (or store) whose English body to reuse")
-    p.add_argument("--rows", help=f"comma-separated rows (default all; quick: {','.join(QUICK_ROWS)}): "
-                                  f"{','.join(ROWS)}")
+    p.add_argument(
+        "--rows", help=f"comma-separated rows (default all; quick: {','.join(QUICK_ROWS)}): {','.join(ROWS)}"
+    )
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1; quick: 0)")
     p.add_argument("--jobs", type=int, default=2, help="processes building artifacts in parallel (default 2)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every minute and step budget")
@@ -108,8 +121,10 @@ def arguments():
 
 def measure_row(grid: Grid, variant: Variant) -> dict:
     """Every cell of one row for one seed (metrics dicts, or ``{"note": ...}``)."""
-    cells = {"english": grid.score(variant, TASK, "en", "english"),
-             "self_transfer": grid.score(variant, TASK, SELF, "self")}
+    cells = {
+        "english": grid.score(variant, TASK, "en", "english"),
+        "self_transfer": grid.score(variant, TASK, SELF, "self"),
+    }
     for language in LANGUAGES:
         cells[language] = grid.score(variant, TASK, language, "pack")
         cells[f"untrained_{language}"] = grid.score(variant, TASK, language, "random")
@@ -133,19 +148,37 @@ def _cell(summary: dict, key: str) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    columns = ["row", "English in-language", "clean self-transfer", *LANGUAGES, "majority",
-               f"untrained pack ({' / '.join(LANGUAGES)})", "minutes"]
+    columns = [
+        "row",
+        "English in-language",
+        "clean self-transfer",
+        *LANGUAGES,
+        "majority",
+        f"untrained pack ({' / '.join(LANGUAGES)})",
+        "minutes",
+    ]
     lines = []
     for row in report["rows"]:
         s = row["summary"]
         untrained = " / ".join(_cell(s, f"untrained_{lang}") for lang in LANGUAGES)
-        lines.append([row["system"], _cell(s, "english"), _cell(s, "self_transfer"),
-                      *(_cell(s, lang) for lang in LANGUAGES), f"{report['majority']['accuracy']:.1f}", untrained,
-                      format_cell(s["minutes"])])
+        lines.append(
+            [
+                row["system"],
+                _cell(s, "english"),
+                _cell(s, "self_transfer"),
+                *(_cell(s, lang) for lang in LANGUAGES),
+                f"{report['majority']['accuracy']:.1f}",
+                untrained,
+                format_cell(s["minutes"]),
+            ]
+        )
     b, body = report["budget"], report["body"]
     seeds = report["seeds"]
-    over = (f"mean over seeds {', '.join(str(s) for s in seeds)} with each seed's value in brackets"
-            if len(seeds) > 1 else f"one seed ({seeds[0]})")
+    over = (
+        f"mean over seeds {', '.join(str(s) for s in seeds)} with each seed's value in brackets"
+        if len(seeds) > 1
+        else f"one seed ({seeds[0]})"
+    )
     notes = [
         f"Genre accuracy (%) on {report['n_test']} held-out examples per language (books {report['test_books']}), "
         f"the same task model for every language; {over}.",
@@ -170,12 +203,21 @@ def render_markdown(report: dict) -> str:
     notes += _common.run_notes(report["environment"])
     quick = " (quick smoke run: numbers are not meaningful)" if report["quick"] else ""
     title = "# Transfer-quality ablation" + quick
-    return (title + "\n\n" + markdown_table(columns, lines) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n\n"
-            + "## Packs (first seed)\n\n" + packs_table(report))
+    return (
+        title
+        + "\n\n"
+        + markdown_table(columns, lines)
+        + "\n"
+        + "\n".join(f"- {n}" for n in notes)
+        + "\n\n"
+        + "## Packs (first seed)\n\n"
+        + packs_table(report)
+    )
 
 
 def packs_table(report: dict) -> str:
     """Rows set from English (of them from the dictionary) and steps trained, per language's pack."""
+
     def describe(info: dict | None) -> str:
         if not info:
             return "n/a"
@@ -202,8 +244,12 @@ def plot(report: dict, path: Path) -> None:
         ax.barh(ys, means, height=height, label=label)
         for y, row in zip(ys, rows):
             values = row["summary"][key].get("values") or []
-            ax.plot([v for v in values if v is not None], [y] * len([v for v in values if v is not None]),
-                    "k.", markersize=3)
+            ax.plot(
+                [v for v in values if v is not None],
+                [y] * len([v for v in values if v is not None]),
+                "k.",
+                markersize=3,
+            )
     ax.axvline(report["majority"]["accuracy"], color="grey", linestyle="--", label="majority")
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))])
     ax.set_yticklabels([row["system"] for row in rows], fontsize=7)
@@ -218,10 +264,14 @@ def plot(report: dict, path: Path) -> None:
 
 def body_summary(grid: Grid, args) -> dict:
     provenance = grid.store.body.provenance
-    return {"source": f"copied from {args.body_from}" if args.body_from else "pretrained by this benchmark",
-            "minutes": provenance.get("minutes"), "steps": provenance.get("steps"),
-            "tokens": provenance.get("tokens_seen"), "preset": provenance.get("preset"),
-            "fingerprint": grid.store.body.short_fingerprint}
+    return {
+        "source": f"copied from {args.body_from}" if args.body_from else "pretrained by this benchmark",
+        "minutes": provenance.get("minutes"),
+        "steps": provenance.get("steps"),
+        "tokens": provenance.get("tokens_seen"),
+        "preset": provenance.get("preset"),
+        "fingerprint": grid.store.body.short_fingerprint,
+    }
 
 
 def main() -> None:
@@ -229,31 +279,54 @@ def main() -> None:
     _common.setup(args)
     environment = _common.environment(args)
     budget = budget_for(args.quick, args.scale)
-    grid = Grid(args.work, budget, body_from=args.body_from, genre_languages=LANGUAGES, jobs=args.jobs,
-                threads=args.threads)
+    grid = Grid(
+        args.work, budget, body_from=args.body_from, genre_languages=LANGUAGES, jobs=args.jobs, threads=args.threads
+    )
     variants = {row: [ROWS[row].with_seed(seed) for seed in args.seed_list] for row in args.row_ids}
     for row_variants in variants.values():
         for variant in row_variants:
             grid.require(variant, TASK, LANGUAGES, self_transfer=True)
     estimate = grid.estimate()
-    print(f"budget: packs {budget.pack_steps} steps, tasks {budget.task_steps} steps, {budget.eval_examples} test "
-          f"examples; work folder {grid.folder}")
-    print(f"estimate: about {estimate['wall_minutes']} min wall ({estimate['compute_minutes']} compute-minutes "
-          f"over {args.jobs} job(s)); to build {estimate['to_build']}", flush=True)
+    print(
+        f"budget: packs {budget.pack_steps} steps, tasks {budget.task_steps} steps, {budget.eval_examples} test "
+        f"examples; work folder {grid.folder}"
+    )
+    print(
+        f"estimate: about {estimate['wall_minutes']} min wall ({estimate['compute_minutes']} compute-minutes "
+        f"over {args.jobs} job(s)); to build {estimate['to_build']}",
+        flush=True,
+    )
     started = time.perf_counter()
     grid.run()
     report = {
-        "benchmark": NAME, "quick": args.quick, "environment": environment, "budget": budget.describe(),
-        "body": body_summary(grid, args), "seeds": args.seed_list, "jobs": args.jobs, "estimate": estimate,
-        "languages": list(LANGUAGES), "task": TASK, "majority": grid.majority(TASK),
-        "n_test": len(grid.test_rows(TASK, "en")[0]), "test_books": list(_test_books()),
+        "benchmark": NAME,
+        "quick": args.quick,
+        "environment": environment,
+        "budget": budget.describe(),
+        "body": body_summary(grid, args),
+        "seeds": args.seed_list,
+        "jobs": args.jobs,
+        "estimate": estimate,
+        "languages": list(LANGUAGES),
+        "task": TASK,
+        "majority": grid.majority(TASK),
+        "n_test": len(grid.test_rows(TASK, "en")[0]),
+        "test_books": list(_test_books()),
         "dictionaries": {lang: (dictionary_for(lang) or (None, "none available"))[1] for lang in LANGUAGES},
-        "best_monolingual": BEST_MONOLINGUAL.system, "rows": [],
+        "best_monolingual": BEST_MONOLINGUAL.system,
+        "rows": [],
     }
     for row_id, row_variants in variants.items():
         per_seed = {v.seed: measure_row(grid, v) for v in row_variants}
-        report["rows"].append({"id": row_id, "system": ROWS[row_id].system, "variant": _variant_fields(ROWS[row_id]),
-                               "seeds": per_seed, "summary": summarise(per_seed)})
+        report["rows"].append(
+            {
+                "id": row_id,
+                "system": ROWS[row_id].system,
+                "variant": _variant_fields(ROWS[row_id]),
+                "seeds": per_seed,
+                "summary": summarise(per_seed),
+            }
+        )
     report["wall_minutes"] = (time.perf_counter() - started) / 60
     _common.write_report(args, NAME, report, render_markdown, plot)
 

@@ -26,19 +26,30 @@ sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-
 import reliability_bounds as bounds  # noqa: E402
 import reliability_classes as classes  # noqa: E402
 import reliability_kit as kit  # noqa: E402
+import torch  # noqa: E402
+
 from embswap import LanguagePack, split_model  # noqa: E402
 
 # max_examples per loader at scale 1 (artifact loaders load each example twice: hashes on and off).
-FUZZ = {"safetensors": 10000, "read_config": 3000, "body": 2000, "pack": 2000, "task": 2000, "store": 500,
-        # generated families of hostile-artifact classes (tests/reliability_classes.py)
-        "tokenizer_files": 300, "token_ids": 300, "names": 2000, "dtype_range": 300,
-        # tests/reliability_bounds.py: misfits that verify --load must catch, oversized JSON and headers
-        "compose_shapes": 300, "json_bounds": 300}
+FUZZ = {
+    "safetensors": 10000,
+    "read_config": 3000,
+    "body": 2000,
+    "pack": 2000,
+    "task": 2000,
+    "store": 500,
+    # generated families of hostile-artifact classes (tests/reliability_classes.py)
+    "tokenizer_files": 300,
+    "token_ids": 300,
+    "names": 2000,
+    "dtype_range": 300,
+    # tests/reliability_bounds.py: misfits that verify --load must catch, oversized JSON and headers
+    "compose_shapes": 300,
+    "json_bounds": 300,
+}
 
 
 def _vm_bytes() -> int:
@@ -141,7 +152,9 @@ def crashes(root: Path, scale: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every count (0.1 for a quick look)")
-    parser.add_argument("--headroom-gb", type=float, default=2.0, help="address space allowed beyond the start of the fuzz")
+    parser.add_argument(
+        "--headroom-gb", type=float, default=2.0, help="address space allowed beyond the start of the fuzz"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "reliability.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -158,8 +171,13 @@ def main() -> None:
         "peak_rss_mb": round(kit.peak_rss_mb()),
         "seconds": round(time.perf_counter() - started),
         "scale": args.scale,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                    "platform": platform.platform(), "file_system": fs},  # fmt: skip
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "file_system": fs,
+        },  # fmt: skip
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

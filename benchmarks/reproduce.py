@@ -64,8 +64,14 @@ SYSTEMS: dict[str, Variant] = {
 }
 # The paper's averages (XNLI accuracy / XQuAD F1; Artetxe et al., 2020): other tasks and languages and a far
 # larger scale, quoted for orientation only. JointMulti: the paper's JointMulti-32k.
-PAPER_AVERAGES = {"paper": "67.8 / 61.1", "pos": "69.1 / 56.8", "noise": "70.0 / 57.8", "adapters": "69.5 / 66.8",
-                  "jointpair-disjoint": "71.1 / 67.0", "jointmulti": "65.0 / 54.5"}
+PAPER_AVERAGES = {
+    "paper": "67.8 / 61.1",
+    "pos": "69.1 / 56.8",
+    "noise": "70.0 / 57.8",
+    "adapters": "69.5 / 66.8",
+    "jointpair-disjoint": "71.1 / 67.0",
+    "jointmulti": "65.0 / 54.5",
+}
 CURVE_INITS = {"random": {}, "overlap": {}, "dictionary": {"dictionary_size": 1000}}
 QUICK_LANGUAGES = ("de", "ru")
 
@@ -96,22 +102,40 @@ def curve_variants() -> dict[str, Variant]:
 
 def arguments():
     p = _common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--results", dest="out", type=Path, default=_common.RESULTS,
-                   help="folder for the .md/.json/.png results (default benchmarks/results)")
+    p.add_argument(
+        "--results",
+        dest="out",
+        type=Path,
+        default=_common.RESULTS,
+        help="folder for the .md/.json/.png results (default benchmarks/results)",
+    )
     p.add_argument("--work", type=Path, default=WORK, help="folder for the artifacts (reused across runs)")
     p.add_argument("--body-from", type=Path, help="a demo folder (or store) whose English body to reuse")
     p.add_argument("--systems", help=f"comma-separated systems (default all): {','.join(SYSTEMS)}")
-    p.add_argument("--languages", help="comma-separated L2s (default: genre de,fr,ru,zh,hi; paraphrase de,fr; "
-                                       f"quick: {','.join(QUICK_LANGUAGES)}); paraphrase keeps those with two "
-                                       "translations")
-    p.add_argument("--jointpair-languages", default="all",
-                   help="L2s that get JointPair bodies (two each, the costliest systems: default all; e.g. de)")
+    p.add_argument(
+        "--languages",
+        help="comma-separated L2s (default: genre de,fr,ru,zh,hi; paraphrase de,fr; "
+        f"quick: {','.join(QUICK_LANGUAGES)}); paraphrase keeps those with two "
+        "translations",
+    )
+    p.add_argument(
+        "--jointpair-languages",
+        default="all",
+        help="L2s that get JointPair bodies (two each, the costliest systems: default all; e.g. de)",
+    )
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--jobs", type=int, default=2, help="processes building artifacts in parallel (default 2)")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help=f"multiply every step budget (default: {DEMO_FRACTION:g} of the demo's; 6.67: the demo's)")
-    p.add_argument("--curve", default=None,
-                   help="SEGMENTSxSTEPS of the German learning curve (default 6x50, steps times --scale; quick 2x5)")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help=f"multiply every step budget (default: {DEMO_FRACTION:g} of the demo's; 6.67: the demo's)",
+    )
+    p.add_argument(
+        "--curve",
+        default=None,
+        help="SEGMENTSxSTEPS of the German learning curve (default 6x50, steps times --scale; quick 2x5)",
+    )
     p.add_argument("--no-curve", action="store_true", help="skip the learning curves")
     args = p.parse_args()
     args.system_ids = args.systems.split(",") if args.systems else list(SYSTEMS)
@@ -125,14 +149,20 @@ def arguments():
         unknown = [lang for lang in chosen if lang not in LANGUAGES or lang == "en"]
         if unknown:
             p.error(f"unknown L2 {', '.join(unknown)}; the corpus has {', '.join(x for x in LANGUAGES if x != 'en')}")
-    args.task_languages = {task: tuple(langs if chosen is None else _select(task, chosen)) for task, langs in
-                           TASKS.items()}
+    args.task_languages = {
+        task: tuple(langs if chosen is None else _select(task, chosen)) for task, langs in TASKS.items()
+    }
     every = sorted({lang for langs in args.task_languages.values() for lang in langs})
-    args.pair_languages = tuple(every if args.jointpair_languages == "all" else
-                                [lang for lang in args.jointpair_languages.split(",") if lang in every])
+    args.pair_languages = tuple(
+        every
+        if args.jointpair_languages == "all"
+        else [lang for lang in args.jointpair_languages.split(",") if lang in every]
+    )
     if not args.pair_languages and any(s.startswith("jointpair") for s in args.system_ids):
-        p.error(f"--jointpair-languages {args.jointpair_languages}: none of them is run; choose from "
-                f"{','.join(every)} or all")
+        p.error(
+            f"--jointpair-languages {args.jointpair_languages}: none of them is run; choose from "
+            f"{','.join(every)} or all"
+        )
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     default_curve = "2x5" if args.quick else f"6x{max(1, round(50 * args.scale))}"
     segments, _, steps = (args.curve or default_curve).partition("x")
@@ -177,8 +207,10 @@ def task_table(grid: Grid, args, task: str) -> dict:
         per_seed = {v.seed: {lang: grid.score(v, task, lang, "pack") for lang in languages} for v in variants}
         # JointPair has one body (and task model) per L2: its English score is the mean over them.
         built = built_languages(args, system, languages)
-        english = [sum(grid.score(v, task, lang, "english")["accuracy"] for lang in built) / len(built)
-                   if built else None for v in variants]
+        english = [
+            sum(grid.score(v, task, lang, "english")["accuracy"] for lang in built) / len(built) if built else None
+            for v in variants
+        ]
         cells = {}
         for lang in languages:
             values = [per_seed[seed][lang] for seed in args.seed_list]
@@ -186,7 +218,9 @@ def task_table(grid: Grid, args, task: str) -> dict:
             cells[lang] = {"note": note} if note else mean_and_values([c["accuracy"] for c in values])
         measured = [c["mean"] for c in cells.values() if c.get("mean") is not None]
         out[system] = {
-            "system": SYSTEMS[system].system, "cells": cells, "per_seed": per_seed,
+            "system": SYSTEMS[system].system,
+            "cells": cells,
+            "per_seed": per_seed,
             "english": mean_and_values(english),
             "average": round(sum(measured) / len(measured), 2) if measured else None,
             "languages_averaged": len(measured),
@@ -196,7 +230,8 @@ def task_table(grid: Grid, args, task: str) -> dict:
         if system == "paper":
             out[system]["untrained_pack"] = {
                 lang: mean_and_values([grid.score(v, task, lang, "random")["accuracy"] for v in variants])
-                for lang in languages}
+                for lang in languages
+            }
     return out
 
 
@@ -221,26 +256,53 @@ def _average_cell(row: dict, n: int) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    parts = ["# MonoTrans at laptop scale: the paper's comparison on Bible text"
-             + (" (quick smoke run: numbers are not meaningful)" if report["quick"] else ""), ""]
+    parts = [
+        "# MonoTrans at laptop scale: the paper's comparison on Bible text"
+        + (" (quick smoke run: numbers are not meaningful)" if report["quick"] else ""),
+        "",
+    ]
     for task, table in report["tasks"].items():
         languages = report["languages"][task]
         if not languages:
             continue
-        heading = {"genre": "Genre (6 classes, held-out books)",
-                   "paraphrase": "Paraphrase (languages with two translations only: "
-                                 f"{', '.join(PARAPHRASE_LANGUAGES)})"}[task]
-        columns = ["system", "English (in-language)", *languages, "average", "minutes",
-                   "paper avg (XNLI acc / XQuAD F1)"]
-        rows = [[r["system"], format_cell(r["english"]), *(format_cell(r["cells"][lang]) for lang in languages),
-                 _average_cell(r, len(languages)), format_cell(r["minutes"]),
-                 r["paper_average"] or "-"] for r in table.values()]
+        heading = {
+            "genre": "Genre (6 classes, held-out books)",
+            "paraphrase": f"Paraphrase (languages with two translations only: {', '.join(PARAPHRASE_LANGUAGES)})",
+        }[task]
+        columns = [
+            "system",
+            "English (in-language)",
+            *languages,
+            "average",
+            "minutes",
+            "paper avg (XNLI acc / XQuAD F1)",
+        ]
+        rows = [
+            [
+                r["system"],
+                format_cell(r["english"]),
+                *(format_cell(r["cells"][lang]) for lang in languages),
+                _average_cell(r, len(languages)),
+                format_cell(r["minutes"]),
+                r["paper_average"] or "-",
+            ]
+            for r in table.values()
+        ]
         if "paper" in table and "untrained_pack" in table["paper"]:
             control = table["paper"]["untrained_pack"]
-            rows.append(["control: untrained pack (paper's task model)", "-",
-                         *(format_cell(control[lang]) for lang in languages), "-", "-", "-"])
-        rows.append(["control: majority class", f"{report['majority'][task]:.1f}", *(["-"] * len(languages)),
-                     "-", "-", "-"])
+            rows.append(
+                [
+                    "control: untrained pack (paper's task model)",
+                    "-",
+                    *(format_cell(control[lang]) for lang in languages),
+                    "-",
+                    "-",
+                    "-",
+                ]
+            )
+        rows.append(
+            ["control: majority class", f"{report['majority'][task]:.1f}", *(["-"] * len(languages)), "-", "-", "-"]
+        )
         parts += [f"## {heading}", "", markdown_table(columns, rows)]
     if report["curves"]:
         parts += ["## How many German tokens a pack needs (genre zero-shot, default recipe, by init)", ""]
@@ -251,44 +313,67 @@ def render_markdown(report: dict) -> str:
                     rows.append([init, seed, run["note"], "-", "-", "-"])
                     continue
                 final, to_90 = run["points"][-1], run["to_90"]
-                rows.append([init, seed, f"{run['points'][0]['accuracy']:.1f}", f"{final['accuracy']:.1f}",
-                             f"{to_90['steps']} steps / {to_90['tokens']:,} tokens",
-                             f"{final['steps']} steps / {final['tokens']:,} tokens"])
-        parts.append(markdown_table(["init", "seed", "untrained", "final", "90 % of final reached at", "curve length"],
-                                    rows))
+                rows.append(
+                    [
+                        init,
+                        seed,
+                        f"{run['points'][0]['accuracy']:.1f}",
+                        f"{final['accuracy']:.1f}",
+                        f"{to_90['steps']} steps / {to_90['tokens']:,} tokens",
+                        f"{final['steps']} steps / {final['tokens']:,} tokens",
+                    ]
+                )
+        parts.append(
+            markdown_table(["init", "seed", "untrained", "final", "90 % of final reached at", "curve length"], rows)
+        )
     b, e = report["budget"], report["equal_compute"]
     paraphrase_steps, _, paraphrase_lr = task_recipe(
-        Budget(task_steps=b["task_steps"], task_minutes=b["task_minutes"], finetune_lr=b["finetune_lr"]), "paraphrase")
-    parts += ["## How it was run", "", *(f"- {note}" for note in [
-        f"Budgets (steps; minutes are only safety caps): English body {e['english']}; each pack {b['pack_steps']} "
-        f"steps of {b['batch_size']} × {b['mlm_seq_len']} tokens; each genre task {b['task_steps']} steps of "
-        f"{b['batch_size']} examples (lr {b['finetune_lr']:g}), each paraphrase task "
-        f"{paraphrase_steps} (lr {paraphrase_lr:g}: "
-        f"it compares two sentences and needs more, gentler steps); {report['n_test']} test examples per "
-        "language (paraphrase: half as many verses, a positive and a negative pair each).",
-        f"Equal compute, in steps of one {e['tokens_per_step']:,}-token MLM batch: JointPair pretrains "
-        f"{e['jointpair']}; JointMulti {e['jointmulti']}. Vocabularies: "
-        "JointPair joint 2V, disjoint V + V, JointMulti joint 4V (V = "
-        f"{b['vocab_size']:,}); MonoTrans packs V each.",
-        "+noise: N(0, 0.075²) on the word, position and segment embeddings in fine-tuning (the paper's value). "
-        "+adapters: a Houlsby language adapter learned with the pack, plugged in with it; fine-tuning as the paper's.",
-        f"MonoTrans (embswap defaults): {BEST_MONOLINGUAL.system}, taken from quality_ablation.py. "
-        "A language without a bilingual dictionary shows n/a there, never a substitute.",
-        "Learning curve: one transfer at a constant learning rate, resumed segment by segment, scored after each; "
-        "'90 % reached at' is the first checkpoint scoring at least 0.9 × the final accuracy.",
-        f"Command: `{report['environment']['command']}`"
-        + (f"; the English body was copied from the demo's store ({report['body_from']}), pretrained at the "
-           "same budget and recipe." if report["body_from"] else "."),
-        "JointPair bodies: " + (", ".join(report["jointpair_languages"]) or "none")
-        + " (--jointpair-languages; other cells say 'not run').",
-        "Dictionaries: " + "; ".join(f"{lang}: {label}" for lang, label in report["dictionaries"].items()) + ".",
-        f"Minutes: wall time of the system's packs (or joint body), task and scores. Seeds: "
-        f"{', '.join(str(s) for s in report['seeds'])}. Machine: {report['environment']['cpu']}"
-        f"{_common.accelerator_clause(report['environment'])}, {report['jobs']} job(s); load average "
-        f"{report['environment']['load_average_start']} → {report['load_average_end']}; wall "
-        f"{report['wall_minutes']:.1f} min (estimated {report['estimate']['wall_minutes']}).",
-        *_common.run_notes(report["environment"]),
-    ])]
+        Budget(task_steps=b["task_steps"], task_minutes=b["task_minutes"], finetune_lr=b["finetune_lr"]), "paraphrase"
+    )
+    parts += [
+        "## How it was run",
+        "",
+        *(
+            f"- {note}"
+            for note in [
+                f"Budgets (steps; minutes are only safety caps): English body {e['english']}; each pack {b['pack_steps']} "
+                f"steps of {b['batch_size']} × {b['mlm_seq_len']} tokens; each genre task {b['task_steps']} steps of "
+                f"{b['batch_size']} examples (lr {b['finetune_lr']:g}), each paraphrase task "
+                f"{paraphrase_steps} (lr {paraphrase_lr:g}: "
+                f"it compares two sentences and needs more, gentler steps); {report['n_test']} test examples per "
+                "language (paraphrase: half as many verses, a positive and a negative pair each).",
+                f"Equal compute, in steps of one {e['tokens_per_step']:,}-token MLM batch: JointPair pretrains "
+                f"{e['jointpair']}; JointMulti {e['jointmulti']}. Vocabularies: "
+                "JointPair joint 2V, disjoint V + V, JointMulti joint 4V (V = "
+                f"{b['vocab_size']:,}); MonoTrans packs V each.",
+                "+noise: N(0, 0.075²) on the word, position and segment embeddings in fine-tuning (the paper's value). "
+                "+adapters: a Houlsby language adapter learned with the pack, plugged in with it; fine-tuning as the paper's.",
+                f"MonoTrans (embswap defaults): {BEST_MONOLINGUAL.system}, taken from quality_ablation.py. "
+                "A language without a bilingual dictionary shows n/a there, never a substitute.",
+                "Learning curve: one transfer at a constant learning rate, resumed segment by segment, scored after each; "
+                "'90 % reached at' is the first checkpoint scoring at least 0.9 × the final accuracy.",
+                f"Command: `{report['environment']['command']}`"
+                + (
+                    f"; the English body was copied from the demo's store ({report['body_from']}), pretrained at the "
+                    "same budget and recipe."
+                    if report["body_from"]
+                    else "."
+                ),
+                "JointPair bodies: "
+                + (", ".join(report["jointpair_languages"]) or "none")
+                + " (--jointpair-languages; other cells say 'not run').",
+                "Dictionaries: "
+                + "; ".join(f"{lang}: {label}" for lang, label in report["dictionaries"].items())
+                + ".",
+                f"Minutes: wall time of the system's packs (or joint body), task and scores. Seeds: "
+                f"{', '.join(str(s) for s in report['seeds'])}. Machine: {report['environment']['cpu']}"
+                f"{_common.accelerator_clause(report['environment'])}, {report['jobs']} job(s); load average "
+                f"{report['environment']['load_average_start']} → {report['load_average_end']}; wall "
+                f"{report['wall_minutes']:.1f} min (estimated {report['estimate']['wall_minutes']}).",
+                *_common.run_notes(report["environment"]),
+            ]
+        ),
+    ]
     return "\n".join(parts) + "\n"
 
 
@@ -346,23 +431,44 @@ def main() -> None:
     environment = _common.environment(args)
     budget = budget_for(args.quick, args.scale)
     all_languages = sorted({lang for langs in args.task_languages.values() for lang in langs})
-    grid = Grid(args.work, budget, body_from=args.body_from, genre_languages=args.task_languages["genre"],
-                multi_languages=all_languages, jobs=args.jobs, threads=args.threads, curve=args.curve_shape)
+    grid = Grid(
+        args.work,
+        budget,
+        body_from=args.body_from,
+        genre_languages=args.task_languages["genre"],
+        multi_languages=all_languages,
+        jobs=args.jobs,
+        threads=args.threads,
+        curve=args.curve_shape,
+    )
     register(grid, args)
     estimate = grid.estimate()
-    print(f"budget: English body {budget.pretrain_steps} steps, packs {budget.pack_steps}, tasks "
-          f"{budget.task_steps}, {budget.eval_examples} test examples; work folder {grid.folder}")
-    print(f"estimate: about {estimate['wall_minutes']} min wall ({estimate['compute_minutes']} compute-minutes "
-          f"over {args.jobs} job(s)); to build {estimate['to_build']}", flush=True)
+    print(
+        f"budget: English body {budget.pretrain_steps} steps, packs {budget.pack_steps}, tasks "
+        f"{budget.task_steps}, {budget.eval_examples} test examples; work folder {grid.folder}"
+    )
+    print(
+        f"estimate: about {estimate['wall_minutes']} min wall ({estimate['compute_minutes']} compute-minutes "
+        f"over {args.jobs} job(s)); to build {estimate['to_build']}",
+        flush=True,
+    )
     started = time.perf_counter()
     grid.run()
     report = {
-        "benchmark": NAME, "quick": args.quick, "environment": environment, "budget": budget.describe(),
-        "equal_compute": equal_compute(grid), "seeds": args.seed_list, "jobs": args.jobs, "estimate": estimate,
+        "benchmark": NAME,
+        "quick": args.quick,
+        "environment": environment,
+        "budget": budget.describe(),
+        "equal_compute": equal_compute(grid),
+        "seeds": args.seed_list,
+        "jobs": args.jobs,
+        "estimate": estimate,
         "languages": {task: list(langs) for task, langs in args.task_languages.items()},
         "majority": {task: grid.majority(task)["accuracy"] for task, langs in args.task_languages.items() if langs},
-        "n_test": grid.budget.eval_examples, "curve_shape": list(args.curve_shape),
-        "jointpair_languages": list(args.pair_languages), "body_from": str(args.body_from or ""),
+        "n_test": grid.budget.eval_examples,
+        "curve_shape": list(args.curve_shape),
+        "jointpair_languages": list(args.pair_languages),
+        "body_from": str(args.body_from or ""),
         "dictionaries": {lang: (dictionary_for(lang) or (None, "none available"))[1] for lang in all_languages},
         "tasks": {task: task_table(grid, args, task) for task, langs in args.task_languages.items() if langs},
         "curves": curves(grid, args),

@@ -41,14 +41,26 @@ SELF_SEED_BASE = 100  # extra self-transfer packs take seeds 100, 101, ...: neve
 def arguments():
     p = _common.parser(__doc__.split("\n\n")[0])
     p.set_defaults(threads=2)
-    p.add_argument("--demo", type=Path, default=None, help="a finished `embswap demo` folder (default: quick: one "
-                                                           "built in --work; else embswap-demo)")
+    p.add_argument(
+        "--demo",
+        type=Path,
+        default=None,
+        help="a finished `embswap demo` folder (default: quick: one built in --work; else embswap-demo)",
+    )
     p.add_argument("--robust", default=None, help="comma-separated K values (default 0,1,2; quick: 0,1)")
     p.add_argument("--seeds", default=None, help="fine-tuning seeds (default 0,1; quick: 0)")
-    p.add_argument("--self-packs", type=int, default=None, help="unseen re-learned English packs each task model "
-                                                                "is scored with (default 3; quick: 1)")
-    p.add_argument("--work", type=Path, default=_common.REPO / "benchmarks" / "work" / NAME,
-                   help="where --quick builds its demo (reused)")
+    p.add_argument(
+        "--self-packs",
+        type=int,
+        default=None,
+        help="unseen re-learned English packs each task model is scored with (default 3; quick: 1)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=_common.REPO / "benchmarks" / "work" / NAME,
+        help="where --quick builds its demo (reused)",
+    )
     args = p.parse_args()
     args.ks = [int(x) for x in (args.robust or ("0,1" if args.quick else "0,1,2")).split(",")]
     args.seed_list = [int(x) for x in (args.seeds or ("0" if args.quick else "0,1")).split(",")]
@@ -62,8 +74,10 @@ def demo_config(folder: Path) -> DemoConfig:
     """The configuration the demo in ``folder`` was built with (its demo_config.json)."""
     path = folder / "demo_config.json"
     if not path.is_file() or not (folder / "store" / "body").exists():
-        raise EmbswapError(f"{folder} is not a finished demo folder (no demo_config.json or store/body); "
-                           "run `embswap demo -o FOLDER` first")
+        raise EmbswapError(
+            f"{folder} is not a finished demo folder (no demo_config.json or store/body); "
+            "run `embswap demo -o FOLDER` first"
+        )
     saved = json.loads(path.read_text(encoding="utf-8"))
     known = {f.name for f in fields(DemoConfig)}
     return DemoConfig(**{k: v for k, v in saved.items() if k in known and k != "extra"})
@@ -96,39 +110,62 @@ def score(demo: Demo, task_name: str, rows: dict, selves: list[str]) -> dict:
         zero = evaluate(body, store.pack(lang), task, rows[lang])["accuracy"]
         control = evaluate(body, demo.untrained_pack(lang), task, rows[lang])["accuracy"]
         languages[lang] = {"accuracy": zero, "untrained_pack": control}
-    return {"task": task_name, "english": swaps[0]["l1"]["accuracy"],
-            "self_transfer": [swap["self_transfer"]["accuracy"] for swap in swaps], "languages": languages}
+    return {
+        "task": task_name,
+        "english": swaps[0]["l1"]["accuracy"],
+        "self_transfer": [swap["self_transfer"]["accuracy"] for swap in swaps],
+        "languages": languages,
+    }
 
 
 def summarise(cells: list[dict], majority: float) -> dict:
     """Means over fine-tuning seeds (and self-transfer packs) of one K."""
+
     def mean(values):
         return sum(values) / len(values)
 
     english = mean([c["english"] for c in cells])
     selves = [s for c in cells for s in c["self_transfer"]]
-    out = {"english": english, "self_transfer": mean(selves), "self_transfer_min": min(selves),
-           "self_transfer_max": max(selves), "self_ratio": mean(selves) / english if english else 0.0,
-           "languages": {}}
+    out = {
+        "english": english,
+        "self_transfer": mean(selves),
+        "self_transfer_min": min(selves),
+        "self_transfer_max": max(selves),
+        "self_ratio": mean(selves) / english if english else 0.0,
+        "languages": {},
+    }
     for lang in cells[0]["languages"]:
         zero = mean([c["languages"][lang]["accuracy"] for c in cells])
         control = mean([c["languages"][lang]["untrained_pack"] for c in cells])
-        out["languages"][lang] = {"accuracy": zero, "untrained_pack": control,
-                                  "margin": zero - max(control, majority)}
+        out["languages"][lang] = {"accuracy": zero, "untrained_pack": control, "margin": zero - max(control, majority)}
     return out
 
 
 def render_markdown(report: dict) -> str:
     languages = report["languages"]
-    columns = ["robust packs K", "English", "clean self-transfer (min-max)", "% of English",
-               *(f"{lang} (margin)" for lang in languages), "untrained pack " + " / ".join(languages)]
+    columns = [
+        "robust packs K",
+        "English",
+        "clean self-transfer (min-max)",
+        "% of English",
+        *(f"{lang} (margin)" for lang in languages),
+        "untrained pack " + " / ".join(languages),
+    ]
     rows = []
     for k, s in report["summary"].items():
-        rows.append([k, f"{s['english']:.1f}", f"{s['self_transfer']:.1f} ({s['self_transfer_min']:.1f}-"
-                     f"{s['self_transfer_max']:.1f})", f"{100 * s['self_ratio']:.0f} %",
-                     *(f"{s['languages'][lang]['accuracy']:.1f} ({s['languages'][lang]['margin']:+.1f})"
-                       for lang in languages),
-                     " / ".join(f"{s['languages'][lang]['untrained_pack']:.1f}" for lang in languages)])
+        rows.append(
+            [
+                k,
+                f"{s['english']:.1f}",
+                f"{s['self_transfer']:.1f} ({s['self_transfer_min']:.1f}-{s['self_transfer_max']:.1f})",
+                f"{100 * s['self_ratio']:.0f} %",
+                *(
+                    f"{s['languages'][lang]['accuracy']:.1f} ({s['languages'][lang]['margin']:+.1f})"
+                    for lang in languages
+                ),
+                " / ".join(f"{s['languages'][lang]['untrained_pack']:.1f}" for lang in languages),
+            ]
+        )
     env = report["environment"]
     quick = " (quick smoke run: numbers are not meaningful)" if report["quick"] else ""
     notes = [
@@ -146,8 +183,13 @@ def render_markdown(report: dict) -> str:
         f"Machine: {env['cpu']}, {env['cores']} cores, {env['torch_threads']} torch threads; load average "
         f"{env['load_average_start']} at the start; wall {report['wall_minutes']:.1f} min.",
     ]
-    return (f"# Swap-robust fine-tuning: re-learned English packs read by step 3{quick}\n\n"
-            + markdown_table(columns, rows) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    return (
+        f"# Swap-robust fine-tuning: re-learned English packs read by step 3{quick}\n\n"
+        + markdown_table(columns, rows)
+        + "\n"
+        + "\n".join(f"- {n}" for n in notes)
+        + "\n"
+    )
 
 
 def plot(report: dict, path: Path) -> None:
@@ -160,8 +202,13 @@ def plot(report: dict, path: Path) -> None:
     ax.plot(x, [summary[k]["self_transfer"] for k in ks], marker="o", label="clean self-transfer")
     for lang in report["languages"]:
         ax.plot(x, [summary[k]["languages"][lang]["accuracy"] for k in ks], marker=".", label=f"{lang} zero-shot")
-    ax.plot(x, [max(summary[k]["languages"][lang]["untrained_pack"] for lang in report["languages"]) for k in ks],
-            linestyle="--", color="grey", label="best untrained-pack control")
+    ax.plot(
+        x,
+        [max(summary[k]["languages"][lang]["untrained_pack"] for lang in report["languages"]) for k in ks],
+        linestyle="--",
+        color="grey",
+        label="best untrained-pack control",
+    )
     ax.set_xticks(list(x), [f"K = {k}" for k in ks])
     ax.set_ylabel("genre accuracy (%)")
     ax.set_title("Swap-robust fine-tuning: robust packs K" + (" (quick)" if report["quick"] else ""))
@@ -196,10 +243,17 @@ def main() -> None:
             print(f"scoring {name}", flush=True)
             cells.setdefault(k, []).append({"seed": seed, **score(demo, name, rows, selves)})
     report = {
-        "benchmark": NAME, "quick": args.quick, "environment": environment, "demo": str(folder),
+        "benchmark": NAME,
+        "quick": args.quick,
+        "environment": environment,
+        "demo": str(folder),
         "config": {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=list)).items() if k != "extra"},
-        "languages": list(cfg.languages), "seeds": args.seed_list, "n_self": args.n_self, "n_test": len(rows["en"]),
-        "majority": majority, "cells": {str(k): v for k, v in cells.items()},
+        "languages": list(cfg.languages),
+        "seeds": args.seed_list,
+        "n_self": args.n_self,
+        "n_test": len(rows["en"]),
+        "majority": majority,
+        "cells": {str(k): v for k, v in cells.items()},
         "summary": {str(k): summarise(v, majority) for k, v in cells.items()},
         "wall_minutes": (time.perf_counter() - started) / 60,
     }

@@ -158,8 +158,9 @@ def compose_vs_from_pretrained(args, paths: dict, sizes: dict) -> dict:
             child = common.in_subprocess(Path(__file__), {"kind": kind, **paths_for_child(paths)}, args.threads)
             seconds[kind].append(child["seconds"])
     cold = {kind: common.median(values) for kind, values in seconds.items()}
-    out["fresh_process_rounds"] = {k.removeprefix("cold-"): [round(v, 4) for v in values]
-                                   for k, values in seconds.items()}
+    out["fresh_process_rounds"] = {
+        k.removeprefix("cold-"): [round(v, 4) for v in values] for k, values in seconds.items()
+    }
     out.update({f"fresh_process_{k.removeprefix('cold-').replace('-', '_')}": round(v, 4) for k, v in cold.items()})
     model_only, with_tok = out["from_pretrained"], out["from_pretrained_with_tokenizer"]
     out["ratios"] = {
@@ -327,7 +328,8 @@ def memory(args, paths: dict, sizes: dict) -> dict:
         # int8 rows + one float32 scale per row; the output bias stays float32
         "ratio_int8_table": round(
             (body_bytes + sizes["languages"] * sizes["vocab"] * (body.embedding_dim + 8))
-            / (sizes["languages"] * (body_bytes + pack_bytes)), 3
+            / (sizes["languages"] * (body_bytes + pack_bytes)),
+            3,
         ),
     }
     return out
@@ -378,18 +380,34 @@ def plot(results: dict, path: Path) -> None:
     ax.set_title(f"Switch language: {s['speedup']:,.0f}x faster")
     ax = axes[1]
     names = ["full_models", "body_plus_packs_float32", "body_plus_packs_bfloat16", "body_plus_packs_int8"]
-    labels = ["10 full models\n+ tokenizers", "body +\n10 packs", "body + 10 packs\n(bf16 table)",
-              "body + 10 packs\n(int8 table)"]
+    labels = [
+        "10 full models\n+ tokenizers",
+        "body +\n10 packs",
+        "body + 10 packs\n(bf16 table)",
+        "body + 10 packs\n(int8 table)",
+    ]
     values = [mem.get(n, {}).get("rss_mb", 0) / 1024 for n in names]
     ax.bar(labels, values, color=["C0", "C1", "C2", "C3"])
     ax.tick_params(axis="x", labelsize=7)
     ax.set_ylabel("RSS after one forward each (GiB)")
     ax.set_title("Memory of 10 languages in one process")
     ax = axes[2]
-    labels = ["from_pre-\ntrained\n+ tokenizer", "compose\n(again)", "compose\n(first)",
-              "new process:\nfrom_pre-\ntrained\n+ tokenizer", "new\nprocess:\ncompose", "new process:\ncompose,\nnever\nverified"]
-    keys = ["from_pretrained_with_tokenizer", "compose", "compose_first",
-            "fresh_process_from_pretrained_with_tokenizer", "fresh_process_compose", "fresh_process_compose_first_ever"]
+    labels = [
+        "from_pre-\ntrained\n+ tokenizer",
+        "compose\n(again)",
+        "compose\n(first)",
+        "new process:\nfrom_pre-\ntrained\n+ tokenizer",
+        "new\nprocess:\ncompose",
+        "new process:\ncompose,\nnever\nverified",
+    ]
+    keys = [
+        "from_pretrained_with_tokenizer",
+        "compose",
+        "compose_first",
+        "fresh_process_from_pretrained_with_tokenizer",
+        "fresh_process_compose",
+        "fresh_process_compose_first_ever",
+    ]
     ax.bar(labels, [c.get(k, 0) for k in keys], color=["C0", "C1", "C1", "C0", "C1", "C1"])
     ax.set_yscale("log")
     ax.set_ylabel("seconds (log)")

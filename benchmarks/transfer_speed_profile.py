@@ -38,8 +38,11 @@ NAME = "transfer_speed_profile"
 # The tiny case of transfer_speed.py's headline (shape, vocab, seq, batch, steps built for), and the
 # AdamW matrices (vocabulary, hidden).
 QUICK = {"case": ("tiny", 32000, 128, 8, 3), "compile": False, "optimizer": [(32000, 256)]}
-DEFAULT = {"case": ("tiny", 32000, 128, 32, 4), "compile": True,
-           "optimizer": [(32000, 256), (32000, 768), (250000, 256)]}
+DEFAULT = {
+    "case": ("tiny", 32000, 128, 32, 4),
+    "compile": True,
+    "optimizer": [(32000, 256), (32000, 768), (250000, 256)],
+}
 
 
 def phase_profile(case: Case) -> dict:

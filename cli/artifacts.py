@@ -24,7 +24,9 @@ def split(
     headless: Annotated[bool, typer.Option("--headless", help="Accept an encoder without an MLM head.")] = False,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="Replace the store's body and pack (its other packs and tasks stop composing)."),
+        typer.Option(
+            "--overwrite", help="Replace the store's body and pack (its other packs and tasks stop composing)."
+        ),
     ] = False,
 ) -> None:
     """Split a masked-LM checkpoint into a frozen body and its first language pack.
@@ -142,8 +144,11 @@ def _store_summary(path: Path) -> dict:
 def _plain(text: str) -> Text:
     """Untrusted text (config values, folder names) as a terminal shows it: control and escape
     sequences escaped as ``--json`` escapes them, and no rich markup interpreted."""
-    return Text("".join(ch if ch.isprintable() else json.dumps(ch)[1:-1] if ord(ch) < 0x80 else f"\\u{ord(ch):04x}"
-                        for ch in text))
+    return Text(
+        "".join(
+            ch if ch.isprintable() else json.dumps(ch)[1:-1] if ord(ch) < 0x80 else f"\\u{ord(ch):04x}" for ch in text
+        )
+    )
 
 
 def inspect(

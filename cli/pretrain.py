@@ -132,8 +132,9 @@ def pretrain(
     # Values may be LANG=PATH; both readings are inputs the store must not hold or sit in.
     values = [*(text or []), *(tokenizer or [])]
     check_output(output, STORE, inputs=[*values, *(value.partition("=")[2] for value in values)])
-    check_output(output / "body", "body", replace=resume or overwrite,
-                 flag="--overwrite (or --resume to continue its run)")
+    check_output(
+        output / "body", "body", replace=resume or overwrite, flag="--overwrite (or --resume to continue its run)"
+    )
     if threads is not None:
         import torch
 

@@ -92,11 +92,21 @@ def _robust_packs(body, pack, store, k, texts, max_steps, max_minutes, seed, dev
     pairs = read_parallel_sources(parallel) if parallel else None
     l1 = LanguagePack.from_pretrained(pack)
     relearned = relearn_l1_packs(
-        kept_in, l1, read_texts(texts or []), k, body=Body.from_pretrained(body), seed=seed,
-        max_steps=max_steps, max_minutes=max_minutes, device=device,
-        data_description={"mlm": describe(texts or []), "parallel": list(parallel or [])} if parallel
+        kept_in,
+        l1,
+        read_texts(texts or []),
+        k,
+        body=Body.from_pretrained(body),
+        seed=seed,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        device=device,
+        data_description={"mlm": describe(texts or []), "parallel": list(parallel or [])}
+        if parallel
         else describe(texts or []),
-        log=err_console.print, objective=objective, parallel=pairs,
+        log=err_console.print,
+        objective=objective,
+        parallel=pairs,
     )
     return l1, {robust_pack_name(l1.language, i): p for i, p in enumerate(relearned, start=1)}
 
@@ -240,8 +250,11 @@ def finetune(
     _check_choice(mode, MODE_CHOICES, "--mode")
     set_threads(threads)
     # An earlier task module there is replaced (re-training a store's task in place).
-    check_output(output, "task_module", inputs=[body, pack, train, dev, *(extra_pack or []), *(robust_text or []),
-                                                *(robust_parallel or [])])
+    check_output(
+        output,
+        "task_module",
+        inputs=[body, pack, train, dev, *(extra_pack or []), *(robust_text or []), *(robust_parallel or [])],
+    )
     body_art = Body.from_pretrained(body)
     # Resolved here too, so a length the body cannot read fails before any data or robust pack is read.
     length, length_source = resolve_seq_len(body_art.model_config, seq_len)
@@ -255,12 +268,24 @@ def finetune(
     label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
     extra_packs, pack_names = list(extra_pack or []), None
     if robust_packs != 0:
-        l1, relearned = _robust_packs(body, pack, store, robust_packs, robust_text, robust_steps, robust_minutes,
-                                      seed, device, robust_objective, robust_parallel)
+        l1, relearned = _robust_packs(
+            body,
+            pack,
+            store,
+            robust_packs,
+            robust_text,
+            robust_steps,
+            robust_minutes,
+            seed,
+            device,
+            robust_objective,
+            robust_parallel,
+        )
         pack_names = [Path(pack).name, *(Path(p).name for p in extra_packs), *relearned]
         pack, extra_packs = l1, extra_packs + list(relearned.values())
     err_console.print(
-        f"fine-tuning {task} ({mode}) on {len(train_rows)} rows" + (f", dev {len(dev_rows)}" if dev_rows else "")
+        f"fine-tuning {task} ({mode}) on {len(train_rows)} rows"
+        + (f", dev {len(dev_rows)}" if dev_rows else "")
         + f"; lr {rate:g} ({rate_source}), seq_len {length} ({length_source})"
     )
     module = run_finetune(
@@ -317,10 +342,19 @@ def _metric_columns(results: dict[str, dict]) -> list[str]:
     return [k for k in ("accuracy", "macro_f1", "exact", "f1") if k in first] + ["n"]
 
 
-RETRIEVAL_COLUMNS = {"top1_l2_to_l1": "top-1 L2→L1", "top1_l1_to_l2": "top-1 L1→L2", "mrr_l2_to_l1": "MRR L2→L1",
-                     "mrr_l1_to_l2": "MRR L1→L2", "n": "n"}
-RETRIEVAL_SYSTEMS = {"pack": "pack", "untrained_pack": "untrained", "raw_text": "raw L2 text",
-                     "ceiling": "L1↔L1 ceiling"}
+RETRIEVAL_COLUMNS = {
+    "top1_l2_to_l1": "top-1 L2→L1",
+    "top1_l1_to_l2": "top-1 L1→L2",
+    "mrr_l2_to_l1": "MRR L2→L1",
+    "mrr_l1_to_l2": "MRR L1→L2",
+    "n": "n",
+}
+RETRIEVAL_SYSTEMS = {
+    "pack": "pack",
+    "untrained_pack": "untrained",
+    "raw_text": "raw L2 text",
+    "ceiling": "L1↔L1 ceiling",
+}
 
 
 def _store_of(store: Optional[Path], body: Optional[str]):
@@ -335,7 +369,8 @@ def _store_pooling(st):
     if st is None:
         return None
     names = [n for n in st.task_names if n == "sentence-embedding"] or [
-        n for n in st.task_names if st.task(n).task == "sentence-embedding"]
+        n for n in st.task_names if st.task(n).task == "sentence-embedding"
+    ]
     return st.task(names[0]) if names else None
 
 
@@ -350,8 +385,10 @@ def _reference_for(st, target, reference_pack: Optional[str]):
         name = st.reference_language(target.language, recorded=recorded)
         if name:
             return st.pack(name)
-    raise typer.BadParameter("retrieval reads the source side with the L1 pack: pass --reference-pack STORE/packs/en",
-                             param_hint="--reference-pack")
+    raise typer.BadParameter(
+        "retrieval reads the source side with the L1 pack: pass --reference-pack STORE/packs/en",
+        param_hint="--reference-pack",
+    )
 
 
 def _retrieval_parts(store, body, pack, lang, reference_pack) -> list[tuple]:
@@ -377,8 +414,9 @@ def _evaluate_retrieval(data, store, body, pack, lang, reference_pack, ceiling, 
     from embswap.tasks.sentence import retrieval_report
 
     if not data:
-        raise typer.BadParameter("give --data: parallel pairs (JSONL source/target, TSV, or bible:4-e:test)",
-                                 param_hint="--data")
+        raise typer.BadParameter(
+            "give --data: parallel pairs (JSONL source/target, TSV, or bible:4-e:test)", param_hint="--data"
+        )
     parts = _retrieval_parts(store, body, pack, lang, reference_pack)
     if len(parts) > 1 and "{lang}" not in data:
         raise EmbswapError("--data has no {lang} placeholder, so every language would read the same pairs")
@@ -388,15 +426,18 @@ def _evaluate_retrieval(data, store, body, pack, lang, reference_pack, ceiling, 
     reports = {}
     for (body_art, target, reference, task), rows in zip(parts, pairs):
         err_console.print(f"retrieval {target.language} ↔ {reference.language}: scoring the pack and controls ...")
-        reports[target.language] = retrieval_report(body_art, target, rows, reference_pack=reference, task=task,
-                                                    ceiling_pairs=ceiling_pairs)
+        reports[target.language] = retrieval_report(
+            body_art, target, rows, reference_pack=reference, task=task, ceiling_pairs=ceiling_pairs
+        )
     if as_json:
         print_json(next(iter(reports.values())) if len(reports) == 1 else reports)
         return
     for language, report in reports.items():
         reference = report["reference_language"]
-        table = Table(title=f"retrieval {language} ↔ {reference}, percent; untrained: the pack's init; "
-                            f"raw L2 text: the {reference} pack reading {language}")
+        table = Table(
+            title=f"retrieval {language} ↔ {reference}, percent; untrained: the pack's init; "
+            f"raw L2 text: the {reference} pack reading {language}"
+        )
         table.add_column("system")
         for header in RETRIEVAL_COLUMNS.values():
             table.add_column(header, justify="right")
@@ -477,8 +518,9 @@ def evaluate(
         raise typer.BadParameter("give --task (a task folder, or a task name with --store)", param_hint="--task")
     if task == "retrieval":
         if seq_len is not None:
-            raise typer.BadParameter("retrieval reads the pooling's length (cut to the body's); drop it",
-                                     param_hint="--seq-len")
+            raise typer.BadParameter(
+                "retrieval reads the pooling's length (cut to the body's); drop it", param_hint="--seq-len"
+            )
         _evaluate_retrieval(data, store, body, pack, lang, reference_pack, ceiling, as_json)
         return
     if reference_pack is not None or ceiling is not None:
@@ -495,16 +537,18 @@ def evaluate(
         languages = [x.strip() for x in lang.split(",") if x.strip()] if lang else st.languages
         if not languages:
             raise EmbswapError(f"store {store} has no language packs; train one with `embswap transfer`")
-        results = evaluate_languages(st, task, languages, data or "", batch_size=batch_size, device=device,
-                                     seq_len=seq_len, **options)
+        results = evaluate_languages(
+            st, task, languages, data or "", batch_size=batch_size, device=device, seq_len=seq_len, **options
+        )
     else:
         if body is None or pack is None:
             raise typer.BadParameter("give --body and --pack, or --store with --lang", param_hint="--body/--pack")
         if lang and "," in lang:
             raise typer.BadParameter("several languages need --store", param_hint="--lang")
         name = lang or "-"
-        results = {name: run_evaluate(body, pack, task, data or "", batch_size, device=device, seq_len=seq_len,
-                                      **options)}
+        results = {
+            name: run_evaluate(body, pack, task, data or "", batch_size, device=device, seq_len=seq_len, **options)
+        }
     if as_json:
         print_json(next(iter(results.values())) if len(results) == 1 else results)
         return

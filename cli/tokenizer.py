@@ -74,8 +74,14 @@ def train(
     texts = read_texts(text or [], dataset=dataset, dataset_config=dataset_config, split=split, column=column)
     err_console.print(f"training a {model or 'default'} tokenizer ({family}) on {len(texts):,} lines ...")
     tokenizer = train_tokenizer(
-        texts, vocab_size, family=family, model=model, special_ids=special_ids, lowercase=lowercase,
-        min_frequency=min_frequency, max_length=max_length,
+        texts,
+        vocab_size,
+        family=family,
+        model=model,
+        special_ids=special_ids,
+        lowercase=lowercase,
+        min_frequency=min_frequency,
+        max_length=max_length,
     )
     with atomic_folder(output) as tmp:
         tokenizer.save_pretrained(str(tmp))
@@ -86,7 +92,9 @@ def train(
         "model": model or type(tokenizer.backend_tokenizer.model).__name__.lower(),
         "vocab_size": len(tokenizer),
         "lines": len(texts),
-        "special_tokens": {role: getattr(tokenizer, f"{role}_token_id") for role in ("pad", "unk", "cls", "sep", "mask")},
+        "special_tokens": {
+            role: getattr(tokenizer, f"{role}_token_id") for role in ("pad", "unk", "cls", "sep", "mask")
+        },
     }
     err_console.print(f"tokenizer with {len(tokenizer):,} tokens written to {output}")
     if as_json:

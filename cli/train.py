@@ -56,7 +56,9 @@ def transfer(
     tokenizer: Annotated[
         Optional[Path], typer.Option("--tokenizer", help="A tokenizer folder (from `embswap tokenizer train --body`).")
     ] = None,
-    vocab_size: Annotated[int, typer.Option("--vocab-size", help="Vocabulary size when no --tokenizer is given.")] = 8000,
+    vocab_size: Annotated[
+        int, typer.Option("--vocab-size", help="Vocabulary size when no --tokenizer is given.")
+    ] = 8000,
     tokenizer_model: Annotated[
         Optional[str], typer.Option("--tokenizer-model", help="wordpiece, unigram or bpe (default: the body's family).")
     ] = None,
@@ -66,7 +68,7 @@ def transfer(
         typer.Option(
             "--init",
             help="Initial matrix: random, overlap, dictionary, subword-mean, or aligned (word alignment of the "
-            "--parallel text with eflomal: pip install \"embswap[align]\"). Default: aligned with --parallel "
+            '--parallel text with eflomal: pip install "embswap[align]"). Default: aligned with --parallel '
             "(subword-mean where eflomal is missing), else random.",
         ),
     ] = None,
@@ -75,7 +77,8 @@ def transfer(
         typer.Option("--reference-pack", help="Pack to copy rows from (default: the store's only other pack)."),
     ] = None,
     dictionary: Annotated[
-        Optional[Path], typer.Option("--dictionary", help="Word list for --init dictionary: word<TAB>translation lines.")
+        Optional[Path],
+        typer.Option("--dictionary", help="Word list for --init dictionary: word<TAB>translation lines."),
     ] = None,
     dictionary_limit: Annotated[
         Optional[int], typer.Option("--dictionary-limit", help="Look up only the N most frequent words.")
@@ -104,20 +107,27 @@ def transfer(
     ] = "mlm",
     parallel: Annotated[
         Optional[list[str]],
-        typer.Option("--parallel", help="Parallel text for align: JSONL {source,target}, TSV, or bible:4-e. Repeatable."),
+        typer.Option(
+            "--parallel", help="Parallel text for align: JSONL {source,target}, TSV, or bible:4-e. Repeatable."
+        ),
     ] = None,
     align_weight: Annotated[
         Optional[float], typer.Option("--align-weight", help="Weight of the alignment loss (default 5000).")
     ] = None,
-    pooling: Annotated[str, typer.Option("--pooling", help="Pooled states the alignment compares: mean, cls, max.")] = "mean",
+    pooling: Annotated[
+        str, typer.Option("--pooling", help="Pooled states the alignment compares: mean, cls, max.")
+    ] = "mean",
     max_steps: Annotated[int, typer.Option("--max-steps", help="Training steps (also the schedule's length).")] = 1000,
     max_minutes: MaxMinutesOption = None,
     seq_len: BodySeqLenOption = None,
     batch_size: BatchSizeOption = 32,
     lr: Annotated[
         Optional[float],
-        typer.Option("--lr", help="Peak learning rate (AdamW, linear warmup and decay). Default: 1e-3; with --parallel "
-                     "1e-3 after an aligned init, 5e-3 after the others."),
+        typer.Option(
+            "--lr",
+            help="Peak learning rate (AdamW, linear warmup and decay). Default: 1e-3; with --parallel "
+            "1e-3 after an aligned init, 5e-3 after the others.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the init, the batches and the masks.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint of this output.")] = False,
@@ -164,8 +174,9 @@ def transfer(
     if init == "dictionary" and dictionary is None:
         raise typer.BadParameter("--init dictionary needs --dictionary FILE", param_hint="--dictionary")
     if init == "aligned" and not parallel:
-        raise typer.BadParameter("--init aligned word-aligns --parallel FILE (or bible:4-e); add it",
-                                 param_hint="--parallel")
+        raise typer.BadParameter(
+            "--init aligned word-aligns --parallel FILE (or bible:4-e); add it", param_hint="--parallel"
+        )
     from embswap.names import check_name
 
     check_name(lang, "language code")  # recorded in the pack, and its folder name in a store
@@ -200,8 +211,12 @@ def transfer(
         def train_new():
             say(f"training a {vocab_size:,}-token tokenizer for {lang!r} on {len(texts):,} lines ...")
             return train_tokenizer(
-                texts, vocab_size, family=body_art.family, model=tokenizer_model,
-                special_ids=body_art.special_tokens, lowercase=lowercase,
+                texts,
+                vocab_size,
+                family=body_art.family,
+                model=tokenizer_model,
+                special_ids=body_art.special_tokens,
+                lowercase=lowercase,
                 max_length=max_input_tokens(body_art.model_config) or 512,
             )
 
@@ -229,11 +244,11 @@ def transfer(
             device=device,
             objective=objective,
             objective_options={
-            "parallel": pairs,
-            "pooling": pooling,
-            "parallel_description": ", ".join(parallel or []),
-            **({"align_weight": align_weight} if align_weight is not None else {}),
-        },
+                "parallel": pairs,
+                "pooling": pooling,
+                "parallel_description": ", ".join(parallel or []),
+                **({"align_weight": align_weight} if align_weight is not None else {}),
+            },
             checkpoint_every=checkpoint_every,
             progress=not quiet,
         ),

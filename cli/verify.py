@@ -14,8 +14,12 @@ from ._common import err_console, human_bytes, out_console, print_json
 
 
 def verify(
-    path: Annotated[str, typer.Argument(help="An artifact folder, a store, or a Hub id user/repo[@revision][:subfolder].")],
-    load: Annotated[bool, typer.Option("--load", help="Also load every artifact (tokenizer, NaN/Inf, shapes, fingerprint).")] = False,
+    path: Annotated[
+        str, typer.Argument(help="An artifact folder, a store, or a Hub id user/repo[@revision][:subfolder].")
+    ],
+    load: Annotated[
+        bool, typer.Option("--load", help="Also load every artifact (tokenizer, NaN/Inf, shapes, fingerprint).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """Check every file of an artifact (or of every artifact in a store) against its recorded SHA-256.
@@ -31,8 +35,15 @@ def verify(
     failed = [r for r in rows if r.failed]
     checked = [r for r in rows if r.status != "leftover"]
     if as_json:
-        print_json({"path": str(folder), "ok": not failed, "checked": len(checked), "failed": len(failed),
-                    "files": [r.as_dict() for r in rows]})
+        print_json(
+            {
+                "path": str(folder),
+                "ok": not failed,
+                "checked": len(checked),
+                "failed": len(failed),
+                "files": [r.as_dict() for r in rows],
+            }
+        )
     else:
         table = Table(title=f"verify {folder}")
         for column in ("artifact", "file", "size", "status", "detail"):

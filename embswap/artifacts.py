@@ -112,8 +112,16 @@ class _Artifact:
         **card_options,
     ):
         """Upload to the Hub as one commit with a generated model card; see ``embswap.hub.push_folder``."""
-        return hub.push_artifact(self, repo_id, private=private, revision=revision, subfolder=subfolder, token=token,
-                                 commit_message=commit_message, **card_options)
+        return hub.push_artifact(
+            self,
+            repo_id,
+            private=private,
+            revision=revision,
+            subfolder=subfolder,
+            token=token,
+            commit_message=commit_message,
+            **card_options,
+        )
 
     def _write(self, folder: Path) -> dict:
         raise NotImplementedError
@@ -254,8 +262,12 @@ class LanguagePack(_Artifact):
         if not dtype.is_floating_point:
             raise IncompatibleArtifactError(f"a pack's tensors must stay floating point; got {dtype}")
 
-        tensors = {WORD_EMBEDDINGS: self.word_embeddings, OUTPUT_BIAS: self.output_bias,
-                   POSITION_EMBEDDINGS: self.position_embeddings, **(self.adapter_tensors or {})}
+        tensors = {
+            WORD_EMBEDDINGS: self.word_embeddings,
+            OUTPUT_BIAS: self.output_bias,
+            POSITION_EMBEDDINGS: self.position_embeddings,
+            **(self.adapter_tensors or {}),
+        }
         overflow = first_unrepresentable(tensors, dtype)
         if overflow is not None:
             name, index, value = overflow
@@ -315,7 +327,9 @@ class LanguagePack(_Artifact):
         tensors = _load_weights(folder / PACK_WEIGHTS, expected_shapes=expected)
         matrix = tensors[WORD_EMBEDDINGS]
         if not matrix.is_floating_point():
-            raise CorruptArtifactError(f"{folder / PACK_WEIGHTS}: word embeddings have dtype {matrix.dtype}, expected floats")
+            raise CorruptArtifactError(
+                f"{folder / PACK_WEIGHTS}: word embeddings have dtype {matrix.dtype}, expected floats"
+            )
         if tuple(matrix.shape) != (vocab, hidden):
             raise CorruptArtifactError(
                 f"{folder}: word embeddings have shape {tuple(matrix.shape)}, config says ({vocab}, {hidden})"
@@ -359,7 +373,9 @@ class TaskModule(_Artifact):
 
     def __post_init__(self) -> None:
         if self.task not in TASK_TYPES:
-            raise IncompatibleArtifactError(f"unknown task type {self.task!r}; expected one of: {', '.join(TASK_TYPES)}")
+            raise IncompatibleArtifactError(
+                f"unknown task type {self.task!r}; expected one of: {', '.join(TASK_TYPES)}"
+            )
         if self.mode not in ("full", "adapter", "frozen"):
             raise IncompatibleArtifactError(f"unknown task mode {self.mode!r}; expected full, adapter or frozen")
 
@@ -389,7 +405,11 @@ class TaskModule(_Artifact):
         special: dict[int, torch.Tensor] = {}
         if TASK_SPECIAL_ROWS in files:
             data = _load_weights(folder / TASK_SPECIAL_ROWS, expected_shapes={"ids": (None,), "rows": (None, None)})
-            if set(data) != {"ids", "rows"} or data["ids"].shape[0] != data["rows"].shape[0] or data["ids"].is_floating_point():
+            if (
+                set(data) != {"ids", "rows"}
+                or data["ids"].shape[0] != data["rows"].shape[0]
+                or data["ids"].is_floating_point()
+            ):
                 raise CorruptArtifactError(f"{folder / TASK_SPECIAL_ROWS} must hold matching 'ids' and 'rows'")
             special = {int(i): row for i, row in zip(data["ids"].tolist(), data["rows"])}
         adapter_config = optional_dict(config, "adapter_config", folder)
@@ -441,7 +461,9 @@ def _check_model_config(body: Body, folder: Path) -> None:
         body.hf_config(vocab_size=1)
     except Exception as err:  # transformers raises many kinds on a bad config
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise CorruptArtifactError(f"{folder}/config.json: model_config is not a valid transformers config ({first})") from None
+        raise CorruptArtifactError(
+            f"{folder}/config.json: model_config is not a valid transformers config ({first})"
+        ) from None
 
 
 def check_compatible(body: Body, artifact: LanguagePack | TaskModule, name: str = "") -> None:
@@ -472,11 +494,19 @@ def _check_range(body: Body, artifact: LanguagePack | TaskModule, label: str) ->
     tensors in a wider dtype than that one, so the usual case costs nothing)."""
     compute = torch.get_default_dtype()
     if isinstance(artifact, LanguagePack):
-        parts = {WORD_EMBEDDINGS: artifact.word_embeddings, OUTPUT_BIAS: artifact.output_bias,
-                 POSITION_EMBEDDINGS: artifact.position_embeddings, **(artifact.adapter_tensors or {})}
+        parts = {
+            WORD_EMBEDDINGS: artifact.word_embeddings,
+            OUTPUT_BIAS: artifact.output_bias,
+            POSITION_EMBEDDINGS: artifact.position_embeddings,
+            **(artifact.adapter_tensors or {}),
+        }
     else:
-        parts = {**artifact.head, **artifact.body_delta, **(artifact.adapter_tensors or {}),
-                 **{f"special row {i}": row for i, row in artifact.special_rows.items()}}
+        parts = {
+            **artifact.head,
+            **artifact.body_delta,
+            **(artifact.adapter_tensors or {}),
+            **{f"special row {i}": row for i, row in artifact.special_rows.items()},
+        }
     for owner, tensors in (("the body", body.tensors), (label, parts)):
         overflow = first_unrepresentable(tensors, compute)
         if overflow is not None:

@@ -153,8 +153,11 @@ def _usage(kind: str, location: str, body_location: str | None, fingerprint: str
         "",
     ]
     if body_location is None and kind != "body":
-        lines += [f"BODY is the body with fingerprint `{fingerprint}`; find where it is published with "
-                  f"`embswap search --body {fingerprint[:12]}`.", ""]
+        lines += [
+            f"BODY is the body with fingerprint `{fingerprint}`; find where it is published with "
+            f"`embswap search --body {fingerprint[:12]}`.",
+            "",
+        ]
     if kind == "body":
         lines += [f"List the language packs published for this body: `embswap search --body {fingerprint[:12]}`.", ""]
     return "\n".join(lines)
@@ -169,20 +172,26 @@ def _intro(config: dict) -> tuple[str, str]:
         parts += ["language adapter (+adapters)"] if config.get("adapter_config") else []
         title = f"Language pack `{config['language']}` for the embswap body `{fingerprint[:12]}`"
         listed = ", ".join(parts[:-1]) + f" and {parts[-1]}"
-        text = (f"An embswap language pack: the {listed} that let the "
-                f"frozen body `{fingerprint[:12]}` read **{config['language']}** (MonoTrans, Artetxe et al. 2020). "
-                "It is not a complete model: compose it with its body, and with a task module fine-tuned in any "
-                "language for zero-shot transfer.")
+        text = (
+            f"An embswap language pack: the {listed} that let the "
+            f"frozen body `{fingerprint[:12]}` read **{config['language']}** (MonoTrans, Artetxe et al. 2020). "
+            "It is not a complete model: compose it with its body, and with a task module fine-tuned in any "
+            "language for zero-shot transfer."
+        )
         return title, text
     if kind == "task_module":
         title = f"Task module `{config['task']}` for the embswap body `{fingerprint[:12]}`"
-        text = (f"An embswap task module ({config['task']}, {len(config.get('labels', []))} labels, mode "
-                f"`{config.get('mode')}`): the head and what fine-tuning changed in body `{fingerprint[:12]}`. "
-                "Compose it with the body and the language pack of any language to run the task in that language.")
+        text = (
+            f"An embswap task module ({config['task']}, {len(config.get('labels', []))} labels, mode "
+            f"`{config.get('mode')}`): the head and what fine-tuning changed in body `{fingerprint[:12]}`. "
+            "Compose it with the body and the language pack of any language to run the task in that language."
+        )
         return title, text
     title = f"embswap body `{fingerprint[:12]}`"
-    text = (f"An embswap body: every weight of a {config.get('family')} model except its word embeddings and MLM output "
-            "bias. Language packs add languages to it and task modules add tasks; neither changes it.")
+    text = (
+        f"An embswap body: every weight of a {config.get('family')} model except its word embeddings and MLM output "
+        "bias. Language packs add languages to it and task modules add tasks; neither changes it."
+    )
     return title, text
 
 
@@ -190,24 +199,38 @@ def _details(config: dict, folder: Path) -> list[tuple[str, object]]:
     kind = config["kind"]
     rows: list[tuple[str, object]] = [("kind", kind)]
     if kind == "language_pack":
-        rows += [("language", config["language"]), ("vocabulary", f"{config['vocab_size']} tokens"),
-                 ("embedding size", config["hidden_size"]), ("MLM output bias", config.get("has_output_bias")),
-                 ("position embeddings (+pos)", config.get("position_embeddings")),
-                 ("language adapter", bool(config.get("adapter_config")))]
+        rows += [
+            ("language", config["language"]),
+            ("vocabulary", f"{config['vocab_size']} tokens"),
+            ("embedding size", config["hidden_size"]),
+            ("MLM output bias", config.get("has_output_bias")),
+            ("position embeddings (+pos)", config.get("position_embeddings")),
+            ("language adapter", bool(config.get("adapter_config"))),
+        ]
         weights = folder / PACK_WEIGHTS
         if weights.is_file():
             size = weights.stat().st_size
             rows.append(("weights", f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.1f} KB"))
     elif kind == "task_module":
-        rows += [("task", config["task"]), ("labels", ", ".join(map(str, config.get("labels", [])))),
-                 ("mode", config.get("mode")), ("settings", config.get("settings"))]
+        rows += [
+            ("task", config["task"]),
+            ("labels", ", ".join(map(str, config.get("labels", [])))),
+            ("mode", config.get("mode")),
+            ("settings", config.get("settings")),
+        ]
     else:
         model = config.get("model_config", {})
-        rows += [("family", config.get("family")), ("head", config.get("head")),
-                 ("layers", model.get("num_hidden_layers", model.get("n_layers"))),
-                 ("hidden size", model.get("hidden_size", model.get("dim"))),
-                 ("embedding size", config.get("embedding_dim"))]
-    rows += [("body fingerprint", f"`{body_fingerprint_of(config)}`"), ("embswap version", config.get("embswap_version"))]
+        rows += [
+            ("family", config.get("family")),
+            ("head", config.get("head")),
+            ("layers", model.get("num_hidden_layers", model.get("n_layers"))),
+            ("hidden size", model.get("hidden_size", model.get("dim"))),
+            ("embedding size", config.get("embedding_dim")),
+        ]
+    rows += [
+        ("body fingerprint", f"`{body_fingerprint_of(config)}`"),
+        ("embswap version", config.get("embswap_version")),
+    ]
     return rows
 
 
@@ -233,17 +256,29 @@ def artifact_card(
         datasets = provenance["datasets"]
     if base_model is None and kind == "body":
         base_model = _repo_of(provenance.get("source"))
-    data = card_data(kind, fingerprint, languages=_languages(config), location=location, license=license,
-                     base_model=base_model, body_location=body_location, datasets=datasets,
-                     extra_tags=[config["family"]] if kind == "body" and config.get("family") else ())
+    data = card_data(
+        kind,
+        fingerprint,
+        languages=_languages(config),
+        location=location,
+        license=license,
+        base_model=base_model,
+        body_location=body_location,
+        datasets=datasets,
+        extra_tags=[config["family"]] if kind == "body" and config.get("family") else (),
+    )
     title, intro = _intro(config)
     results = _select_results(eval_results, config)
     sections = [
-        f"# {title}", intro, _usage(kind, location, body_location, fingerprint),
+        f"# {title}",
+        intro,
+        _usage(kind, location, body_location, fingerprint),
         "## Details\n\n" + _table(_details(config, folder)) + "\n",
         _provenance_section(provenance),
         _results_section(results),
-        _results_section(provenance.get("dev_metrics"), "Development set (training language)") if kind == "task_module" else "",
+        _results_section(provenance.get("dev_metrics"), "Development set (training language)")
+        if kind == "task_module"
+        else "",
         f"## License\n\n{license}\n" if license else "",
     ]
     return _card(data, sections)
@@ -254,8 +289,11 @@ def _select_results(results: dict | None, config: dict) -> dict | None:
     if not results or config["kind"] != "language_pack":
         return results
     language = config["language"]
-    picked = {task: per_lang[language] for task, per_lang in results.items()
-              if isinstance(per_lang, dict) and isinstance(per_lang.get(language), dict)}
+    picked = {
+        task: per_lang[language]
+        for task, per_lang in results.items()
+        if isinstance(per_lang, dict) and isinstance(per_lang.get(language), dict)
+    }
     return picked or (results.get(language) if isinstance(results.get(language), dict) else None)
 
 
@@ -282,20 +320,33 @@ def store_card(
     body = next((c for _, c in configs if c["kind"] == "body"), None)
     if base_model is None and body is not None:
         base_model = _repo_of(body.get("provenance", {}).get("source"))
-    data = card_data("store", fingerprint, languages=languages, location=location, license=license,
-                     base_model=base_model, datasets=datasets,
-                     extra_tags=[KIND_TAGS[c["kind"]] for _, c in configs])
+    data = card_data(
+        "store",
+        fingerprint,
+        languages=languages,
+        location=location,
+        license=license,
+        base_model=base_model,
+        datasets=datasets,
+        extra_tags=[KIND_TAGS[c["kind"]] for _, c in configs],
+    )
 
     def at(relative: str) -> str:
         return f"{location}:{relative}" if _repo_of(location) and ":" not in location else f"{location}/{relative}"
 
-    lines = [f"| {rel} | {_KIND_NAMES[c['kind']]} | {c.get('language') or c.get('task') or c.get('family')} | "
-             f"{_value(c.get('provenance', {}).get('objective') or c.get('provenance', {}).get('init') or '')} |"
-             for rel, c in configs]
+    lines = [
+        f"| {rel} | {_KIND_NAMES[c['kind']]} | {c.get('language') or c.get('task') or c.get('family')} | "
+        f"{_value(c.get('provenance', {}).get('objective') or c.get('provenance', {}).get('init') or '')} |"
+        for rel, c in configs
+    ]
     pack_rel = next((rel for rel, c in configs if c["kind"] == "language_pack"), "packs/LANG")
     task_rel = next((rel for rel, c in configs if c["kind"] == "task_module"), None)
     body_at = body_location or (at(STORE_BODY) if body is not None else "BODY")
-    compose = f"embswap compose --body {body_at} --pack {at(pack_rel)}" + (f" --task {at(task_rel)}" if task_rel else "") + " -o model"
+    compose = (
+        f"embswap compose --body {body_at} --pack {at(pack_rel)}"
+        + (f" --task {at(task_rel)}" if task_rel else "")
+        + " -o model"
+    )
     sections = [
         f"# embswap store for body `{fingerprint[:12]}`",
         f"One frozen body, {len(languages)} language pack(s) ({', '.join(languages) or 'none'}) and "
@@ -304,7 +355,8 @@ def store_card(
         "## Contents\n\n| folder | kind | language / task | made by |\n|---|---|---|---|\n" + "\n".join(lines) + "\n",
         "## Use it\n\n```bash\n" + compose + "\n```\n\n```python\nimport embswap\n"
         f'model, tokenizer = embswap.compose("{body_at}", "{at(pack_rel)}"'
-        + (f', "{at(task_rel)}"' if task_rel else "") + ")\n```\n",
+        + (f', "{at(task_rel)}"' if task_rel else "")
+        + ")\n```\n",
         _results_section(eval_results),
         f"## License\n\n{license}\n" if license else "",
     ]

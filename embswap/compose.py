@@ -36,8 +36,9 @@ def as_artifact(value, cls, *, verify: bool = True):
     return cls.from_pretrained(value, verify=verify)
 
 
-def build_empty_model(body: Body, vocab_size: int, task: TaskModule | None = None, *,
-                      pack: LanguagePack | None = None) -> PreTrainedModel:
+def build_empty_model(
+    body: Body, vocab_size: int, task: TaskModule | None = None, *, pack: LanguagePack | None = None
+) -> PreTrainedModel:
     """The right transformers class for body (+task), with weights allocated but not initialised.
 
     First the same model is built on the meta device (no storage) and every tensor the body, the
@@ -61,8 +62,9 @@ def _build(body: Body, vocab_size: int, task: TaskModule | None, *, meta: bool =
     return model
 
 
-def check_composable(body: Body, pack: LanguagePack | None, task: TaskModule | None = None, *,
-                     vocab_size: int | None = None) -> None:
+def check_composable(
+    body: Body, pack: LanguagePack | None, task: TaskModule | None = None, *, vocab_size: int | None = None
+) -> None:
     """Every tensor that composing body + pack (+ task) loads has the shape the body's config implies.
 
     Checked on a model built on the meta device, so nothing is allocated: task head tensors against
@@ -72,7 +74,9 @@ def check_composable(body: Body, pack: LanguagePack | None, task: TaskModule | N
     only the body's and the task's tensors are checked (the vocabulary is ``vocab_size``).
     """
     layers = getattr(body.hf_config(vocab_size=1), "num_hidden_layers", None)
-    if isinstance(layers, int) and layers > len(body.tensors):  # each layer holds tensors: building them would be wasted
+    if isinstance(layers, int) and layers > len(
+        body.tensors
+    ):  # each layer holds tensors: building them would be wasted
         raise CorruptArtifactError(
             f"body {body.short_fingerprint}: its model_config asks for {layers} layers but the body holds only "
             f"{len(body.tensors)} tensors; the config and the weights do not belong together: save the body again"
@@ -180,7 +184,9 @@ def _sources(model: PreTrainedModel, body: Body, pack: LanguagePack | None, task
         tensor, source = state[name]
         if tuple(tensor.shape) != tuple(expected[name].shape):
             error = CorruptArtifactError if source == "the body" else IncompatibleArtifactError
-            described = "the body's config" + (f" and the task's {len(task.labels)} labels" if task is not None and task.labels else "")
+            described = "the body's config" + (
+                f" and the task's {len(task.labels)} labels" if task is not None and task.labels else ""
+            )
             raise error(
                 f"{source} gives {key!r} the shape {tuple(tensor.shape)}, but the {type(model).__name__} that {described} "
                 f"describe needs {tuple(expected[name].shape)}; the artifacts do not fit together: use the ones trained "
@@ -276,8 +282,11 @@ def compose(body, pack, task=None, *, device: str | torch.device | None = None, 
     check of the files read from paths (the fingerprint and finiteness checks still run).
     """
     # Artifacts read here from paths belong to this call alone: the model may take over their tensors.
-    owned = all(not isinstance(value, cls) for value, cls in ((body, Body), (pack, LanguagePack), (task, TaskModule))
-                if value is not None)
+    owned = all(
+        not isinstance(value, cls)
+        for value, cls in ((body, Body), (pack, LanguagePack), (task, TaskModule))
+        if value is not None
+    )
     body = as_artifact(body, Body, verify=verify)
     pack = as_artifact(pack, LanguagePack, verify=verify)
     task = as_artifact(task, TaskModule, verify=verify) if task is not None else None

@@ -243,11 +243,26 @@ def relearn_pack(
     options = {"parallel": _identity_pairs(texts), "parallel_description": "identity pairs"} if aligned else {}
     tokenizer = tokenizer_for_run(output, new_tokenizer, resume=True, device=device)
     outcome = run_transfer(
-        body, tokenizer, texts,
-        TransferConfig(language=language, init=init, objective=objective, objective_options=options,
-                       max_steps=max_steps, max_minutes=max_minutes, seq_len=seq_len, batch_size=batch_size, lr=lr,
-                       seed=seed, progress=progress, device=device),
-        output=output, reference_pack=original, resume=True,
+        body,
+        tokenizer,
+        texts,
+        TransferConfig(
+            language=language,
+            init=init,
+            objective=objective,
+            objective_options=options,
+            max_steps=max_steps,
+            max_minutes=max_minutes,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=progress,
+            device=device,
+        ),
+        output=output,
+        reference_pack=original,
+        resume=True,
         data_description={"mlm": data_description, "self_transfer_of": language},
     )
     return outcome.pack

@@ -23,6 +23,7 @@ from .tasks.data import CLASSIFICATION_TASKS, check_labels_subset, load_rows, va
 from .tasks.heads import best_span, encode_classification, model_inputs, pad_features, prepare_qa
 from .tasks.metrics import classification_scores, squad_scores
 
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -105,8 +106,9 @@ def score_model(
     return classification_scores([labels[i] for i in indices], [row["label"] for row in rows])
 
 
-def evaluate(body, pack, task, rows, batch_size: int = 64, *, device=None, seq_len: int | None = None,
-             **dataset_options) -> dict:
+def evaluate(
+    body, pack, task, rows, batch_size: int = 64, *, device=None, seq_len: int | None = None, **dataset_options
+) -> dict:
     """Compose body + pack + task and score it on ``rows`` (a list of rows, a file or a named source).
 
     Returns ``{"accuracy", "macro_f1", "n"}`` for (pair) classification, ``{"exact", "f1", "n"}`` for

@@ -39,10 +39,14 @@ def _split_location(location: str | os.PathLike, revision: str | None) -> tuple[
     text = str(location)
     spec = parse_hub_spec(text) if not text.startswith((".", "/", "~")) else None
     if spec is None:
-        raise ArtifactNotFoundError(f"{location} does not exist; pass an artifact folder or a Hub id user/repo[@revision][:subfolder]")
+        raise ArtifactNotFoundError(
+            f"{location} does not exist; pass an artifact folder or a Hub id user/repo[@revision][:subfolder]"
+        )
     repo, spec_revision, subfolder = spec
     if revision and spec_revision and revision != spec_revision:
-        raise EmbswapError(f"{location} names revision {spec_revision!r} but revision {revision!r} was also given; give one")
+        raise EmbswapError(
+            f"{location} names revision {spec_revision!r} but revision {revision!r} was also given; give one"
+        )
     return repo, revision or spec_revision, subfolder.strip("/") if subfolder else None
 
 
@@ -57,7 +61,9 @@ def _snapshot(repo: str, revision: str | None, subfolder: str | None, location: 
         root = snapshot_download(repo, revision=revision, allow_patterns=patterns)
     except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ArtifactNotFoundError(f"cannot fetch {location} from the Hub ({first}); check the id, your network or HF_HUB_OFFLINE") from None
+        raise ArtifactNotFoundError(
+            f"cannot fetch {location} from the Hub ({first}); check the id, your network or HF_HUB_OFFLINE"
+        ) from None
     return Path(root)
 
 
@@ -131,7 +137,9 @@ def read_remote_config(location: str | os.PathLike, revision: str | None = None)
         for candidate in (path / CONFIG_NAME, path / STORE_BODY / CONFIG_NAME):
             if candidate.is_file():
                 return json.loads(candidate.read_text(encoding="utf-8"))
-        raise ArtifactNotFoundError(f"{path} has no {CONFIG_NAME} (nor {STORE_BODY}/{CONFIG_NAME}); pass a body, pack or store")
+        raise ArtifactNotFoundError(
+            f"{path} has no {CONFIG_NAME} (nor {STORE_BODY}/{CONFIG_NAME}); pass a body, pack or store"
+        )
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
@@ -142,12 +150,16 @@ def read_remote_config(location: str | os.PathLike, revision: str | None = None)
         try:
             return json.loads(Path(hf_hub_download(repo, name, revision=revision)).read_text(encoding="utf-8"))
         except LocalEntryNotFoundError:  # offline and not cached (a subclass of EntryNotFoundError: test it first)
-            reason = "not in the local Hub cache and the Hub cannot be reached; check the id, your network or HF_HUB_OFFLINE"
+            reason = (
+                "not in the local Hub cache and the Hub cannot be reached; check the id, your network or HF_HUB_OFFLINE"
+            )
         except EntryNotFoundError:
             continue
         except (HfHubHTTPError, OSError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ArtifactNotFoundError(f"cannot read {location} from the Hub ({first}); check the id and your network") from None
+            raise ArtifactNotFoundError(
+                f"cannot read {location} from the Hub ({first}); check the id and your network"
+            ) from None
     raise ArtifactNotFoundError(f"cannot read {location}: {reason}")
 
 
@@ -198,7 +210,7 @@ def stale_files(remote: Iterable[str], upload: _Upload) -> list[str]:
         if path in upload.files or path.endswith(".gitattributes"):
             continue
         for prefix in upload.replaced:
-            if path.startswith(prefix) and _is_artifact_file(path[len(prefix):]):
+            if path.startswith(prefix) and _is_artifact_file(path[len(prefix) :]):
                 stale.append(path)
                 break
     return sorted(stale)
@@ -274,9 +286,20 @@ def push_folder(
         raise ArtifactNotFoundError(f"{folder} does not exist; pass an artifact folder or a store")
     if not (folder / CONFIG_NAME).is_file():
         if not artifact_folders(folder):
-            raise EmbswapError(f"{folder} is neither an embswap artifact (no {CONFIG_NAME}) nor a store (no body/, packs/ or tasks/)")
-        return push_store(folder, repo_id, private=private, revision=revision, subfolder=subfolder, token=token,
-                          commit_message=commit_message, card=card, **card_options)
+            raise EmbswapError(
+                f"{folder} is neither an embswap artifact (no {CONFIG_NAME}) nor a store (no body/, packs/ or tasks/)"
+            )
+        return push_store(
+            folder,
+            repo_id,
+            private=private,
+            revision=revision,
+            subfolder=subfolder,
+            token=token,
+            commit_message=commit_message,
+            card=card,
+            **card_options,
+        )
     from . import cards
 
     repo, revision, subfolder = _target(repo_id, revision, subfolder)
@@ -317,13 +340,17 @@ def push_store(
     root = Path(store_path)
     folders = artifact_folders(root) if root.is_dir() and not (root / CONFIG_NAME).is_file() else []
     if not folders:
-        raise ArtifactNotFoundError(f"{root} is not a store (no body/, packs/ or tasks/ with artifacts); create one with `embswap split`")
+        raise ArtifactNotFoundError(
+            f"{root} is not a store (no body/, packs/ or tasks/ with artifacts); create one with `embswap split`"
+        )
     repo, revision, subfolder = _target(repo_id, revision, subfolder)
     base = subfolder or ""
     upload = _Upload()
     body_location = hub_location(repo, revision, _join(base, STORE_BODY)) if (root / STORE_BODY).exists() else None
     eval_file = root / EVAL_RESULTS
-    results = card_options.pop("eval_results", None) or (json.loads(eval_file.read_text(encoding="utf-8")) if eval_file.is_file() else None)
+    results = card_options.pop("eval_results", None) or (
+        json.loads(eval_file.read_text(encoding="utf-8")) if eval_file.is_file() else None
+    )
     for folder in folders:
         relative = folder.relative_to(root).as_posix()
         location = hub_location(repo, revision, _join(base, relative))
@@ -333,7 +360,9 @@ def push_store(
     if eval_file.is_file():
         upload.files[_join(base, EVAL_RESULTS)] = eval_file
     if card:
-        text = cards.store_card(root, location=hub_location(repo, revision, subfolder), eval_results=results, **card_options).content
+        text = cards.store_card(
+            root, location=hub_location(repo, revision, subfolder), eval_results=results, **card_options
+        ).content
         upload.files[_join(base, MODEL_CARD)] = text.encode("utf-8")
     message = commit_message or f"embswap: upload store ({len(folders)} artifacts)"
     return _commit(upload, repo, private=private, revision=revision, token=token, message=message)
@@ -349,7 +378,9 @@ def body_fingerprint(body: str) -> str:
     config = read_remote_config(body)
     fingerprint = config.get("fingerprint") if config.get("kind") == "body" else config.get("body_fingerprint")
     if not isinstance(fingerprint, str):
-        raise CorruptArtifactError(f"{body}: its {CONFIG_NAME} records no body fingerprint; pass a body, pack, task or store")
+        raise CorruptArtifactError(
+            f"{body}: its {CONFIG_NAME} records no body fingerprint; pass a body, pack, task or store"
+        )
     return fingerprint
 
 
@@ -360,9 +391,9 @@ def search(body: str, language: str | None = None, *, token: str | None = None, 
 
     tag = fingerprint_tag(body_fingerprint(body))
     try:
-        models = list(HfApi(token=token).list_models(
-            filter=[LIBRARY_TAG, tag], language=language, cardData=True, limit=limit
-        ))
+        models = list(
+            HfApi(token=token).list_models(filter=[LIBRARY_TAG, tag], language=language, cardData=True, limit=limit)
+        )
     except OfflineModeIsEnabled:
         raise EmbswapError("cannot search the Hub: HF_HUB_OFFLINE is set; unset it to search") from None
     except (HfHubHTTPError, OSError) as err:
@@ -377,12 +408,14 @@ def search(body: str, language: str | None = None, *, token: str | None = None, 
         languages = [languages] if isinstance(languages, str) else list(languages)
         if tag not in tags or (language and language not in languages and language not in tags):
             continue  # the Hub filters already; this guards against looser server-side matching
-        rows.append({
-            "repo": info.id,
-            "kinds": [kinds[t] for t in tags if t in kinds],
-            "languages": languages,
-            "body": tag[len("body-"):],
-            "last_modified": info.last_modified.isoformat() if getattr(info, "last_modified", None) else None,
-            "downloads": getattr(info, "downloads", None),
-        })
+        rows.append(
+            {
+                "repo": info.id,
+                "kinds": [kinds[t] for t in tags if t in kinds],
+                "languages": languages,
+                "body": tag[len("body-") :],
+                "last_modified": info.last_modified.isoformat() if getattr(info, "last_modified", None) else None,
+                "downloads": getattr(info, "downloads", None),
+            }
+        )
     return rows

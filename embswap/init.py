@@ -191,8 +191,10 @@ def initialize_embeddings(
     if method == "dictionary" and dictionary is None:
         raise DataError("init 'dictionary' needs a word list; pass --dictionary FILE (word<TAB>translation lines)")
     if method == "aligned" and not parallel:
-        raise DataError("init 'aligned' word-aligns parallel text; pass --parallel FILE (JSONL source/target, TSV) "
-                        "or a named source such as bible:4-e")
+        raise DataError(
+            "init 'aligned' word-aligns parallel text; pass --parallel FILE (JSONL source/target, TSV) "
+            "or a named source such as bible:4-e"
+        )
     if reference_pack is not None and reference_pack.hidden_size != body.embedding_dim:
         raise IncompatibleArtifactError(
             f"the reference pack has {reference_pack.hidden_size}-dimensional rows, the body expects {body.embedding_dim}"
@@ -210,8 +212,13 @@ def initialize_embeddings(
     done: set[int] = set()
     anchored: set[int] = set()
 
-    def set_row(token_id: int, rule: str, ref_ids: list[int] | None = None, row: torch.Tensor | None = None,
-                weights: Mapping[int, int] | None = None) -> None:
+    def set_row(
+        token_id: int,
+        rule: str,
+        ref_ids: list[int] | None = None,
+        row: torch.Tensor | None = None,
+        weights: Mapping[int, int] | None = None,
+    ) -> None:
         if weights is not None:  # a weighted mean of reference rows (and of their output biases)
             ids = sorted(weights)
             w = torch.tensor([float(weights[i]) for i in ids])
@@ -291,11 +298,24 @@ def initialize_embeddings(
     return InitResult(word_embeddings=matrix, output_bias=bias, counts=counts, anchored=anchored, method=method)
 
 
-def untrained_pack(body: Body, tokenizer, language: str, method: str = "random", *,
-                   reference_pack: LanguagePack | None = None, seed: int = 0, **options) -> LanguagePack:
+def untrained_pack(
+    body: Body,
+    tokenizer,
+    language: str,
+    method: str = "random",
+    *,
+    reference_pack: LanguagePack | None = None,
+    seed: int = 0,
+    **options,
+) -> LanguagePack:
     """The control a trained pack is scored against: ``tokenizer`` with the matrix (and output bias)
     ``method`` starts step 2 from, never trained. ``options`` go to :func:`initialize_embeddings`."""
     start = initialize_embeddings(body, tokenizer, method, reference_pack=reference_pack, seed=seed, **options)
-    return LanguagePack(language=language, tokenizer=tokenizer, word_embeddings=start.word_embeddings,
-                        output_bias=start.output_bias, body_fingerprint=body.fingerprint,
-                        provenance={"init": method, "trained": False})
+    return LanguagePack(
+        language=language,
+        tokenizer=tokenizer,
+        word_embeddings=start.word_embeddings,
+        output_bias=start.output_bias,
+        body_fingerprint=body.fingerprint,
+        provenance={"init": method, "trained": False},
+    )

@@ -28,7 +28,15 @@ ADAPTERS_CONFIG = "adapter_config.json"
 ADAPTERS_SAFE_WEIGHTS = "adapter.safetensors"
 ADAPTERS_WEIGHTS = "pytorch_adapter.bin"
 # Module collections below which adapters keys a named adapter's weights (``...adapters.<name>.``).
-_ADAPTER_CONTAINERS = ("adapters", "prefix_tunings", "prefix_gates", "loras", "refts", "shared_parameters", "prompt_tunings")
+_ADAPTER_CONTAINERS = (
+    "adapters",
+    "prefix_tunings",
+    "prefix_gates",
+    "loras",
+    "refts",
+    "shared_parameters",
+    "prompt_tunings",
+)
 
 
 def _load_weights_only(path: Path):
@@ -37,7 +45,9 @@ def _load_weights_only(path: Path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the unpickler raises many types (UnpicklingError, RuntimeError, EOFError)
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CorruptArtifactError(f"{path} is not a plain tensor file ({first}); embswap reads only weights, never code") from None
+        raise CorruptArtifactError(
+            f"{path} is not a plain tensor file ({first}); embswap reads only weights, never code"
+        ) from None
 
 
 def import_adapters_embeddings(path: str | os.PathLike, body, language: str, *, tokenizer=None) -> LanguagePack:
@@ -50,7 +60,9 @@ def import_adapters_embeddings(path: str | os.PathLike, body, language: str, *, 
     folder = Path(path)
     weights_file = folder / ADAPTERS_EMBEDDING_FILE
     if not weights_file.is_file():
-        raise CorruptArtifactError(f"{folder} has no {ADAPTERS_EMBEDDING_FILE}; pass a folder written by adapters' save_embeddings")
+        raise CorruptArtifactError(
+            f"{folder} has no {ADAPTERS_EMBEDDING_FILE}; pass a folder written by adapters' save_embeddings"
+        )
     weights = _load_weights_only(weights_file)
     if not isinstance(weights, torch.Tensor) or weights.dim() != 2 or not weights.is_floating_point():
         found = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
@@ -72,7 +84,9 @@ def import_adapters_embeddings(path: str | os.PathLike, body, language: str, *, 
         provenance={
             "init": "imported from adapters save_embeddings",
             "source": str(folder),
-            "output_bias": "zeros: adapters does not save an MLM output bias" if body.head == "mlm" else "none (head-less body)",
+            "output_bias": "zeros: adapters does not save an MLM output bias"
+            if body.head == "mlm"
+            else "none (head-less body)",
         },
     )
     check_compatible(body, pack)
@@ -98,19 +112,29 @@ def read_adapters_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torc
     folder = Path(path)
     config_file = folder / ADAPTERS_CONFIG
     if not config_file.is_file():
-        raise CorruptArtifactError(f"{folder} has no {ADAPTERS_CONFIG}; pass a folder written by adapters' save_adapter")
+        raise CorruptArtifactError(
+            f"{folder} has no {ADAPTERS_CONFIG}; pass a folder written by adapters' save_adapter"
+        )
     try:
         saved = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CorruptArtifactError(f"{config_file} is not valid JSON ({err})") from None
-    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict) or not isinstance(saved.get("name"), str):
-        raise CorruptArtifactError(f"{config_file} lacks the adapter's 'config' and 'name'; save the adapter again with adapters")
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("config"), dict)
+        or not isinstance(saved.get("name"), str)
+    ):
+        raise CorruptArtifactError(
+            f"{config_file} lacks the adapter's 'config' and 'name'; save the adapter again with adapters"
+        )
     if (folder / ADAPTERS_SAFE_WEIGHTS).is_file():
         weights = load_tensors(folder / ADAPTERS_SAFE_WEIGHTS)
     elif (folder / ADAPTERS_WEIGHTS).is_file():
         weights = _load_weights_only(folder / ADAPTERS_WEIGHTS)
     else:
-        raise CorruptArtifactError(f"{folder} has neither {ADAPTERS_SAFE_WEIGHTS} nor {ADAPTERS_WEIGHTS}; the adapter is incomplete")
+        raise CorruptArtifactError(
+            f"{folder} has neither {ADAPTERS_SAFE_WEIGHTS} nor {ADAPTERS_WEIGHTS}; the adapter is incomplete"
+        )
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise CorruptArtifactError(f"{folder}: the adapter weights are not a name -> tensor mapping")
     return saved, weights
@@ -145,11 +169,18 @@ def attach_adapters_language_adapter(pack, adapter_path: str | os.PathLike, body
         key = _renamed(key, saved["name"], adapters_support.LANGUAGE)
         # adapters keys weights as the saving model named them: with the base prefix (bert.) or without.
         if headless and key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
         elif not headless and not key.startswith(prefix):
             key = prefix + key
         tensors[key] = value.detach().cpu().contiguous().clone()
     adapters_support.load(model, adapters_support.LANGUAGE, saved["config"], tensors)  # refuses a mismatch
-    provenance = {**pack.provenance, "adapter": {"source": str(adapter_path), "name": saved["name"],
-                                                 "saved_by": saved.get("version"), "model_class": saved.get("model_class")}}
+    provenance = {
+        **pack.provenance,
+        "adapter": {
+            "source": str(adapter_path),
+            "name": saved["name"],
+            "saved_by": saved.get("version"),
+            "model_class": saved.get("model_class"),
+        },
+    }
     return dataclasses.replace(pack, adapter_config=saved["config"], adapter_tensors=tensors, provenance=provenance)

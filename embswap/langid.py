@@ -62,8 +62,13 @@ def supported_languages(backend: str = DEFAULT_BACKEND) -> list[str]:
     return sorted(_backend(backend).codes)
 
 
-def identify(texts: Sequence[str], candidates: Sequence[str] | None = None, *, restrict: bool = False,
-             backend: str = DEFAULT_BACKEND) -> list[Identification]:
+def identify(
+    texts: Sequence[str],
+    candidates: Sequence[str] | None = None,
+    *,
+    restrict: bool = False,
+    backend: str = DEFAULT_BACKEND,
+) -> list[Identification]:
     """Identify each text's language; ``language`` is one of ``candidates`` (embswap language names,
     returned as given; None: every language the identifier knows) or None.
 
@@ -81,8 +86,9 @@ def identify(texts: Sequence[str], candidates: Sequence[str] | None = None, *, r
     if restrict and not names:
         return [Identification(None, 0.0) for _ in texts]
     results = engine.classify(list(texts), tuple(sorted(names)) if restrict else None)
-    return [Identification(names.get(code) if code is not None else None, confidence, code)
-            for code, confidence in results]
+    return [
+        Identification(names.get(code) if code is not None else None, confidence, code) for code, confidence in results
+    ]
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,14 @@ class Routing:
         return out
 
 
-def route(texts: Sequence[str], loaded: Sequence[str], fallback_language: str, *,
-          min_confidence: float = DEFAULT_MIN_CONFIDENCE, backend: str = DEFAULT_BACKEND) -> Routing:
+def route(
+    texts: Sequence[str],
+    loaded: Sequence[str],
+    fallback_language: str,
+    *,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    backend: str = DEFAULT_BACKEND,
+) -> Routing:
     """Each text's pack among ``loaded``: the identified one when its confidence reaches
     ``min_confidence``, else ``fallback_language``; fallbacks are counted and logged as one warning."""
     if fallback_language not in loaded:
@@ -128,11 +140,21 @@ def route(texts: Sequence[str], loaded: Sequence[str], fallback_language: str, *
     if fallback:
         logger.warning(
             "%d of %d texts went to the fallback pack %r: their language is not loaded (loaded: %s) or was "
-            "identified with confidence below %s", len(fallback), len(found), fallback_language,
-            ", ".join(loaded), min_confidence,
+            "identified with confidence below %s",
+            len(fallback),
+            len(found),
+            fallback_language,
+            ", ".join(loaded),
+            min_confidence,
         )
-    return Routing(languages, [f.confidence for f in found], [f.detected for f in found], fallback,
-                   fallback_language, min_confidence)
+    return Routing(
+        languages,
+        [f.confidence for f in found],
+        [f.detected for f in found],
+        fallback,
+        fallback_language,
+        min_confidence,
+    )
 
 
 def _backend(name: str):

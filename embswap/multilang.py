@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import langid
 from .architectures import max_input_tokens, output_layer, position_embeddings, word_embeddings
 from .artifacts import Body, LanguagePack, TaskModule, check_compatible
 from .compose import as_artifact, build_empty_model, composed_state_dict, special_rows_applied
-from . import langid
 from .errors import EmbswapError, IncompatibleArtifactError
 from .safety import dtype_name, first_unrepresentable
 from .store import Store
@@ -49,8 +49,11 @@ def dequantize_rows(rows: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype
 def int8_pack(pack: LanguagePack) -> LanguagePack:
     """The pack as an int8 table serves it: its matrix quantized and multiplied back (a copy)."""
     matrix = pack.word_embeddings
-    return dataclasses.replace(pack, word_embeddings=dequantize_rows(*quantize_rows(matrix), dtype=matrix.dtype),
-                               provenance={**pack.provenance, "served_as": "int8 rows"})
+    return dataclasses.replace(
+        pack,
+        word_embeddings=dequantize_rows(*quantize_rows(matrix), dtype=matrix.dtype),
+        provenance={**pack.provenance, "served_as": "int8 rows"},
+    )
 
 
 class LanguageEmbedding(nn.Embedding):
@@ -62,8 +65,9 @@ class LanguageEmbedding(nn.Embedding):
 
     scales: torch.Tensor | None  # a buffer (register_buffer below), declared for type checkers
 
-    def __init__(self, table: torch.Tensor, output_dtype: torch.dtype | None = None,
-                 scales: torch.Tensor | None = None):
+    def __init__(
+        self, table: torch.Tensor, output_dtype: torch.dtype | None = None, scales: torch.Tensor | None = None
+    ):
         # An int8 table cannot require gradients: serving tables are frozen then.
         super().__init__(table.shape[0], table.shape[1], _weight=table, _freeze=scales is not None)
         self.offsets: torch.Tensor = torch.zeros((), dtype=torch.long)
@@ -159,8 +163,11 @@ class MultiLanguageModel(nn.Module):
             biases.append(_through(pack.output_bias, stored, compute))
             self._ranges[lang] = (start, start + pack.vocab_size)
             start += pack.vocab_size
-        self.embedding = LanguageEmbedding(torch.cat(tables), output_dtype=compute if stored != compute else None,
-                                           scales=torch.cat(scales) if scales else None)
+        self.embedding = LanguageEmbedding(
+            torch.cat(tables),
+            output_dtype=compute if stored != compute else None,
+            scales=torch.cat(scales) if scales else None,
+        )
         del tables, scales
         self.model.set_input_embeddings(self.embedding)
         self._output = output_layer(self.model) if task is None and body.head == "mlm" else None
@@ -168,7 +175,8 @@ class MultiLanguageModel(nn.Module):
             self._output = _upcasting_output(self.model, self._output)
         self._bias = nn.Parameter(torch.cat(_output_biases(packs, biases))) if self._output is not None else None
         self._positions = {
-            lang: _through(p.position_embeddings, stored, compute) for lang, p in packs.items()
+            lang: _through(p.position_embeddings, stored, compute)
+            for lang, p in packs.items()
             if p.position_embeddings is not None
         }
         self._base_positions = None
@@ -185,8 +193,11 @@ class MultiLanguageModel(nn.Module):
             known = set(langid.supported_languages())  # fails here, not at the first batch, without the extra
             unknown = [lang for lang in self.languages if langid.primary_code(lang) not in known]
             if unknown:
-                langid.logger.warning("the language identifier does not know %s: their text goes to the fallback "
-                                      "pack %r", ", ".join(unknown), self.fallback_language)
+                langid.logger.warning(
+                    "the language identifier does not know %s: their text goes to the fallback pack %r",
+                    ", ".join(unknown),
+                    self.fallback_language,
+                )
 
     def _switch_state(self, language: str) -> dict:
         start, end = self._ranges[language]
@@ -239,7 +250,9 @@ class MultiLanguageModel(nn.Module):
         if self._output is not None and len(set(languages)) > 1:
             raise EmbswapError("a masked LM predicts one language's vocabulary: batch one language at a time")
         if self._positions and len(set(languages)) > 1:
-            raise EmbswapError("packs with their own position embeddings (+pos) cannot share a batch: batch them per language")
+            raise EmbswapError(
+                "packs with their own position embeddings (+pos) cannot share a batch: batch them per language"
+            )
         return torch.tensor([self._ranges[lang][0] for lang in languages]).unsqueeze(1)
 
     def _check_ids(self, input_ids: torch.Tensor, languages: Sequence[str]) -> None:
@@ -264,7 +277,9 @@ class MultiLanguageModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, languages: Sequence[str] | None = None, **kwargs):
         """Run the model; ``languages`` tags each example, or is one language for all (default: the current one)."""
         if languages == "auto":
-            raise EmbswapError('"auto" routes text, not ids: batch = model.tokenize(texts, "auto"), then model(**batch)')
+            raise EmbswapError(
+                '"auto" routes text, not ids: batch = model.tokenize(texts, "auto"), then model(**batch)'
+            )
         if isinstance(languages, str):
             languages = [languages] * input_ids.shape[0]
         if languages is None:
@@ -291,8 +306,13 @@ class MultiLanguageModel(nn.Module):
         ``min_confidence``, else ``fallback_language`` (counted in ``Routing.fallback`` and logged)."""
         return langid.route(texts, self.languages, self.fallback_language, min_confidence=self.min_confidence)
 
-    def tokenize(self, texts: Sequence[str], languages: Sequence[str] | str | None = None, text_pairs=None,
-                 max_length: int | None = None) -> dict:
+    def tokenize(
+        self,
+        texts: Sequence[str],
+        languages: Sequence[str] | str | None = None,
+        text_pairs=None,
+        max_length: int | None = None,
+    ) -> dict:
         """Tokenize each text with its own language's tokenizer and pad with the shared pad id.
 
         ``languages``: one per text, one for all, or "auto" (:meth:`route`; the result then also holds
@@ -338,7 +358,11 @@ def _check_table_range(pack: LanguagePack, matrix: torch.Tensor, stored: torch.d
     """The pack's values stay finite in the table's precision (float16 ends at 65504)."""
     if stored == torch.int8:  # rows are scaled into int8 range, the scales stay in the model's precision
         return
-    tensors = {"word_embeddings": matrix, "output_bias": pack.output_bias, "position_embeddings": pack.position_embeddings}
+    tensors = {
+        "word_embeddings": matrix,
+        "output_bias": pack.output_bias,
+        "position_embeddings": pack.position_embeddings,
+    }
     overflow = first_unrepresentable(tensors, stored)
     if overflow is not None:
         name, index, value = overflow
@@ -355,7 +379,8 @@ def _l1_language(body: Body, packs: dict[str, LanguagePack]) -> str:
     recorded += [pack.language for pack in packs.values() if pack.provenance.get("init") == "split"]
     for language in filter(None, recorded):
         named = [name for name in packs if name == language] or [
-            name for name, pack in packs.items() if pack.language == language]
+            name for name, pack in packs.items() if pack.language == language
+        ]
         if named:
             return named[0]
     return next(iter(packs))
@@ -389,8 +414,13 @@ def _through(tensor: torch.Tensor | None, stored: torch.dtype, compute: torch.dt
 
 
 def load(
-    source, languages: Sequence[str] | None = None, task=None, *, table_dtype: torch.dtype | None = None,
-    language: str | None = None, min_confidence: float = langid.DEFAULT_MIN_CONFIDENCE,
+    source,
+    languages: Sequence[str] | None = None,
+    task=None,
+    *,
+    table_dtype: torch.dtype | None = None,
+    language: str | None = None,
+    min_confidence: float = langid.DEFAULT_MIN_CONFIDENCE,
 ) -> MultiLanguageModel:
     """Load one body with several packs (and a task) from a store path, a Store, or a dict.
 

@@ -2,7 +2,7 @@
 
 A name becomes a folder (``STORE/packs/<name>``, ``STORE/tasks/<name>``) and is recorded in
 configs, so it must be one plain path component on every system: ASCII letters and digits plus
-``-``, ``_``, ``.`` and ``~`` (the benchmarks' ``de~mlm~rand~s0``, ``classification~lr2e-05~s0``),
+``-``, ``_``, ``.``, ``~`` and ``+`` (the benchmarks' ``de~mlm+align~rand~s0``, ``classification~lr2e-05~s0``),
 starting with a letter or digit (so never ``.``, ``..``, a hidden ``.embswap-*`` leftover or an
 option-like ``-x``), at most 100 characters. Light on purpose: the CLI checks names before it
 imports torch.
@@ -15,9 +15,9 @@ import re
 from .errors import InvalidNameError
 
 MAX_NAME_LENGTH = 100
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~+-]*")
 NAME_RULE = (
-    f"1 to {MAX_NAME_LENGTH} ASCII letters, digits, '-', '_', '.' or '~', starting with a letter or digit "
+    f"1 to {MAX_NAME_LENGTH} ASCII letters, digits, '-', '_', '.', '~' or '+', starting with a letter or digit "
     "(e.g. de, en-robust-1, genre)"
 )
 

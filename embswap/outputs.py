@@ -47,20 +47,41 @@ MISSING, EMPTY, LINK, SPECIAL, FOLDER = "missing", "empty folder", "link", "spec
 
 EXPORT_KEY = "embswap_export"
 DEMO_CONFIG = "demo_config.json"
-TOKENIZER_FILES = frozenset({
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model",
-    "chat_template.jinja", "chat_template.json",
-})
+TOKENIZER_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "spm.model",
+        "tokenizer.model",
+        "chat_template.jinja",
+        "chat_template.json",
+    }
+)
 _STORE_FOLDERS = frozenset({STORE_BODY, STORE_PACKS, STORE_TASKS})
 _STORE_FILES = frozenset({MODEL_CARD, ".gitattributes", EVAL_RESULTS})
 _DEMO_ENTRIES = frozenset({"store", "cache", "report", DEMO_CONFIG})
 _MAX_WALK = 10_000  # files a recognised folder may hold; a bigger one is not something embswap wrote
 
 LABELS = {
-    "body": "body", "language_pack": "language pack", "task_module": "task module", STORE: "store",
-    MODEL: "composed model folder", TOKENIZER: "tokenizer folder", DEMO: "demo folder", FILE: "file",
-    EMPTY: "empty folder", LINK: "symbolic link", SPECIAL: "pipe, socket or device", FOLDER: "folder of other files",
+    "body": "body",
+    "language_pack": "language pack",
+    "task_module": "task module",
+    STORE: "store",
+    MODEL: "composed model folder",
+    TOKENIZER: "tokenizer folder",
+    DEMO: "demo folder",
+    FILE: "file",
+    EMPTY: "empty folder",
+    LINK: "symbolic link",
+    SPECIAL: "pipe, socket or device",
+    FOLDER: "folder of other files",
 }
 
 

@@ -12,8 +12,10 @@ from .train.reporting import LOG_NAME, read_log
 
 def demo_markdown(results: dict) -> str:
     lines = [
-        ("| language | zero-shot acc | macro-F1 | untrained pack | majority | margin over better control | "
-         f"bar (≥ {MARGIN_BAR:g}) |"),
+        (
+            "| language | zero-shot acc | macro-F1 | untrained pack | majority | margin over better control | "
+            f"bar (≥ {MARGIN_BAR:g}) |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["languages"]:
@@ -42,8 +44,10 @@ def _robust_sentence(results: dict) -> str:
     k = results.get("config", {}).get("robust_packs") or 0
     if not k:
         return ""
-    return (f" The classifier was fine-tuned swap-robust: batches read the English pack and {k} re-learned "
-            f"English pack{'s' if k > 1 else ''} in turn.")
+    return (
+        f" The classifier was fine-tuned swap-robust: batches read the English pack and {k} re-learned "
+        f"English pack{'s' if k > 1 else ''} in turn."
+    )
 
 
 def budget_line(results: dict) -> str:
@@ -58,9 +62,11 @@ def budget_line(results: dict) -> str:
     if not short:
         return ""
     environment = results.get("environment", {})
-    return (f"Stopped by a minutes cap before the step budget: {', '.join(short)} "
-            f"({environment.get('torch_threads', '?')} torch threads, load average at the end "
-            f"{environment.get('load_average_end', ['?'])[0]}).")
+    return (
+        f"Stopped by a minutes cap before the step budget: {', '.join(short)} "
+        f"({environment.get('torch_threads', '?')} torch threads, load average at the end "
+        f"{environment.get('load_average_end', ['?'])[0]})."
+    )
 
 
 def self_transfer_line(results: dict) -> str:
@@ -88,8 +94,13 @@ def _bar_chart(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 2, 4))
     xs = range(len(labels))
     ax.bar([x - 0.2 for x in xs], zero, width=0.4, label="embswap pack", color="#2b6cb0")
-    ax.bar([x + 0.2 for x in xs if control[x] is not None], [c for c in control if c is not None], width=0.4,
-           label="untrained pack (control)", color="#a0aec0")
+    ax.bar(
+        [x + 0.2 for x in xs if control[x] is not None],
+        [c for c in control if c is not None],
+        width=0.4,
+        label="untrained pack (control)",
+        color="#a0aec0",
+    )
     ax.axhline(results["majority"]["accuracy"], color="#c53030", linestyle="--", label="majority class")
     ax.set_xticks(list(xs), labels, rotation=20)
     ax.set_ylabel("genre accuracy on held-out books (%)")

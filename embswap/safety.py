@@ -91,7 +91,9 @@ def _json_shape(raw: bytes) -> tuple[int, int]:
     return containers, int(np.cumsum(steps, dtype=np.int32).max())
 
 
-def check_json_shape(raw: bytes, where: object, what: str, max_containers: int, max_depth: int = MAX_JSON_DEPTH) -> None:
+def check_json_shape(
+    raw: bytes, where: object, what: str, max_containers: int, max_depth: int = MAX_JSON_DEPTH
+) -> None:
     """Refuse JSON text with too many objects and lists, or nested too deeply, before it is parsed.
 
     Parsing allocates per container (ten million ``{}`` take gigabytes in Python); counting
@@ -169,7 +171,8 @@ def _entry(path: Path, name: str, spec: object) -> TensorEntry:
     nbytes = math.prod(shape) * DTYPE_SIZES[dtype]  # Python ints: a huge claim cannot overflow
     if nbytes != offsets[1] - offsets[0]:
         raise _unreadable(
-            path, f"tensor {short_repr(name)} of shape {short_repr(shape)} needs {nbytes} bytes, its range holds {offsets[1] - offsets[0]}"
+            path,
+            f"tensor {short_repr(name)} of shape {short_repr(shape)} needs {nbytes} bytes, its range holds {offsets[1] - offsets[0]}",
         )
     return TensorEntry(name, dtype, tuple(shape), offsets[0], offsets[1])
 
@@ -179,10 +182,14 @@ def _check_layout(path: Path, entries: dict[str, TensorEntry], data_len: int) ->
     position = 0
     for entry in sorted(entries.values(), key=lambda e: (e.start, e.end)):
         if entry.start != position:
-            raise _unreadable(path, f"tensor {short_repr(entry.name)} starts at byte {entry.start}, expected {position}")
+            raise _unreadable(
+                path, f"tensor {short_repr(entry.name)} starts at byte {entry.start}, expected {position}"
+            )
         position = entry.end
     if position != data_len:
-        raise _unreadable(path, f"tensors fill {position} bytes but the data section has {data_len}: truncated or padded")
+        raise _unreadable(
+            path, f"tensors fill {position} bytes but the data section has {data_len}: truncated or padded"
+        )
     memory = _physical_memory()
     if memory and data_len > memory:
         raise EmbswapError(
@@ -198,13 +205,17 @@ def _physical_memory() -> int | None:
         return None
 
 
-def check_shapes(path: Path, entries: Mapping[str, TensorEntry], expected: Mapping[str, tuple[int | None, ...]]) -> None:
+def check_shapes(
+    path: Path, entries: Mapping[str, TensorEntry], expected: Mapping[str, tuple[int | None, ...]]
+) -> None:
     """Each named tensor is present with the shape the config implies (``None`` = any size)."""
     for name, shape in expected.items():
         entry = entries.get(name)
         if entry is None:
             raise CorruptArtifactError(f"{path} has no tensor {name!r}; the artifact is incomplete: save it again")
-        if len(entry.shape) != len(shape) or any(want is not None and want != got for want, got in zip(shape, entry.shape)):
+        if len(entry.shape) != len(shape) or any(
+            want is not None and want != got for want, got in zip(shape, entry.shape)
+        ):
             wanted = "(" + ", ".join("any" if d is None else str(d) for d in shape) + ")"
             raise CorruptArtifactError(
                 f"{path}: tensor {name!r} has shape {entry.shape}, its config.json implies {wanted}; "
@@ -316,9 +327,13 @@ def dtype_name(dtype: torch.dtype) -> str:
 TOKENIZER_SETTINGS_FILES = ("special_tokens_map.json", "tokenizer_config.json")
 SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # Settings whose values are token strings ("</s>" is not a path): never read as file references.
-_TOKEN_VALUED = frozenset({*SPECIAL_TOKEN_KEYS, "additional_special_tokens", "extra_special_tokens", "added_tokens_decoder"})
+_TOKEN_VALUED = frozenset(
+    {*SPECIAL_TOKEN_KEYS, "additional_special_tokens", "extra_special_tokens", "added_tokens_decoder"}
+)
 _FILE_KEY = re.compile(r"(file|files|filename|path|paths|dir|dirs|directory|folder)$", re.IGNORECASE)
-_FILE_SUFFIX = re.compile(r"\.(json|txt|model|vocab|bpe|spm|merges|tiktoken|gguf|bin|jinja|py|safetensors|pkl|pt)$", re.IGNORECASE)
+_FILE_SUFFIX = re.compile(
+    r"\.(json|txt|model|vocab|bpe|spm|merges|tiktoken|gguf|bin|jinja|py|safetensors|pkl|pt)$", re.IGNORECASE
+)
 _MAX_SETTING_NODES = 100_000
 
 
@@ -343,7 +358,9 @@ def file_settings(path: Path, config: Mapping) -> list[tuple[str, object]]:
         prefix, node = stack.pop()
         seen += 1
         if seen > _MAX_SETTING_NODES:
-            raise CorruptArtifactError(f"{path} holds more than {_MAX_SETTING_NODES} settings; the tokenizer is damaged")
+            raise CorruptArtifactError(
+                f"{path} holds more than {_MAX_SETTING_NODES} settings; the tokenizer is damaged"
+            )
         items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
         for key, value in items:
             name = f"{prefix}.{key}" if prefix else str(key)
@@ -364,7 +381,9 @@ def _token_text(path: Path, key: str, value: object) -> str | None:
         return value
     if isinstance(value, Mapping) and isinstance(value.get("content"), str):
         return value["content"]
-    raise CorruptArtifactError(f"{path}: {key} is {short_repr(value)}, expected a token string; the tokenizer is damaged")
+    raise CorruptArtifactError(
+        f"{path}: {key} is {short_repr(value)}, expected a token string; the tokenizer is damaged"
+    )
 
 
 def tokenizer_settings(path: Path, config: object) -> dict:
@@ -388,7 +407,9 @@ def tokenizer_settings(path: Path, config: object) -> dict:
     extra = config.get("additional_special_tokens")
     if extra is not None:
         if not isinstance(extra, list):
-            raise CorruptArtifactError(f"{path}: additional_special_tokens is {short_repr(extra)}, expected a list of tokens")
+            raise CorruptArtifactError(
+                f"{path}: additional_special_tokens is {short_repr(extra)}, expected a list of tokens"
+            )
         settings["additional_special_tokens"] = [_token_text(path, "additional_special_tokens", t) for t in extra]
     checks = {
         "model_max_length": lambda v: type(v) is int and v > 0,
@@ -402,7 +423,9 @@ def tokenizer_settings(path: Path, config: object) -> dict:
     for key, valid in checks.items():
         if key in config and config[key] is not None:
             if not valid(config[key]):
-                raise CorruptArtifactError(f"{path}: {key} is {short_repr(config[key])}, which no tokenizer takes; the tokenizer is damaged")
+                raise CorruptArtifactError(
+                    f"{path}: {key} is {short_repr(config[key])}, which no tokenizer takes; the tokenizer is damaged"
+                )
             settings[key] = config[key]
     return settings
 

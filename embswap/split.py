@@ -6,8 +6,8 @@ import contextlib
 import os
 
 import torch
-from transformers.utils import logging as transformers_logging
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as transformers_logging
 
 from .architectures import (
     embedding_dim,
@@ -65,7 +65,9 @@ def split(
     try:
         config = AutoConfig.from_pretrained(str(folder), revision=revision, trust_remote_code=False)
     except OSError as err:
-        raise ArtifactNotFoundError(f"cannot read a model config from {location} ({str(err).splitlines()[0]})") from None
+        raise ArtifactNotFoundError(
+            f"cannot read a model config from {location} ({str(err).splitlines()[0]})"
+        ) from None
     family_of(config)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), revision=revision, use_fast=True, trust_remote_code=False)
     with _quiet_transformers():  # "newly initialized" warnings are expected for head-less encoders

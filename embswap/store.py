@@ -61,8 +61,9 @@ class Store:
     def task_names(self) -> list[str]:
         return self._listing(STORE_TASKS)
 
-    def reference_language(self, language: str, *, recorded: str | None = None,
-                           exclude: Iterable[str] = ()) -> str | None:
+    def reference_language(
+        self, language: str, *, recorded: str | None = None, exclude: Iterable[str] = ()
+    ) -> str | None:
         """The pack a pack of ``language`` is read against (its L1: what its init copies rows from), by name.
 
         ``recorded`` (the reference a trained pack's provenance names) when the store holds it, else the
@@ -78,7 +79,9 @@ class Store:
     @cached_property
     def body(self) -> Body:
         if not self.body_path.exists():
-            raise ArtifactNotFoundError(f"store {self.path} has no body; create one with `embswap split` or `embswap pretrain`")
+            raise ArtifactNotFoundError(
+                f"store {self.path} has no body; create one with `embswap split` or `embswap pretrain`"
+            )
         return Body.from_pretrained(self.body_path)
 
     def pack(self, language: str) -> LanguagePack:
@@ -109,7 +112,9 @@ class Store:
         return body.save_pretrained(self._writable(self.body_path, "body"))
 
     def save_pack(self, pack: LanguagePack, name: str | None = None) -> Path:
-        return pack.save_pretrained(self._writable(self.pack_path(pack.language if name is None else name), "language_pack"))
+        return pack.save_pretrained(
+            self._writable(self.pack_path(pack.language if name is None else name), "language_pack")
+        )
 
     def save_task(self, name: str, task: TaskModule) -> Path:
         return task.save_pretrained(self._writable(self.task_path(name), "task_module"))

@@ -82,7 +82,9 @@ def verify_artifact(folder: Path, *, load: bool = False, loaded: dict | None = N
         path = present[name]
         row = FileCheck(label, kind, name, path.stat().st_size, OK)
         try:
-            precheck_file(path)  # the header against the file's size first: a sparse file claiming terabytes fails at once
+            precheck_file(
+                path
+            )  # the header against the file's size first: a sparse file claiming terabytes fails at once
             actual = file_sha256(path)
             if actual != expected:
                 row.status, row.reason = MISMATCH, f"SHA-256 {actual[:12]}…, config records {expected[:12]}…"
@@ -125,7 +127,10 @@ def _compose_rows(loaded: dict) -> list[FileCheck]:
         return []
     store = next(iter(parts)).parent.parent
     if store / STORE_BODY not in bodies:
-        if not (store / STORE_BODY / CONFIG_NAME).is_file() or next(iter(parts)).parent.name not in (STORE_PACKS, STORE_TASKS):
+        if not (store / STORE_BODY / CONFIG_NAME).is_file() or next(iter(parts)).parent.name not in (
+            STORE_PACKS,
+            STORE_TASKS,
+        ):
             return []  # no body to check against
         try:
             bodies[store / STORE_BODY] = Body.from_pretrained(store / STORE_BODY)
@@ -165,13 +170,17 @@ def verify(path: str | os.PathLike, *, load: bool = False) -> list[FileCheck]:
         raise ArtifactNotFoundError(f"{path} is not a folder; pass an artifact folder or a store")
     folders, leftovers = artifact_folders(path)
     if not folders:
-        raise EmbswapError(f"{path} is neither an embswap artifact (no {CONFIG_NAME}) nor a store (no body/, packs/ or tasks/)")
+        raise EmbswapError(
+            f"{path} is neither an embswap artifact (no {CONFIG_NAME}) nor a store (no body/, packs/ or tasks/)"
+        )
     loaded: dict = {}
     rows = [row for folder in folders for row in verify_artifact(folder, load=load, loaded=loaded)]
     if load:
         rows += _compose_rows(loaded)
     for leftover in leftovers:
-        rows.append(FileCheck(str(leftover), "-", "-", None, LEFTOVER, "an interrupted save; ignored, removed by the next save"))
+        rows.append(
+            FileCheck(str(leftover), "-", "-", None, LEFTOVER, "an interrupted save; ignored, removed by the next save")
+        )
     return rows
 
 
@@ -182,4 +191,3 @@ def _is_tokenizer_settings(name: str) -> bool:
 def _line(err: Exception) -> str:
     text = str(err)
     return shown_name(text.splitlines()[0] if text else type(err).__name__, 400)
-

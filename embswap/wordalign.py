@@ -56,8 +56,13 @@ def align_positions(sources: Sequence[Sequence[int]], targets: Sequence[Sequence
     with tempfile.TemporaryDirectory(prefix="embswap-eflomal-") as tmp:
         forward, reverse = Path(tmp) / "forward", Path(tmp) / "reverse"
         # Token ids as words: eflomal splits on whitespace and lowercases, ids survive both.
-        aligner.align([" ".join(map(str, ids)) for ids in sources], [" ".join(map(str, ids)) for ids in targets],
-                      links_filename_fwd=str(forward), links_filename_rev=str(reverse), quiet=True)
+        aligner.align(
+            [" ".join(map(str, ids)) for ids in sources],
+            [" ".join(map(str, ids)) for ids in targets],
+            links_filename_fwd=str(forward),
+            links_filename_rev=str(reverse),
+            quiet=True,
+        )
         fwd_lines = forward.read_text(encoding="utf-8").splitlines()
         rev_lines = reverse.read_text(encoding="utf-8").splitlines()
     if len(fwd_lines) != len(sources) or len(rev_lines) != len(sources):
@@ -65,8 +70,12 @@ def align_positions(sources: Sequence[Sequence[int]], targets: Sequence[Sequence
     return [sorted(set(_parse_links(f)) | set(_parse_links(r))) for f, r in zip(fwd_lines, rev_lines)]
 
 
-def count_links(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-                links: Sequence[Links], ignore_source: frozenset[int] = frozenset()) -> dict[int, Counter]:
+def count_links(
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    links: Sequence[Links],
+    ignore_source: frozenset[int] = frozenset(),
+) -> dict[int, Counter]:
     """``{target token id: Counter({source token id: links})}`` from per-pair position links."""
     counts: dict[int, Counter] = {}
     for source, target, pair_links in zip(sources, targets, links):
@@ -95,8 +104,9 @@ def cache_key(pairs: Sequence[dict], source_tokenizer, target_tokenizer) -> str:
     return digest.hexdigest()
 
 
-def token_translation_counts(pairs: Sequence[dict], source_tokenizer, target_tokenizer, *,
-                             cache_dir: str | os.PathLike | None = None) -> dict[int, Counter]:
+def token_translation_counts(
+    pairs: Sequence[dict], source_tokenizer, target_tokenizer, *, cache_dir: str | os.PathLike | None = None
+) -> dict[int, Counter]:
     """How often each L2 token (``target_tokenizer``) aligns to each L1 token (``source_tokenizer``).
 
     ``pairs`` are ``{"source": L1 text, "target": L2 text}``. Pairs where a side has no token are
@@ -104,7 +114,8 @@ def token_translation_counts(pairs: Sequence[dict], source_tokenizer, target_tok
     ``cache_dir`` (default :func:`default_cache_dir`).
     """
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / cache_key(
-        pairs, source_tokenizer, target_tokenizer)
+        pairs, source_tokenizer, target_tokenizer
+    )
     if (folder / COUNTS_FILE).is_file():
         stored = load_json(folder / COUNTS_FILE)
         return {int(t): Counter({int(s): n for s, n in links.items()}) for t, links in stored.items()}
@@ -125,5 +136,9 @@ def _align_and_count(pairs: Sequence[dict], source_tokenizer, target_tokenizer) 
         raise DataError("init 'aligned' found no parallel pair with text on both sides; pass --parallel FILE")
     sources, targets = [sources[k] for k in kept], [targets[k] for k in kept]
     unk = source_tokenizer.unk_token_id
-    return count_links(sources, targets, align_positions(sources, targets),
-                       ignore_source=frozenset() if unk is None else frozenset({unk}))
+    return count_links(
+        sources,
+        targets,
+        align_positions(sources, targets),
+        ignore_source=frozenset() if unk is None else frozenset({unk}),
+    )

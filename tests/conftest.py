@@ -39,18 +39,40 @@ DE_TEXT = [
 
 FAMILIES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2"]
 
-_SHAPE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+_SHAPE = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128
+)
 
 
 def tiny_config(name: str, vocab_size: int, pad_id: int):
     if name == "bert":
         return transformers.BertConfig(vocab_size=vocab_size, pad_token_id=pad_id, **_SHAPE)
     if name == "roberta":
-        return transformers.RobertaConfig(vocab_size=vocab_size, pad_token_id=pad_id, bos_token_id=0, eos_token_id=2, **{**_SHAPE, "max_position_embeddings": 130})
+        return transformers.RobertaConfig(
+            vocab_size=vocab_size,
+            pad_token_id=pad_id,
+            bos_token_id=0,
+            eos_token_id=2,
+            **{**_SHAPE, "max_position_embeddings": 130},
+        )
     if name == "xlm-roberta":
-        return transformers.XLMRobertaConfig(vocab_size=vocab_size, pad_token_id=pad_id, bos_token_id=0, eos_token_id=2, **{**_SHAPE, "max_position_embeddings": 130})
+        return transformers.XLMRobertaConfig(
+            vocab_size=vocab_size,
+            pad_token_id=pad_id,
+            bos_token_id=0,
+            eos_token_id=2,
+            **{**_SHAPE, "max_position_embeddings": 130},
+        )
     if name == "distilbert":
-        return transformers.DistilBertConfig(vocab_size=vocab_size, pad_token_id=pad_id, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128)
+        return transformers.DistilBertConfig(
+            vocab_size=vocab_size,
+            pad_token_id=pad_id,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=128,
+        )
     if name == "electra":
         return transformers.ElectraConfig(vocab_size=vocab_size, pad_token_id=pad_id, embedding_size=16, **_SHAPE)
     if name == "deberta-v2":

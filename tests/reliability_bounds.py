@@ -53,11 +53,21 @@ def base_parts(samples: kit.Samples) -> tuple[Body, LanguagePack, TaskModule]:
 
         body, pack = Body.from_pretrained(samples.body), LanguagePack.from_pretrained(samples.pack)
         torch.manual_seed(0)
-        model = transformers.AutoModelForSequenceClassification.from_config(body.hf_config(pack.vocab_size, num_labels=3))
-        head = {k: v.clone() for k, v in model.state_dict().items() if k not in body.tensors and "word_embeddings" not in k}
+        model = transformers.AutoModelForSequenceClassification.from_config(
+            body.hf_config(pack.vocab_size, num_labels=3)
+        )
+        head = {
+            k: v.clone() for k, v in model.state_dict().items() if k not in body.tensors and "word_embeddings" not in k
+        }
         delta = {name: body.tensors[name] + 0.01 for name in sorted(body.tensors)[:2]}
-        task = TaskModule(task="classification", labels=["a", "b", "c"], head=head, body_fingerprint=body.fingerprint,
-                          body_delta=delta, special_rows={i: torch.randn(body.embedding_dim) for i in (0, 2)})
+        task = TaskModule(
+            task="classification",
+            labels=["a", "b", "c"],
+            head=head,
+            body_fingerprint=body.fingerprint,
+            body_delta=delta,
+            special_rows={i: torch.randn(body.embedding_dim) for i in (0, 2)},
+        )
         cached = body, pack, task
         object.__setattr__(samples, "_compose_parts", cached)
     return cached
@@ -66,7 +76,9 @@ def base_parts(samples: kit.Samples) -> tuple[Body, LanguagePack, TaskModule]:
 def _resized(tensor: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     shape = list(tensor.shape)
     shape[dim] = size
-    return torch.randn(shape, dtype=tensor.dtype) if tensor.is_floating_point() else torch.zeros(shape, dtype=tensor.dtype)
+    return (
+        torch.randn(shape, dtype=tensor.dtype) if tensor.is_floating_point() else torch.zeros(shape, dtype=tensor.dtype)
+    )
 
 
 BODY_SIZES = ["intermediate_size", "hidden_size", "num_hidden_layers", "max_position_embeddings", "num_attention_heads",
@@ -150,8 +162,9 @@ def fuzz_compose_shapes(samples: kit.Samples, max_examples: int, *, derandomize:
             original, counting = _real_builds(builds)
             ecompose._build = counting
             try:
-                result = kit.outcome(lambda: compose(store.body_path, store.pack_path("en"), store.task_path("t")),
-                                     "compose_shapes")
+                result = kit.outcome(
+                    lambda: compose(store.body_path, store.pack_path("en"), store.task_path("t")), "compose_shapes"
+                )
             finally:
                 ecompose._build = original
             assert verified == (result == "ok"), (what, result, [r.reason for r in rows if r.failed])

@@ -37,7 +37,10 @@ def _tag(pack: LanguagePack) -> dict:
     """What identifies a loaded pack: its provenance tag and a hash of its matrix."""
     import hashlib
 
-    return {"tag": pack.provenance.get("tag"), "sha": hashlib.sha256(eio.tensor_bytes(pack.word_embeddings)).hexdigest()}
+    return {
+        "tag": pack.provenance.get("tag"),
+        "sha": hashlib.sha256(eio.tensor_bytes(pack.word_embeddings)).hexdigest(),
+    }
 
 
 def _set_mode(args: dict) -> None:

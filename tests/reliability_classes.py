@@ -24,11 +24,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import reliability_kit as kit
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reliability_kit as kit
 from embswap import Body, LanguagePack, Store, TaskModule
 from embswap.io import file_sha256
 from embswap.names import check_name, is_valid_name
@@ -80,7 +80,12 @@ def opened_files():
         def __getattr__(self, name):
             return getattr(real_backend, name)
 
-    builtins.open, pyio.open, os.open, fast.TokenizerFast = track(real_open), track(real_io_open), track(real_os_open), Backend
+    builtins.open, pyio.open, os.open, fast.TokenizerFast = (
+        track(real_open),
+        track(real_io_open),
+        track(real_os_open),
+        Backend,
+    )
     try:
         yield seen
     finally:
@@ -101,8 +106,20 @@ def file_setting(draw, outside: dict[str, str]):
     """(tokenizer_config.json with one file-valued setting, what it points at)."""
     target = draw(st.sampled_from(sorted(t for t in outside if t != "pack_tokenizer")), label="target")
     path = outside[target]
-    value = draw(st.sampled_from([path, os.path.relpath(path, outside["pack_tokenizer"]), f"../../{Path(path).name}",
-                                  "tokenizer.json", "vocab.txt", "~/tok.json", "C:\\tok\\tokenizer.json"]), label="value")
+    value = draw(
+        st.sampled_from(
+            [
+                path,
+                os.path.relpath(path, outside["pack_tokenizer"]),
+                f"../../{Path(path).name}",
+                "tokenizer.json",
+                "vocab.txt",
+                "~/tok.json",
+                "C:\\tok\\tokenizer.json",
+            ]
+        ),
+        label="value",
+    )
     key = draw(st.sampled_from(FILE_KEYS) | st.sampled_from(OTHER_KEYS), label="key")
     if key in OTHER_KEYS and not any(s in value for s in ("/", "\\", ".json", ".txt")):
         value = path  # a plain key is refused for what its value looks like
@@ -138,11 +155,18 @@ def fuzz_tokenizer_files(samples: kit.Samples, max_examples: int, *, derandomize
             kit._current_damage[:] = [f"{file}: {key} = {json.dumps(setting)[:80]} ({target})"]
             with opened_files() as seen:
                 for verify_hashes in (True, False):
-                    result = kit.outcome(lambda v=verify_hashes: LanguagePack.from_pretrained(folder, verify=v),
-                                         "tokenizer_files", seconds=10)
+                    result = kit.outcome(
+                        lambda v=verify_hashes: LanguagePack.from_pretrained(folder, verify=v),
+                        "tokenizer_files",
+                        seconds=10,
+                    )
                     assert result == "CorruptArtifactError", (kit._current_damage, result)
-            tokenizer_files = [p for p in seen if Path(p).name.endswith((".json", ".txt", ".model")) and "checked" not in p]
-            assert tokenizer_files and all(p.startswith(os.path.realpath(folder) + os.sep) for p in tokenizer_files), seen
+            tokenizer_files = [
+                p for p in seen if Path(p).name.endswith((".json", ".txt", ".model")) and "checked" not in p
+            ]
+            assert tokenizer_files and all(p.startswith(os.path.realpath(folder) + os.sep) for p in tokenizer_files), (
+                seen
+            )
             assert not forbidden & set(seen), seen  # the setting was never followed
             for load in (False, True):
                 rows = failed_rows(folder, load=load)
@@ -187,8 +211,11 @@ def fuzz_token_ids(samples: kit.Samples, max_examples: int, *, derandomize: bool
     body = Body.from_pretrained(samples.body)
 
     @_settings(max_examples, derandomize)
-    @given(kind=st.sampled_from(["vocab", "template", "bert_processing", "padding", "added", "special"]),
-           new_id=st.integers(rows, rows + 3) | st.integers(rows, 2**31 - 1), data=st.data())
+    @given(
+        kind=st.sampled_from(["vocab", "template", "bert_processing", "padding", "added", "special"]),
+        new_id=st.integers(rows, rows + 3) | st.integers(rows, 2**31 - 1),
+        data=st.data(),
+    )
     def case(kind, new_id, data):
         with tempfile.TemporaryDirectory(dir=samples.root) as work:
             folder = Path(work) / "pack"
@@ -209,11 +236,16 @@ def fuzz_token_ids(samples: kit.Samples, max_examples: int, *, derandomize: bool
 
             assert kit.outcome(load, "token_ids", seconds=10) == "IncompatibleArtifactError", kit._current_damage
             expected = rows if kind in ("added", "special") else new_id
-            assert f"id {expected}" in messages[0] and f"{rows} rows" in messages[0] and "pack 'en'" in messages[0], messages
+            assert f"id {expected}" in messages[0] and f"{rows} rows" in messages[0] and "pack 'en'" in messages[0], (
+                messages
+            )
             assert any(r.startswith("(load): ") and f"id {expected}" in r for r in failed_rows(folder, load=True))
             pack = copy.copy(samples_pack(samples))
             object.__setattr__(pack, "tokenizer", _tokenizer_of(folder))  # a live pack whose tokenizer changed since
-            assert kit.outcome(lambda: __import__("embswap").compose(body, pack), "token_ids") == "IncompatibleArtifactError"
+            assert (
+                kit.outcome(lambda: __import__("embswap").compose(body, pack), "token_ids")
+                == "IncompatibleArtifactError"
+            )
 
     case()
 
@@ -235,14 +267,17 @@ def _tokenizer_of(folder: Path):
 # --- class 4: names ----------------------------------------------------------------------------------
 
 KNOWN_NAMES = ["en", "de", "zh-Hans", "4-e", "l0", "en-robust-1", "en-relearned", "genre", "sentence-embedding",
-               "de~mlm~rand~s0", "classification~x1.5~lr2e-05~noise0.1~s0", "de_CH", "x" * 100]  # fmt: skip
+               "de~mlm~rand~s0", "de~mlm+align~dict5000~s1", "classification~x1.5~lr2e-05~noise0.1~s0", "de_CH",
+               "x" * 100]  # fmt: skip
 PATH_LIKE = ["..", ".", "...", "../../x", "a/b", "a\\b", "/etc", "-x", "--help", ".hidden", ".embswap-tmp-en-0123abcd",
              "", " en", "en ", "de\n", "de\x00", "de\x1b[31m", "é", "x" * 101, "C:", "~", "a/../b"]  # fmt: skip
 
 
 def name_strategy():
-    plain = st.text(alphabet="abcXYZ019-_.~", min_size=1, max_size=12)
-    hostile = st.builds(lambda a, sep, b: a + sep + b, plain, st.sampled_from(["/", "\\", "/../", "\x00", "\n", "\t", " "]), plain)
+    plain = st.text(alphabet="abcXYZ019-_.~+", min_size=1, max_size=12)
+    hostile = st.builds(
+        lambda a, sep, b: a + sep + b, plain, st.sampled_from(["/", "\\", "/../", "\x00", "\n", "\t", " "]), plain
+    )
     return st.sampled_from(KNOWN_NAMES + PATH_LIKE) | plain | hostile | st.text(max_size=20)
 
 
@@ -299,9 +334,14 @@ def composable_task(body: Body, pack: LanguagePack) -> TaskModule:
     model = transformers.AutoModelForSequenceClassification.from_config(body.hf_config(pack.vocab_size, num_labels=2))
     head = {k: v.clone() for k, v in model.state_dict().items() if k not in body.tensors and "word_embeddings" not in k}
     first = min(body.tensors)
-    return TaskModule(task="classification", labels=["a", "b"], head=head, body_fingerprint=body.fingerprint,
-                      body_delta={first: body.tensors[first] + 0.01},
-                      special_rows={i: torch.randn(body.embedding_dim) for i in body.special_tokens.values()})
+    return TaskModule(
+        task="classification",
+        labels=["a", "b"],
+        head=head,
+        body_fingerprint=body.fingerprint,
+        body_delta={first: body.tensors[first] + 0.01},
+        special_rows={i: torch.randn(body.embedding_dim) for i in body.special_tokens.values()},
+    )
 
 
 def _overflowing(tensor: torch.Tensor, index: int, value: float) -> torch.Tensor:
@@ -337,7 +377,9 @@ def fuzz_dtype_range(samples: kit.Samples, max_examples: int, *, derandomize: bo
                 artifact.special_rows = {i: _overflowing(r, index, value) for i, r in task.special_rows.items()}
             else:
                 name = data.draw(st.sampled_from(sorted(getattr(task, part))), label="name")
-                setattr(artifact, part, {**getattr(task, part), name: _overflowing(getattr(task, part)[name], index, value)})
+                setattr(
+                    artifact, part, {**getattr(task, part), name: _overflowing(getattr(task, part)[name], index, value)}
+                )
             cls = TaskModule
         else:
             part = data.draw(st.sampled_from(body_names), label="tensor")

@@ -113,6 +113,7 @@ class CaseTimeout(BaseException):
 @contextlib.contextmanager
 def time_bound(seconds: float):
     """Interrupt the case after ``seconds`` (SIGALRM, main thread only; elsewhere no bound)."""
+
     def expire(signum, frame):
         raise CaseTimeout(f"case exceeded {seconds} s")
 
@@ -166,7 +167,15 @@ nasty_values = st.sampled_from(
      "a\nb", "tokenizer/../../x", "classification", "full", "bert", "mlm", "none"]
 )  # fmt: skip
 
-_ESCAPING_NAMES = ["../outside.bin", "/etc/hostname", "tokenizer/../../outside.bin", "./config.json", "a\x00b", "a\nb", ""]
+_ESCAPING_NAMES = [
+    "../outside.bin",
+    "/etc/hostname",
+    "tokenizer/../../outside.bin",
+    "./config.json",
+    "a\x00b",
+    "a\nb",
+    "",
+]
 
 
 def _files(folder: Path) -> list[Path]:
@@ -224,7 +233,9 @@ def damage(folder: Path, data) -> str:
             if data.draw(st.booleans(), label="rename"):
                 config["files"][data.draw(st.sampled_from(_ESCAPING_NAMES), label="name")] = digest
             else:
-                config["files"][name] = data.draw(st.sampled_from(["0" * 64, "", 7, None, str(digest).upper() + "\n"]), label="hash")
+                config["files"][name] = data.draw(
+                    st.sampled_from(["0" * 64, "", 7, None, str(digest).upper() + "\n"]), label="hash"
+                )
         else:
             key = data.draw(st.sampled_from(sorted(config) + ["new_key"]), label="key")
             if data.draw(st.booleans(), label="delete") and key in config:
@@ -235,9 +246,13 @@ def damage(folder: Path, data) -> str:
     elif kind == "delete":
         path.unlink()
     elif kind == "extra_file":
-        (path.parent / data.draw(st.sampled_from(["x.bin", "extra.safetensors", "README.md"]), label="extra")).write_bytes(b"x")
+        (
+            path.parent / data.draw(st.sampled_from(["x.bin", "extra.safetensors", "README.md"]), label="extra")
+        ).write_bytes(b"x")
     elif kind == "symlink_out":
-        outside = data.draw(st.sampled_from(["/dev/zero", "/etc/hostname", str(folder.parent / "outside.bin")]), label="to")
+        outside = data.draw(
+            st.sampled_from(["/dev/zero", "/etc/hostname", str(folder.parent / "outside.bin")]), label="to"
+        )
         path.unlink()
         path.symlink_to(outside)
     elif kind == "special_file":
@@ -267,7 +282,9 @@ LOADERS = {
 }
 
 
-def fuzz_artifact(samples: Samples, target: str, max_examples: int, *, derandomize: bool, seconds: float = 20.0) -> None:
+def fuzz_artifact(
+    samples: Samples, target: str, max_examples: int, *, derandomize: bool, seconds: float = 20.0
+) -> None:
     """Damaged copies of one sample artifact (or the store): every load ends ok or in an EmbswapError."""
     source = getattr(samples, target)
     load = LOADERS[target]
@@ -331,7 +348,11 @@ def safetensors_files(draw) -> bytes:
         shape = draw(st.lists(st.sampled_from([0, 1, 3, 32, 10**6, 10**12]) | st.integers(-2, 40), max_size=3))
         size = draw(st.sampled_from([0, 4, 12, 128]) | st.integers(0, 10**13))
         begin = draw(st.sampled_from([offset, 0, offset + 1]) | st.integers(-5, 10**13))
-        entries[f"t{i}"] = {"dtype": draw(st.sampled_from(_DTYPES)), "shape": shape, "data_offsets": [begin, begin + size]}
+        entries[f"t{i}"] = {
+            "dtype": draw(st.sampled_from(_DTYPES)),
+            "shape": shape,
+            "data_offsets": [begin, begin + size],
+        }
         offset = begin + size
     if draw(st.booleans()):
         entries["__metadata__"] = draw(st.sampled_from([{"format": "pt"}, {"a": 1}, []]))
@@ -438,7 +459,9 @@ SAVE_STEPS = [("locked", False), ("tmp_created", False), ("written", False), ("s
 FALLBACK_STEPS = SAVE_STEPS + [("moved_aside", False)]  # between the two renames of the fallback
 
 
-def step_sweep(server: ForkServer, sources: dict[str, Path], root: Path, *, fallback: bool, first_save: bool = False) -> Counter:
+def step_sweep(
+    server: ForkServer, sources: dict[str, Path], root: Path, *, fallback: bool, first_save: bool = False
+) -> Counter:
     """SIGKILL a save of B over A at each step of ``atomic_folder``; the path must hold exactly A or B as
     the step implies (nothing, for a first save killed before its swap), and the next save must clean up."""
     expected = {tag: pack_identity(LanguagePack.from_pretrained(path)) for tag, path in sources.items()}

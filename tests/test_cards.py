@@ -4,16 +4,15 @@ import json
 
 import pytest
 import torch
+from conftest import make_mlm
 from huggingface_hub import ModelCard
+from test_core_multilang import random_task
 from typer.testing import CliRunner
 
 from embswap import LanguagePack, Store, split_model
 from embswap.cards import artifact_card, card_for, store_card, write_card
 from embswap.cli.main import app
 from embswap.hub import EVAL_RESULTS
-
-from conftest import make_mlm
-from test_core_multilang import random_task
 
 runner = CliRunner()
 
@@ -22,9 +21,14 @@ runner = CliRunner()
 def store(tmp_path):
     model, tokenizer = make_mlm("bert")
     body, en = split_model(model, tokenizer, "en", provenance={"source": "google-bert/bert-base-uncased"})
-    de = LanguagePack(language="de", tokenizer=en.tokenizer, word_embeddings=en.word_embeddings.clone(),
-                      output_bias=en.output_bias.clone(), body_fingerprint=body.fingerprint,
-                      provenance={"objective": "mlm+align", "minutes": 4.0, "mlm_loss": {"eval_final": 5.36}})
+    de = LanguagePack(
+        language="de",
+        tokenizer=en.tokenizer,
+        word_embeddings=en.word_embeddings.clone(),
+        output_bias=en.output_bias.clone(),
+        body_fingerprint=body.fingerprint,
+        provenance={"objective": "mlm+align", "minutes": 4.0, "mlm_loss": {"eval_final": 5.36}},
+    )
     task = random_task(body, en)
     task.provenance.update(pack_language="en", dev_metrics={"accuracy": 61.3, "macro_f1": 60.2})
     st = Store(tmp_path / "store")
@@ -44,12 +48,21 @@ def _round_trips(card: ModelCard, tmp_path) -> None:
 
 def test_pack_card_metadata_and_text(tmp_path, store):
     fp = store.body.fingerprint
-    card = artifact_card(store.pack_path("de"), location="me/packs:packs/de", body_location="me/bert-body@v1:body",
-                         license="apache-2.0", datasets=["me/bible-de"],
-                         eval_results={"genre": {"de": {"accuracy": 45.1, "n": 2000}, "en": {"accuracy": 61.3}}})
+    card = artifact_card(
+        store.pack_path("de"),
+        location="me/packs:packs/de",
+        body_location="me/bert-body@v1:body",
+        license="apache-2.0",
+        datasets=["me/bible-de"],
+        eval_results={"genre": {"de": {"accuracy": 45.1, "n": 2000}, "en": {"accuracy": 61.3}}},
+    )
     assert card.data.to_dict() == {
-        "library_name": "embswap", "language": ["de"], "license": "apache-2.0",
-        "tags": ["embswap", "language-pack", f"body-{fp[:12]}"], "base_model": "me/bert-body", "datasets": ["me/bible-de"],
+        "library_name": "embswap",
+        "language": ["de"],
+        "license": "apache-2.0",
+        "tags": ["embswap", "language-pack", f"body-{fp[:12]}"],
+        "base_model": "me/bert-body",
+        "datasets": ["me/bible-de"],
     }
     text = card.text
     assert 'embswap.compose("me/bert-body@v1:body", "me/packs:packs/de")' in text

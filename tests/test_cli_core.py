@@ -4,12 +4,11 @@ import json
 
 import torch
 import transformers
+from conftest import EN_TEXT
 from typer.testing import CliRunner
 
 from embswap import Store
 from embswap.cli.main import app
-
-from conftest import EN_TEXT
 
 runner = CliRunner()
 
@@ -22,7 +21,9 @@ def test_split_compose_inspect(tmp_path, bert_mlm):
     assert result.exit_code == 0, result.output
     assert Store(tmp_path / "store").languages == ["en"]
 
-    result = runner.invoke(app, ["compose", "--store", str(tmp_path / "store"), "--lang", "en", "-o", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["compose", "--store", str(tmp_path / "store"), "--lang", "en", "-o", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     reloaded = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "out").eval()
     batch = tokenizer(EN_TEXT[:2], padding=True, return_tensors="pt")

@@ -100,7 +100,7 @@ def test_unknown_top_level_name_is_an_attribute_error():
     import embswap
 
     with pytest.raises(AttributeError, match=r"^module 'embswap' has no attribute 'Stores'$"):
-        embswap.Stores
+        _ = embswap.Stores
 
 
 def _callback_modules(typer_app: typer.Typer) -> set[str]:

@@ -4,12 +4,11 @@ import json
 import sys
 
 import pytest
+from conftest import EN_TEXT, make_mlm
 from typer.testing import CliRunner
 
 from embswap import TaskModule, split_model
 from embswap.cli.main import app, main
-
-from conftest import EN_TEXT, make_mlm
 
 runner = CliRunner()
 ROWS = [{"text": t, "label": "light" if "light" in t else "other"} for t in EN_TEXT]
@@ -171,9 +170,26 @@ def test_named_source_for_training(tmp_path, store, monkeypatch):
 
 def test_finetune_robust_packs_relearned_into_the_store_then_reused(tmp_path, bert_store):
     text = _write(tmp_path / "en.txt", EN_TEXT)
-    base = ["finetune", "--body", str(bert_store.body_path), "--pack", str(bert_store.pack_path("en")),
-            "--task", "classification", "--train", _write(tmp_path / "train.jsonl", ROWS), "--max-steps", "4",
-            "--batch-size", "8", "--seq-len", "32", "--robust-steps", "2", "--json"]
+    base = [
+        "finetune",
+        "--body",
+        str(bert_store.body_path),
+        "--pack",
+        str(bert_store.pack_path("en")),
+        "--task",
+        "classification",
+        "--train",
+        _write(tmp_path / "train.jsonl", ROWS),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "32",
+        "--robust-steps",
+        "2",
+        "--json",
+    ]
     first = runner.invoke(app, base + ["-o", str(tmp_path / "t1"), "--robust-packs", "2", "--robust-text", text])
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
@@ -197,8 +213,19 @@ def test_finetune_robust_packs_relearned_into_the_store_then_reused(tmp_path, be
     ],
 )
 def test_finetune_robust_pack_errors_are_one_line(tmp_path, bert_store, extra, message):
-    args = ["finetune", "--body", str(bert_store.body_path), "--pack", str(bert_store.pack_path("en")),
-            "--task", "classification", "--train", _write(tmp_path / "train.jsonl", ROWS), "-o", str(tmp_path / "t")]
+    args = [
+        "finetune",
+        "--body",
+        str(bert_store.body_path),
+        "--pack",
+        str(bert_store.pack_path("en")),
+        "--task",
+        "classification",
+        "--train",
+        _write(tmp_path / "train.jsonl", ROWS),
+        "-o",
+        str(tmp_path / "t"),
+    ]
     result = runner.invoke(app, args + extra)
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith(message), result.stderr
@@ -209,7 +236,20 @@ def test_finetune_robust_packs_need_a_store(tmp_path, bert_store):
     import shutil
 
     body = shutil.copytree(bert_store.body_path, tmp_path / "loose-body")
-    args = ["finetune", "--body", str(body), "--pack", str(bert_store.pack_path("en")), "--task", "classification",
-            "--train", _write(tmp_path / "train.jsonl", ROWS), "-o", str(tmp_path / "t"), "--robust-packs", "1"]
+    args = [
+        "finetune",
+        "--body",
+        str(body),
+        "--pack",
+        str(bert_store.pack_path("en")),
+        "--task",
+        "classification",
+        "--train",
+        _write(tmp_path / "train.jsonl", ROWS),
+        "-o",
+        str(tmp_path / "t"),
+        "--robust-packs",
+        "1",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "--store" in result.output

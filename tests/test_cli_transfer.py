@@ -8,14 +8,13 @@ import sys
 
 import pytest
 import torch
+from conftest import DE_TEXT
 from typer.testing import CliRunner
 
 from embswap import LanguagePack, Store, compose
 from embswap.artifacts import load_tokenizer
 from embswap.cli.main import app
 from embswap.train.transfer import checkpoint_dir_for
-
-from conftest import DE_TEXT
 
 runner = CliRunner()
 SMALL = ["--seq-len", "32", "--batch-size", "4", "--threads", "1", "--quiet"]
@@ -35,14 +34,32 @@ def invoke(args):
 
 def test_tokenizer_train_uses_the_body_special_ids(tmp_path, bert_store, de_file):
     out = tmp_path / "tok"
-    result = invoke(["tokenizer", "train", "--lang", "de", "--text", de_file, "--vocab-size", 100,
-                     "--body", bert_store.body_path, "--min-frequency", 1, "-o", out, "--json"])
+    result = invoke(
+        [
+            "tokenizer",
+            "train",
+            "--lang",
+            "de",
+            "--text",
+            de_file,
+            "--vocab-size",
+            100,
+            "--body",
+            bert_store.body_path,
+            "--min-frequency",
+            1,
+            "-o",
+            out,
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     tok = load_tokenizer(out)
     assert summary["vocab_size"] == len(tok) == 100 and summary["family"] == "bert"
-    assert {r: getattr(tok, f"{r}_token_id") for r in ("pad", "unk", "cls", "sep", "mask")} == \
-        Store(bert_store.path).body.special_tokens
+    assert {r: getattr(tok, f"{r}_token_id") for r in ("pad", "unk", "cls", "sep", "mask")} == Store(
+        bert_store.path
+    ).body.special_tokens
 
 
 def test_tokenizer_train_needs_text(tmp_path):
@@ -52,9 +69,29 @@ def test_tokenizer_train_needs_text(tmp_path):
 
 def test_transfer_in_a_store_defaults_to_its_other_pack(bert_store, de_file):
     out = bert_store.pack_path("de")
-    result = invoke(["transfer", "--body", bert_store.body_path, "--lang", "de", "--text", de_file, "-o", out,
-                     "--vocab-size", 100, "--init", "overlap", "--max-steps", 4, "--eval-text", de_file, "--json",
-                     *SMALL])
+    result = invoke(
+        [
+            "transfer",
+            "--body",
+            bert_store.body_path,
+            "--lang",
+            "de",
+            "--text",
+            de_file,
+            "-o",
+            out,
+            "--vocab-size",
+            100,
+            "--init",
+            "overlap",
+            "--max-steps",
+            4,
+            "--eval-text",
+            de_file,
+            "--json",
+            *SMALL,
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "reference pack" in result.stderr and "packs/en" in result.stderr
     info = json.loads(result.stdout)
@@ -69,8 +106,22 @@ def test_transfer_resume_through_the_cli_is_bit_identical(tmp_path, bert_store, 
     """An interrupted run resumed with --resume reuses its own tokenizer and ends where a full run ends."""
     import embswap.train.mlm as mlm
 
-    common = ["--body", bert_store.body_path, "--lang", "de", "--text", de_file, "--vocab-size", 100,
-              "--max-steps", 6, "--checkpoint-every", 3, "--pos", *SMALL]
+    common = [
+        "--body",
+        bert_store.body_path,
+        "--lang",
+        "de",
+        "--text",
+        de_file,
+        "--vocab-size",
+        100,
+        "--max-steps",
+        6,
+        "--checkpoint-every",
+        3,
+        "--pos",
+        *SMALL,
+    ]
     interrupted = bert_store.pack_path("de")
     original = mlm.MLMBatches.__call__
 
@@ -103,18 +154,60 @@ def test_transfer_resume_through_the_cli_is_bit_identical(tmp_path, bert_store, 
 def test_init_needing_a_reference_without_one_is_a_usage_error(tmp_path, bert_store, de_file):
     body = tmp_path / "elsewhere" / "body"
     shutil.copytree(bert_store.body_path, body)
-    result = invoke(["transfer", "--body", body, "--lang", "de", "--text", de_file, "-o", tmp_path / "de",
-                     "--init", "overlap", *SMALL])
+    result = invoke(
+        [
+            "transfer",
+            "--body",
+            body,
+            "--lang",
+            "de",
+            "--text",
+            de_file,
+            "-o",
+            tmp_path / "de",
+            "--init",
+            "overlap",
+            *SMALL,
+        ]
+    )
     assert result.exit_code == 2 and "--reference-pack" in result.output
 
 
 def test_tokenizer_for_another_body_is_refused(tmp_path, bert_store, de_file):
     wrong = tmp_path / "wrong-tok"
-    result = invoke(["tokenizer", "train", "--text", de_file, "--vocab-size", 100, "--family", "roberta",
-                     "--min-frequency", 1, "-o", wrong])
+    result = invoke(
+        [
+            "tokenizer",
+            "train",
+            "--text",
+            de_file,
+            "--vocab-size",
+            100,
+            "--family",
+            "roberta",
+            "--min-frequency",
+            1,
+            "-o",
+            wrong,
+        ]
+    )
     assert result.exit_code == 0, result.output
-    result = invoke(["transfer", "--body", bert_store.body_path, "--lang", "de", "--text", de_file,
-                     "-o", tmp_path / "de", "--tokenizer", wrong, *SMALL])
+    result = invoke(
+        [
+            "transfer",
+            "--body",
+            bert_store.body_path,
+            "--lang",
+            "de",
+            "--text",
+            de_file,
+            "-o",
+            tmp_path / "de",
+            "--tokenizer",
+            wrong,
+            *SMALL,
+        ]
+    )
     assert result.exit_code == 1
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "special-token ids" in line and "embswap tokenizer train --body" in line
@@ -124,18 +217,58 @@ def test_tokenizer_for_another_body_is_refused(tmp_path, bert_store, de_file):
 def test_two_process_transfer_with_torchrun(tmp_path, bert_store, de_file):
     """What `accelerate launch` does on GPUs, on 2 CPU processes (gloo): one pack, same tokens seen."""
     tok_dir = tmp_path / "tok"
-    result = invoke(["tokenizer", "train", "--text", de_file, "--vocab-size", 100, "--body", bert_store.body_path,
-                     "--min-frequency", 1, "-o", tok_dir])
+    result = invoke(
+        [
+            "tokenizer",
+            "train",
+            "--text",
+            de_file,
+            "--vocab-size",
+            100,
+            "--body",
+            bert_store.body_path,
+            "--min-frequency",
+            1,
+            "-o",
+            tok_dir,
+        ]
+    )
     assert result.exit_code == 0, result.output
     out = bert_store.pack_path("de")
-    common = ["transfer", "--body", bert_store.body_path, "--lang", "de", "--text", de_file,
-              "--tokenizer", tok_dir, "--max-steps", 6, "--checkpoint-every", 3, "--json", *SMALL]
+    common = [
+        "transfer",
+        "--body",
+        bert_store.body_path,
+        "--lang",
+        "de",
+        "--text",
+        de_file,
+        "--tokenizer",
+        tok_dir,
+        "--max-steps",
+        6,
+        "--checkpoint-every",
+        3,
+        "--json",
+        *SMALL,
+    ]
     args = [*common, "-o", out]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "embswap.cli.main",
-         *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "embswap.cli.main",
+            *map(str, args),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     info = json.loads(run.stdout)  # only the main process prints
@@ -195,8 +328,24 @@ def test_read_texts_named_bible_source():
 
 def test_transfer_anchor_penalty_through_the_cli(bert_store, de_file):
     out = bert_store.pack_path("de")
-    common = ["transfer", "--body", bert_store.body_path, "--lang", "de", "--text", de_file, "-o", out,
-              "--vocab-size", 100, "--init", "overlap", "--max-steps", 2, *SMALL]
+    common = [
+        "transfer",
+        "--body",
+        bert_store.body_path,
+        "--lang",
+        "de",
+        "--text",
+        de_file,
+        "-o",
+        out,
+        "--vocab-size",
+        100,
+        "--init",
+        "overlap",
+        "--max-steps",
+        2,
+        *SMALL,
+    ]
     result = invoke([*common, "--anchors", "penalty", "--anchor-penalty", 3, "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)

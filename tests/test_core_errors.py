@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 import transformers
+from conftest import make_mlm
 from typer.testing import CliRunner
 
 from embswap import (
@@ -22,8 +23,6 @@ from embswap import (
     split_model,
 )
 from embswap.cli.main import app
-
-from conftest import make_mlm
 
 runner = CliRunner()
 
@@ -57,8 +56,13 @@ def test_pack_for_another_body(saved):
 
 def test_hidden_size_mismatch(saved):
     tmp, body, pack = saved
-    wide = LanguagePack(language="de", tokenizer=pack.tokenizer, word_embeddings=torch.zeros(pack.vocab_size, 48),
-                        output_bias=torch.zeros(pack.vocab_size), body_fingerprint=body.fingerprint)
+    wide = LanguagePack(
+        language="de",
+        tokenizer=pack.tokenizer,
+        word_embeddings=torch.zeros(pack.vocab_size, 48),
+        output_bias=torch.zeros(pack.vocab_size),
+        body_fingerprint=body.fingerprint,
+    )
     with pytest.raises(IncompatibleArtifactError, match="48-dimensional embeddings, the body expects 32"):
         compose(body, wide)
 
@@ -66,8 +70,12 @@ def test_hidden_size_mismatch(saved):
 def test_tokenizer_larger_than_matrix(saved):
     tmp, body, pack = saved
     with pytest.raises(IncompatibleArtifactError, match="tokenizer has .* tokens but the embedding matrix has 10 rows"):
-        LanguagePack(language="de", tokenizer=pack.tokenizer, word_embeddings=torch.zeros(10, 32),
-                     body_fingerprint=body.fingerprint)
+        LanguagePack(
+            language="de",
+            tokenizer=pack.tokenizer,
+            word_embeddings=torch.zeros(10, 32),
+            body_fingerprint=body.fingerprint,
+        )
 
 
 def _edit_config(folder, **changes):

@@ -5,11 +5,10 @@ import sys
 import textwrap
 
 import torch
+from conftest import EN_TEXT
 from safetensors.torch import load_file
 
 from embswap import compose, export, split_model
-
-from conftest import EN_TEXT
 
 _CHILD = textwrap.dedent(
     """

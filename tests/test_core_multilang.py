@@ -5,11 +5,10 @@ import time
 import pytest
 import torch
 import transformers
+from conftest import DE_TEXT, EN_TEXT, make_mlm
 
 from embswap import EmbswapError, MultiLanguageModel, TaskModule, compose, load, split_model
 from embswap.train.tokenizer import train_tokenizer
-
-from conftest import DE_TEXT, EN_TEXT, make_mlm
 
 
 def random_task(body, pack, labels=("a", "b", "c"), seed=0) -> TaskModule:
@@ -22,8 +21,14 @@ def random_task(body, pack, labels=("a", "b", "c"), seed=0) -> TaskModule:
     special = {i: torch.randn(body.embedding_dim) for i in body.special_tokens.values()}
     delta_key = next(k for k in body.tensors if "encoder.layer.0.attention.self.query.weight" in k)
     delta = {delta_key: body.tensors[delta_key] + 0.01}
-    return TaskModule(task="classification", labels=list(labels), head=head, body_fingerprint=body.fingerprint,
-                      body_delta=delta, special_rows=special)
+    return TaskModule(
+        task="classification",
+        labels=list(labels),
+        head=head,
+        body_fingerprint=body.fingerprint,
+        body_delta=delta,
+        special_rows=special,
+    )
 
 
 @pytest.fixture
@@ -32,8 +37,13 @@ def two_packs():
     body, en = split_model(model, tokenizer, "en")
     de_tok = train_tokenizer(DE_TEXT, 90, family="bert", min_frequency=1)
     torch.manual_seed(1)
-    de = type(en)(language="de", tokenizer=de_tok, word_embeddings=torch.randn(len(de_tok), 32),
-                  output_bias=torch.randn(len(de_tok)), body_fingerprint=body.fingerprint)
+    de = type(en)(
+        language="de",
+        tokenizer=de_tok,
+        word_embeddings=torch.randn(len(de_tok), 32),
+        output_bias=torch.randn(len(de_tok)),
+        body_fingerprint=body.fingerprint,
+    )
     return body, en, de
 
 
@@ -72,7 +82,7 @@ def test_mixed_batch_equals_single_language(two_packs):
         mixed = multi(batch["input_ids"], languages=langs, attention_mask=batch["attention_mask"]).logits
         for lang, pack in (("en", en), ("de", de)):
             single, _ = compose(body, pack, task)
-            rows = [i for i, l in enumerate(langs) if l == lang]
+            rows = [i for i, code in enumerate(langs) if code == lang]
             others = [i for i in range(len(langs)) if i not in rows]
             ids = batch["input_ids"].clone()
             ids[others] = body.special_tokens["pad"]  # same batch shape; other rows are not compared

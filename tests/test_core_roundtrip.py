@@ -1,10 +1,9 @@
 """split -> save -> load -> compose gives back exactly the original model, for every family."""
 
 import torch
+from conftest import EN_TEXT
 
 from embswap import Body, LanguagePack, compose, split_model
-
-from conftest import EN_TEXT
 
 
 def _batch(tokenizer):

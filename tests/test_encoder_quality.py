@@ -47,21 +47,43 @@ def test_two_hundred_steps_of_alignment_teach_minilm_german(tmp_path):
     folder = str(Path(minilm.__file__).parent / "model")
     body, en = split(folder, "en", allow_headless=True)
     task = sentence_task(body, read_pooling(folder))
-    tokenizer = train_tokenizer(bible.mlm_text("de", books=TRAIN_BOOKS), 16000, family=body.family,
-                                special_ids=body.special_tokens, lowercase=True)
+    tokenizer = train_tokenizer(
+        bible.mlm_text("de", books=TRAIN_BOOKS),
+        16000,
+        family=body.family,
+        special_ids=body.special_tokens,
+        lowercase=True,
+    )
     test = _every_nth(bible.parallel_pairs("4", "e", books=HELD_OUT_BOOKS), 300)
     start = initialize_embeddings(body, tokenizer, "subword-mean", reference_pack=en)
-    untrained = LanguagePack(language="de", tokenizer=tokenizer, word_embeddings=start.word_embeddings,
-                             body_fingerprint=body.fingerprint)
+    untrained = LanguagePack(
+        language="de", tokenizer=tokenizer, word_embeddings=start.word_embeddings, body_fingerprint=body.fingerprint
+    )
     before = evaluate_retrieval(body, en, untrained, task, test)
     outcome = run_transfer(
-        body, tokenizer, [],
-        TransferConfig(language="de", init="subword-mean", objective="align",
-                       objective_options={"parallel": _train_pairs(3000), "pooling": task.settings["mode"],
-                                              "teacher_cache": str(tmp_path / "teacher")},
-                       max_steps=200, max_minutes=10.0, lr=5e-3, batch_size=32, warmup_steps=0, checkpoint_every=None,
-                       progress=False, seed=0),
-        output=None, reference_pack=en,
+        body,
+        tokenizer,
+        [],
+        TransferConfig(
+            language="de",
+            init="subword-mean",
+            objective="align",
+            objective_options={
+                "parallel": _train_pairs(3000),
+                "pooling": task.settings["mode"],
+                "teacher_cache": str(tmp_path / "teacher"),
+            },
+            max_steps=200,
+            max_minutes=10.0,
+            lr=5e-3,
+            batch_size=32,
+            warmup_steps=0,
+            checkpoint_every=None,
+            progress=False,
+            seed=0,
+        ),
+        output=None,
+        reference_pack=en,
     )
     after = evaluate_retrieval(body, en, outcome.pack, task, test)
     summary = f"untrained {before}, after {outcome.result.step} steps {after}"

@@ -4,13 +4,12 @@ import json
 
 import pytest
 import torch
+from conftest import EN_TEXT, make_mlm
 
 from embswap import Store, export, split_model
 from embswap.errors import DataError, EmbswapError
 from embswap.evaluate import evaluate, evaluate_languages, majority_baseline, score_model
 from embswap.train.finetune import FinetuneConfig, FinetuneRun
-
-from conftest import EN_TEXT, make_mlm
 
 ROWS = [{"text": t, "label": "light" if "light" in t else "other"} for t in EN_TEXT]
 

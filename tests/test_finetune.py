@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import DE_TEXT, EN_TEXT, make_mlm
 
 from embswap import LanguagePack, TaskModule, compose, split_model
 from embswap.errors import DataError, IncompatibleArtifactError
@@ -11,8 +12,6 @@ from embswap.evaluate import evaluate, score_model
 from embswap.tasks.data import read_squad
 from embswap.tasks.heads import model_inputs
 from embswap.train.finetune import FinetuneConfig, FinetuneRun, checkpoint_dir_for, finetune, relearn_l1_packs
-
-from conftest import DE_TEXT, EN_TEXT, make_mlm
 
 ROWS = [{"text": t, "label": "light" if "light" in t else "other"} for t in EN_TEXT]
 
@@ -220,9 +219,16 @@ def test_relearn_errors_come_before_any_training(bert_store):
     assert bert_store.languages == ["en"]
     assert relearn_l1_packs(bert_store, "en", None, 0) == []
     en = bert_store.pack("en")
-    bert_store.save_pack(LanguagePack(language="de", tokenizer=en.tokenizer, word_embeddings=en.word_embeddings,
-                                      body_fingerprint=en.body_fingerprint, output_bias=en.output_bias),
-                         name="en-robust-1")
+    bert_store.save_pack(
+        LanguagePack(
+            language="de",
+            tokenizer=en.tokenizer,
+            word_embeddings=en.word_embeddings,
+            body_fingerprint=en.body_fingerprint,
+            output_bias=en.output_bias,
+        ),
+        name="en-robust-1",
+    )
     with pytest.raises(IncompatibleArtifactError, match="store pack 'en-robust-1' was not re-learned from this 'en'"):
         relearn_l1_packs(bert_store, "en", EN_TEXT, 1, **RELEARN)
 
@@ -233,8 +239,16 @@ def test_aligned_robust_packs_record_their_objective_and_are_not_reused_for_anot
         relearn_l1_packs(bert_store, "en", EN_TEXT, 1, objective="mlm+align", **RELEARN)
     assert bert_store.languages == ["en"]  # refused before any training
 
-    packs = relearn_l1_packs(bert_store, "en", EN_TEXT, 1, objective="mlm+align", parallel=pairs,
-                             teacher_cache=str(tmp_path / "cache"), **RELEARN)
+    packs = relearn_l1_packs(
+        bert_store,
+        "en",
+        EN_TEXT,
+        1,
+        objective="mlm+align",
+        parallel=pairs,
+        teacher_cache=str(tmp_path / "cache"),
+        **RELEARN,
+    )
     assert packs[0].provenance["objective"] == "mlm+align" and packs[0].provenance["steps"] == 2
     again = relearn_l1_packs(bert_store, "en", None, 1, objective="mlm+align", **RELEARN)  # reused: no pairs needed
     assert _sha256(again[0].word_embeddings) == _sha256(packs[0].word_embeddings)

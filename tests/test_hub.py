@@ -17,18 +17,26 @@ import huggingface_hub
 import pytest
 import torch
 import transformers
+from conftest import DE_TEXT, make_mlm
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.hf_api import CommitInfo, RepoUrl
+from test_core_multilang import random_task
 from typer.testing import CliRunner
 
-from embswap import ArtifactNotFoundError, Body, EmbswapError, LanguagePack, Store, TaskModule, compose, split_model
-from embswap import hub
+from embswap import (
+    ArtifactNotFoundError,
+    Body,
+    EmbswapError,
+    LanguagePack,
+    Store,
+    TaskModule,
+    compose,
+    hub,
+    split_model,
+)
 from embswap.cli.main import app
 from embswap.io import file_sha256
 from embswap.train.tokenizer import train_tokenizer
-
-from conftest import DE_TEXT, make_mlm
-from test_core_multilang import random_task
 
 runner = CliRunner()
 
@@ -44,7 +52,9 @@ class FakeHub:
 
     def create_repo(self, repo_id, *, private=None, exist_ok=False, repo_type=None, **_):
         self.calls.append(("create_repo", repo_id, private, exist_ok))
-        self.trees.setdefault((repo_id, "main"), {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"})
+        self.trees.setdefault(
+            (repo_id, "main"), {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}
+        )
         return RepoUrl(f"https://huggingface.co/{repo_id}")
 
     def create_branch(self, repo_id, *, branch, revision=None, exist_ok=False, **_):
@@ -60,20 +70,30 @@ class FakeHub:
         tree = self.trees[(repo_id, branch)]
         for op in operations:
             if isinstance(op, CommitOperationDelete):
-                for path in [p for p in tree if p == op.path_in_repo or p.startswith(op.path_in_repo.rstrip("/") + "/")]:
+                for path in [
+                    p for p in tree if p == op.path_in_repo or p.startswith(op.path_in_repo.rstrip("/") + "/")
+                ]:
                     del tree[path]
             else:
                 source = op.path_or_fileobj
                 tree[op.path_in_repo] = source if isinstance(source, bytes) else Path(source).read_bytes()
         commit = self.write(repo_id, branch, tree)
         self.calls.append(("create_commit", repo_id, branch))
-        self.commits.append({"repo": repo_id, "revision": revision, "message": commit_message, "operations": operations, "oid": commit})
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{commit}", commit_message=commit_message,
-                          commit_description="", oid=commit)
+        self.commits.append(
+            {"repo": repo_id, "revision": revision, "message": commit_message, "operations": operations, "oid": commit}
+        )
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/{commit}",
+            commit_message=commit_message,
+            commit_description="",
+            oid=commit,
+        )
 
     def write(self, repo_id: str, branch: str, tree: dict[str, bytes]) -> str:
         """Lay a tree out as huggingface_hub caches it: blobs by hash, snapshot symlinks, refs/<branch>."""
-        commit = hashlib.sha1(json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in sorted(tree.items())}).encode()).hexdigest()
+        commit = hashlib.sha1(
+            json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in sorted(tree.items())}).encode()
+        ).hexdigest()
         repo_dir = self.cache / f"models--{repo_id.replace('/', '--')}"
         for path, data in tree.items():
             blob = repo_dir / "blobs" / hashlib.sha256(data).hexdigest()
@@ -108,9 +128,14 @@ def store(tmp_path):
     body, en = split_model(model, tokenizer, "en")
     de_tok = train_tokenizer(DE_TEXT, 90, family="bert", min_frequency=1)
     torch.manual_seed(1)
-    de = LanguagePack(language="de", tokenizer=de_tok, word_embeddings=torch.randn(len(de_tok), 32),
-                      output_bias=torch.randn(len(de_tok)), body_fingerprint=body.fingerprint,
-                      provenance={"objective": "mlm", "steps": 10})
+    de = LanguagePack(
+        language="de",
+        tokenizer=de_tok,
+        word_embeddings=torch.randn(len(de_tok), 32),
+        output_bias=torch.randn(len(de_tok)),
+        body_fingerprint=body.fingerprint,
+        provenance={"objective": "mlm", "steps": 10},
+    )
     st = Store(tmp_path / "store")
     st.save_body(body)
     st.save_pack(en)
@@ -132,15 +157,18 @@ def _logits(model, tokenizer, texts):
         return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("user/repo", ("user/repo", None, None)),
-    ("user/repo@dev", ("user/repo", "dev", None)),
-    ("user/repo:packs/de", ("user/repo", None, "packs/de")),
-    ("user/my.repo-2@v1.0:packs/de", ("user/my.repo-2", "v1.0", "packs/de")),
-    ("user/repo@refs/pr/1:body", ("user/repo", "refs/pr/1", "body")),
-    ("no-namespace", None),
-    ("a/b/c", None),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("user/repo", ("user/repo", None, None)),
+        ("user/repo@dev", ("user/repo", "dev", None)),
+        ("user/repo:packs/de", ("user/repo", None, "packs/de")),
+        ("user/my.repo-2@v1.0:packs/de", ("user/my.repo-2", "v1.0", "packs/de")),
+        ("user/repo@refs/pr/1:body", ("user/repo", "refs/pr/1", "body")),
+        ("no-namespace", None),
+        ("a/b/c", None),
+    ],
+)
 def test_parse_hub_spec(spec, expected):
     assert hub.parse_hub_spec(spec) == expected
     if expected:
@@ -154,18 +182,28 @@ def test_push_pack_commit_operations(tmp_path, fake_hub, store):
     assert fake_hub.calls[0] == ("create_repo", "user/packs", False, True)
     (commit,) = fake_hub.commits
     local = pack.save_pretrained(tmp_path / "same-pack")  # what the push saved, byte for byte
-    expected = sorted(["packs/de/README.md", "packs/de/config.json", *(f"packs/de/{f}" for f in json.loads(
-        (local / "config.json").read_text())["files"])])
+    expected = sorted(
+        [
+            "packs/de/README.md",
+            "packs/de/config.json",
+            *(f"packs/de/{f}" for f in json.loads((local / "config.json").read_text())["files"]),
+        ]
+    )
     assert _paths(commit) == expected
-    assert expected == ["packs/de/README.md", "packs/de/config.json", "packs/de/embeddings.safetensors",
-                        "packs/de/tokenizer/special_tokens_map.json", "packs/de/tokenizer/tokenizer.json",
-                        "packs/de/tokenizer/tokenizer_config.json"]
+    assert expected == [
+        "packs/de/README.md",
+        "packs/de/config.json",
+        "packs/de/embeddings.safetensors",
+        "packs/de/tokenizer/special_tokens_map.json",
+        "packs/de/tokenizer/tokenizer.json",
+        "packs/de/tokenizer/tokenizer_config.json",
+    ]
     for op in commit["operations"]:
         if op.path_in_repo.endswith("README.md"):
             card = op.path_or_fileobj.decode()
             assert "library_name: embswap" in card and f"body-{pack.body_fingerprint[:12]}" in card
             continue
-        assert op.upload_info.sha256.hex() == file_sha256(local / op.path_in_repo[len("packs/de/"):]), op.path_in_repo
+        assert op.upload_info.sha256.hex() == file_sha256(local / op.path_in_repo[len("packs/de/") :]), op.path_in_repo
     assert commit["message"].startswith("embswap: upload language pack 'de'")
     assert _deleted(commit) == []
 
@@ -180,10 +218,15 @@ def test_push_revision_creates_branch_and_commits_there(fake_hub, store):
 
 def test_repush_deletes_only_the_artifacts_stale_files(fake_hub, store):
     fake_hub.create_repo("user/packs")
-    fake_hub.trees[("user/packs", "main")].update({
-        "packs/de/old.safetensors": b"x", "packs/de/tokenizer/vocab.txt": b"x",  # left by an earlier push
-        "packs/de/notes/keep.txt": b"x", "packs/fr/config.json": b"{}", "README.md": b"root card",
-    })
+    fake_hub.trees[("user/packs", "main")].update(
+        {
+            "packs/de/old.safetensors": b"x",
+            "packs/de/tokenizer/vocab.txt": b"x",  # left by an earlier push
+            "packs/de/notes/keep.txt": b"x",
+            "packs/fr/config.json": b"{}",
+            "README.md": b"root card",
+        }
+    )
     hub.push_folder(store.pack_path("de"), "user/packs@main:packs/de")
     (commit,) = fake_hub.commits
     assert _deleted(commit) == ["packs/de/old.safetensors", "packs/de/tokenizer/vocab.txt"]
@@ -192,7 +235,9 @@ def test_repush_deletes_only_the_artifacts_stale_files(fake_hub, store):
 
 
 def test_push_store_then_load_everything_from_the_cache(fake_hub, store):
-    (store.path / hub.EVAL_RESULTS).write_text(json.dumps({"topic": {"de": {"accuracy": 41.5}, "en": {"accuracy": 60.0}}}))
+    (store.path / hub.EVAL_RESULTS).write_text(
+        json.dumps({"topic": {"de": {"accuracy": 41.5}, "en": {"accuracy": 60.0}}})
+    )
     hub.push_store(store.path, "user/store", private=True)
     (commit,) = fake_hub.commits
     paths = _paths(commit)
@@ -202,7 +247,9 @@ def test_push_store_then_load_everything_from_the_cache(fake_hub, store):
     assert "README.md" in paths and hub.EVAL_RESULTS in paths
     assert not any(p.endswith((".bin", ".pt", ".py", ".pkl")) for p in paths)
     root_card = next(op for op in commit["operations"] if op.path_in_repo == "README.md").path_or_fileobj.decode()
-    assert "embswap compose --body user/store:body --pack user/store:packs/de --task user/store:tasks/topic" in root_card
+    assert (
+        "embswap compose --body user/store:body --pack user/store:packs/de --task user/store:tasks/topic" in root_card
+    )
     assert "41.50" in root_card
 
     de = LanguagePack.from_pretrained("user/store:packs/de")
@@ -218,13 +265,22 @@ def test_revision_branch_and_commit_resolution(fake_hub, store):
     hub.push_store(store.path, "user/store")
     main_commit = fake_hub.commits[0]["oid"]
     v1 = store.pack("de")
-    v2 = LanguagePack(language="de", tokenizer=v1.tokenizer, word_embeddings=v1.word_embeddings + 1,
-                      output_bias=v1.output_bias, body_fingerprint=v1.body_fingerprint)
+    v2 = LanguagePack(
+        language="de",
+        tokenizer=v1.tokenizer,
+        word_embeddings=v1.word_embeddings + 1,
+        output_bias=v1.output_bias,
+        body_fingerprint=v1.body_fingerprint,
+    )
     v2.push_to_hub("user/store", revision="dev", subfolder="packs/de")
     assert torch.equal(LanguagePack.from_pretrained("user/store@dev:packs/de").word_embeddings, v2.word_embeddings)
     assert torch.equal(LanguagePack.from_pretrained("user/store:packs/de").word_embeddings, v1.word_embeddings)
-    assert torch.equal(LanguagePack.from_pretrained("user/store:packs/de", revision="dev").word_embeddings, v2.word_embeddings)
-    assert torch.equal(LanguagePack.from_pretrained(f"user/store@{main_commit}:packs/de").word_embeddings, v1.word_embeddings)
+    assert torch.equal(
+        LanguagePack.from_pretrained("user/store:packs/de", revision="dev").word_embeddings, v2.word_embeddings
+    )
+    assert torch.equal(
+        LanguagePack.from_pretrained(f"user/store@{main_commit}:packs/de").word_embeddings, v1.word_embeddings
+    )
     with pytest.raises(EmbswapError, match="also given"):
         LanguagePack.from_pretrained("user/store@dev:packs/de", revision="main")
 
@@ -261,13 +317,26 @@ def test_cli_push_pull_compose_from_cache(tmp_path, fake_hub, store):
     result = runner.invoke(app, ["push", str(store.path), "--repo", "user/store", "--license", "apache-2.0", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["commit"] == fake_hub.commits[0]["oid"]
-    result = runner.invoke(app, ["push", str(store.pack_path("de")), "--repo", "user/other", "--subfolder", "packs/de",
-                                 "--body-repo", "user/store:body"])
+    result = runner.invoke(
+        app,
+        [
+            "push",
+            str(store.pack_path("de")),
+            "--repo",
+            "user/other",
+            "--subfolder",
+            "packs/de",
+            "--body-repo",
+            "user/store:body",
+        ],
+    )
     assert result.exit_code == 0, result.output
     card = next(op for op in fake_hub.commits[1]["operations"] if op.path_in_repo == "packs/de/README.md")
     assert "base_model: user/store" in card.path_or_fileobj.decode()
 
-    result = runner.invoke(app, ["compose", "--body", "user/store:body", "--pack", "user/other:packs/de", "-o", str(tmp_path / "m")])
+    result = runner.invoke(
+        app, ["compose", "--body", "user/store:body", "--pack", "user/other:packs/de", "-o", str(tmp_path / "m")]
+    )
     assert result.exit_code == 0, result.output
     exported = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "m").eval()
     local, tok = compose(store.body, store.pack("de"))
@@ -282,7 +351,9 @@ def test_cli_push_pull_compose_from_cache(tmp_path, fake_hub, store):
 
 def test_cli_store_and_inspect_accept_hub_ids(tmp_path, fake_hub, store):
     hub.push_store(store.path, "user/store")
-    result = runner.invoke(app, ["compose", "--store", "user/store", "--lang", "de", "--task", "topic", "-o", str(tmp_path / "m")])
+    result = runner.invoke(
+        app, ["compose", "--store", "user/store", "--lang", "de", "--task", "topic", "-o", str(tmp_path / "m")]
+    )
     assert result.exit_code == 0, result.output
     exported = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
     local, tok = compose(store.body, store.pack("de"), store.task("topic"))
@@ -299,8 +370,18 @@ def test_console_script_resolves_through_hf_hub_cache_env(tmp_path, fake_hub, st
     """The real `embswap` process, configured only by HF_HUB_CACHE / HF_HUB_OFFLINE, composes from the cache."""
     hub.push_store(store.path, "user/store")
     env = {**os.environ, "HF_HUB_CACHE": str(fake_hub.cache), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "embswap.cli.main", "compose", "--body", "user/store:body", "--pack", "user/store:packs/de",
-           "-o", str(tmp_path / "m")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "embswap.cli.main",
+        "compose",
+        "--body",
+        "user/store:body",
+        "--pack",
+        "user/store:packs/de",
+        "-o",
+        str(tmp_path / "m"),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "m" / "model.safetensors").is_file()
@@ -319,11 +400,20 @@ def test_search_filters_by_fingerprint_tag_and_language(tmp_path, fake_hub, stor
 
     def list_models(self, **kwargs):
         seen.append(kwargs)
-        return [_Info("user/store", ["embswap", "embswap-store", f"body-{fingerprint[:12]}", "de", "en"], ["de", "en"]),
-                _Info("x/loose-match", ["embswap", "body-000000000000"], ["de"])]
+        return [
+            _Info("user/store", ["embswap", "embswap-store", f"body-{fingerprint[:12]}", "de", "en"], ["de", "en"]),
+            _Info("x/loose-match", ["embswap", "body-000000000000"], ["de"]),
+        ]
 
     monkeypatch.setattr(HfApi, "list_models", list_models)
-    for body in ("user/store", "user/store:body", str(store.body_path), str(store.path), fingerprint[:12], "user/store:packs/de"):
+    for body in (
+        "user/store",
+        "user/store:body",
+        str(store.body_path),
+        str(store.path),
+        fingerprint[:12],
+        "user/store:packs/de",
+    ):
         rows = hub.search(body, "de")
         assert [r["repo"] for r in rows] == ["user/store"], body
         assert seen[-1]["filter"] == ["embswap", f"body-{fingerprint[:12]}"] and seen[-1]["language"] == "de"

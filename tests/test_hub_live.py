@@ -11,10 +11,9 @@ import sys
 import textwrap
 
 import pytest
+from conftest import make_mlm
 
 from embswap import split_model
-
-from conftest import make_mlm
 
 
 def _hub_reachable() -> bool:
@@ -59,7 +58,12 @@ def test_real_push_and_pull(tmp_path):
     _, pack = split_model(model, tokenizer, "en")
     pack.save_pretrained(tmp_path / "pack")
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_HUB_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "pack"), str(tmp_path)], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tmp_path / "pack"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok ")

@@ -4,22 +4,68 @@ import itertools
 
 import pytest
 import torch
+from conftest import make_tokenizer
 
 from embswap import split_model
 from embswap.errors import DataError, EmbswapError, IncompatibleArtifactError
 from embswap.init import _Vocabulary, initialize_embeddings
 
-from conftest import make_tokenizer
-
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Fixed vocabularies, so every count below is exact (trained tokenizers break ties differently per run).
 EN_TOKENS = [
-    "God", "light", "earth", "day", "was", "there", "darkness", "and", "eve", "##ning", "saw", "the",
-    "G", "##o", "##t", "L", "##i", "##c", "##h", "##ss", "da", ".", ",", "s", "##a", "##u", "##f",
+    "God",
+    "light",
+    "earth",
+    "day",
+    "was",
+    "there",
+    "darkness",
+    "and",
+    "eve",
+    "##ning",
+    "saw",
+    "the",
+    "G",
+    "##o",
+    "##t",
+    "L",
+    "##i",
+    "##c",
+    "##h",
+    "##ss",
+    "da",
+    ".",
+    ",",
+    "s",
+    "##a",
+    "##u",
+    "##f",
 ]
 DE_TOKENS = [
-    "Gott", "Licht", "Erde", "Tag", "war", "da", "Finsternis", "und", "Und", "Abend", "sah", "Nacht",
-    "schuf", "Wasser", ".", ",", "G", "##o", "##t", "##ss", "s", "##ch", "##x", "Gottes",
+    "Gott",
+    "Licht",
+    "Erde",
+    "Tag",
+    "war",
+    "da",
+    "Finsternis",
+    "und",
+    "Und",
+    "Abend",
+    "sah",
+    "Nacht",
+    "schuf",
+    "Wasser",
+    ".",
+    ",",
+    "G",
+    "##o",
+    "##t",
+    "##ss",
+    "s",
+    "##ch",
+    "##x",
+    "Gottes",
 ]
 SHARED = ["da", ".", ",", "G", "##o", "##t", "##ss", "s"]
 WORDS = {
@@ -37,8 +83,17 @@ WORDS = {
 }
 # "Gottes" finds "Gott" through the word list's lemma candidates.
 DICTIONARY_ROWS = {
-    "Gott": ["God"], "Gottes": ["God"], "Licht": ["light"], "Erde": ["earth"], "Tag": ["day"], "war": ["was"],
-    "da": ["there"], "Finsternis": ["darkness"], "und": ["and"], "Und": ["and"], "Abend": ["eve"],
+    "Gott": ["God"],
+    "Gottes": ["God"],
+    "Licht": ["light"],
+    "Erde": ["earth"],
+    "Tag": ["day"],
+    "war": ["was"],
+    "da": ["there"],
+    "Finsternis": ["darkness"],
+    "und": ["and"],
+    "Und": ["and"],
+    "Abend": ["eve"],
     "sah": ["saw", "the"],
 }
 
@@ -53,7 +108,11 @@ def wordpiece_tokenizer(tokens):
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     )
 
@@ -61,7 +120,6 @@ def wordpiece_tokenizer(tokens):
 @pytest.fixture(scope="module")
 def setup():
     import transformers
-
     from conftest import tiny_config
 
     en_tok, de_tok = wordpiece_tokenizer(EN_TOKENS), wordpiece_tokenizer(DE_TOKENS)
@@ -79,8 +137,14 @@ def test_random_init_uses_the_body_std(setup):
     assert result.word_embeddings.shape == (len(de_tok), 32)
     assert abs(result.word_embeddings.std().item() - 0.02) < 0.004
     assert torch.equal(result.output_bias, torch.zeros(len(de_tok)))
-    assert result.counts == {"special": 0, "dictionary": 0, "aligned": 0, "overlap": 0, "subword-mean": 0,
-                             "random": len(de_tok)}
+    assert result.counts == {
+        "special": 0,
+        "dictionary": 0,
+        "aligned": 0,
+        "overlap": 0,
+        "subword-mean": 0,
+        "random": len(de_tok),
+    }
     assert result.anchored == set()
     again = initialize_embeddings(body, de_tok, "random", seed=3)
     assert torch.equal(again.word_embeddings, result.word_embeddings)
@@ -104,8 +168,14 @@ def test_overlap_copies_exactly_the_shared_strings(setup):
     shared = {t for t in de_vocab if t in en_vocab and t not in SPECIALS}
     assert shared == set(SHARED)
     result = initialize_embeddings(body, de_tok, "overlap", reference_pack=en_pack)
-    assert result.counts == {"special": 5, "dictionary": 0, "aligned": 0, "overlap": 8, "subword-mean": 0,
-                             "random": 24 - 8}
+    assert result.counts == {
+        "special": 5,
+        "dictionary": 0,
+        "aligned": 0,
+        "overlap": 8,
+        "subword-mean": 0,
+        "random": 24 - 8,
+    }
     for token in shared:
         assert torch.equal(result.word_embeddings[de_vocab[token]], en_pack.word_embeddings[en_vocab[token]]), token
         assert result.output_bias[de_vocab[token]] == en_pack.output_bias[en_vocab[token]]
@@ -139,6 +209,7 @@ def test_dictionary_uses_the_word_list(setup):
 
 def test_anchored_rows_are_exactly_the_word_list_shared_and_special_rows(setup):
     from conftest import DE_TEXT
+
     from embswap.train.transfer import TransferConfig, run_transfer
 
     body, en_pack, de_tok = setup
@@ -154,10 +225,22 @@ def test_anchored_rows_are_exactly_the_word_list_shared_and_special_rows(setup):
     assert result.provenance()["anchored_rows"] == 24 == len(de_tok) - result.counts["random"]
     # The pack step 2 writes records the same count.
     outcome = run_transfer(
-        body, de_tok, DE_TEXT,
-        TransferConfig(language="de", init="dictionary", anchors="frozen", max_steps=1, seq_len=32, batch_size=4,
-                       progress=False, checkpoint_every=None),
-        output=None, reference_pack=en_pack, dictionary=WORDS,
+        body,
+        de_tok,
+        DE_TEXT,
+        TransferConfig(
+            language="de",
+            init="dictionary",
+            anchors="frozen",
+            max_steps=1,
+            seq_len=32,
+            batch_size=4,
+            progress=False,
+            checkpoint_every=None,
+        ),
+        output=None,
+        reference_pack=en_pack,
+        dictionary=WORDS,
     )
     assert outcome.pack.provenance["init"]["anchored_rows"] == 24
     counts = outcome.pack.provenance["init"]["counts"]
@@ -167,18 +250,27 @@ def test_anchored_rows_are_exactly_the_word_list_shared_and_special_rows(setup):
 def test_default_anchors_freeze_dictionary_rows_and_free_the_rest(setup):
     """anchors 'auto' (the default) is the ablation's pick: frozen for dictionary init, free otherwise."""
     from conftest import DE_TEXT
+
     from embswap.train.anchors import resolve_anchors
     from embswap.train.transfer import TransferConfig, run_transfer
 
     body, en_pack, de_tok = setup
     common = dict(language="de", max_steps=2, seq_len=32, batch_size=4, progress=False, checkpoint_every=None)
-    dict_run = run_transfer(body, de_tok, DE_TEXT, TransferConfig(init="dictionary", **common), output=None,
-                            reference_pack=en_pack, dictionary=WORDS)
+    dict_run = run_transfer(
+        body,
+        de_tok,
+        DE_TEXT,
+        TransferConfig(init="dictionary", **common),
+        output=None,
+        reference_pack=en_pack,
+        dictionary=WORDS,
+    )
     assert dict_run.pack.provenance["anchors"] == "frozen"
     rows = sorted(dict_run.init.anchored)
     assert torch.equal(dict_run.pack.word_embeddings[rows], dict_run.init.word_embeddings[rows])
-    overlap_run = run_transfer(body, de_tok, DE_TEXT, TransferConfig(init="overlap", **common), output=None,
-                               reference_pack=en_pack)
+    overlap_run = run_transfer(
+        body, de_tok, DE_TEXT, TransferConfig(init="overlap", **common), output=None, reference_pack=en_pack
+    )
     assert overlap_run.pack.provenance["anchors"] == "free"
     rows = sorted(overlap_run.init.anchored)
     assert not torch.equal(overlap_run.pack.word_embeddings[rows], overlap_run.init.word_embeddings[rows])
@@ -191,8 +283,9 @@ def test_dictionary_limit_takes_the_most_frequent_words(setup):
     body, en_pack, de_tok = setup
     de_vocab = de_tok.get_vocab()
     freq = {de_vocab["Gott"]: 10, de_vocab["und"]: 8, de_vocab["Tag"]: 1}
-    result = initialize_embeddings(body, de_tok, "dictionary", reference_pack=en_pack, dictionary=WORDS,
-                                   dictionary_limit=2, token_frequencies=freq)
+    result = initialize_embeddings(
+        body, de_tok, "dictionary", reference_pack=en_pack, dictionary=WORDS, dictionary_limit=2, token_frequencies=freq
+    )
     assert result.counts["dictionary"] == 2
     assert {de_vocab["Gott"], de_vocab["und"]} <= result.anchored and de_vocab["Tag"] not in result.anchored
 
@@ -223,8 +316,20 @@ def test_subword_mean_averages_the_reference_pieces(setup):
     assert result.counts["overlap"] == 8
     assert result.counts["subword-mean"] == 24 - 8 - result.counts["random"]
     unknown = {t for t in DE_TOKENS if de_vocab[t] not in result.anchored}
-    assert unknown == {"Erde", "Tag", "war", "Finsternis", "und", "Und", "Abend", "Nacht", "Wasser", "##ch", "##x",
-                       "Gottes"}
+    assert unknown == {
+        "Erde",
+        "Tag",
+        "war",
+        "Finsternis",
+        "und",
+        "Und",
+        "Abend",
+        "Nacht",
+        "Wasser",
+        "##ch",
+        "##x",
+        "Gottes",
+    }
 
 
 def test_marker_conventions_translate_between_vocabularies():
@@ -256,10 +361,20 @@ def test_errors_name_the_missing_input(setup):
 # aligned: word alignment of parallel text. Every 3-word combination of 8 translated words, in
 # the same order on both sides: each word co-occurs with its translation only, so eflomal links
 # them exactly (300 runs gave the same counts every time).
-LEXICON = {"Gott": "God", "Licht": "light", "Erde": "earth", "Tag": "day", "war": "was", "Finsternis": "darkness",
-           "und": "and", "sah": "saw"}
-ALIGNED_PAIRS = [{"source": " ".join(LEXICON[w] for w in words), "target": " ".join(words)}
-                 for words in itertools.combinations(LEXICON, 3)]
+LEXICON = {
+    "Gott": "God",
+    "Licht": "light",
+    "Erde": "earth",
+    "Tag": "day",
+    "war": "was",
+    "Finsternis": "darkness",
+    "und": "and",
+    "sah": "saw",
+}
+ALIGNED_PAIRS = [
+    {"source": " ".join(LEXICON[w] for w in words), "target": " ".join(words)}
+    for words in itertools.combinations(LEXICON, 3)
+]
 
 
 def test_count_links_sums_links_per_token_pair():
@@ -290,8 +405,14 @@ def test_aligned_rows_are_link_weighted_means(setup, monkeypatch, tmp_path):
     assert torch.equal(result.word_embeddings[de_vocab["Gott"]], ref[en_vocab["God"]])
     assert torch.equal(result.word_embeddings[de_vocab["Licht"]], ref[en_vocab["light"]])
     # Unlinked tokens fall back to overlap, then subword-mean (schuf), then random.
-    assert result.counts == {"special": 5, "dictionary": 0, "aligned": 3, "overlap": 8, "subword-mean": 1,
-                             "random": 24 - 3 - 8 - 1}
+    assert result.counts == {
+        "special": 5,
+        "dictionary": 0,
+        "aligned": 3,
+        "overlap": 8,
+        "subword-mean": 1,
+        "random": 24 - 3 - 8 - 1,
+    }
     assert torch.equal(result.word_embeddings[de_vocab["da"]], ref[en_vocab["da"]])
 
 
@@ -301,8 +422,7 @@ def test_aligned_init_with_eflomal_links_each_word_to_its_translation(setup, mon
     body, en_pack, de_tok = setup
     en_vocab, de_vocab = en_pack.tokenizer.get_vocab(), de_tok.get_vocab()
     result = initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack, parallel=ALIGNED_PAIRS)
-    assert result.counts == {"special": 5, "dictionary": 0, "aligned": 8, "overlap": 8, "subword-mean": 1,
-                             "random": 7}
+    assert result.counts == {"special": 5, "dictionary": 0, "aligned": 8, "overlap": 8, "subword-mean": 1, "random": 7}
     for de_word, en_word in LEXICON.items():
         assert torch.equal(result.word_embeddings[de_vocab[de_word]], en_pack.word_embeddings[en_vocab[en_word]])
     assert result.provenance() == {"method": "aligned", "counts": result.counts, "anchored_rows": 22}
@@ -315,12 +435,22 @@ def test_aligned_init_is_recorded_in_the_pack(setup, tmp_path, monkeypatch):
     monkeypatch.setenv("EMBSWAP_CACHE", str(tmp_path))
     body, en_pack, de_tok = setup
     outcome = run_transfer(
-        body, de_tok, [],
-        TransferConfig(language="de", init="aligned", objective="align",
-                       objective_options={"parallel": ALIGNED_PAIRS,
-                                                                "teacher_cache": str(tmp_path)},
-                       max_steps=1, seq_len=32, batch_size=4, progress=False, checkpoint_every=None),
-        output=None, reference_pack=en_pack,
+        body,
+        de_tok,
+        [],
+        TransferConfig(
+            language="de",
+            init="aligned",
+            objective="align",
+            objective_options={"parallel": ALIGNED_PAIRS, "teacher_cache": str(tmp_path)},
+            max_steps=1,
+            seq_len=32,
+            batch_size=4,
+            progress=False,
+            checkpoint_every=None,
+        ),
+        output=None,
+        reference_pack=en_pack,
     )
     init = outcome.pack.provenance["init"]
     assert init["method"] == "aligned" and init["counts"]["aligned"] == 8 and init["anchored_rows"] == 22
@@ -336,11 +466,15 @@ def test_aligned_init_errors(setup, monkeypatch, tmp_path):
     with pytest.raises(DataError, match="init 'aligned' word-aligns parallel text; pass --parallel"):
         initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack)
     with pytest.raises(DataError, match="no parallel pair with text on both sides"):
-        initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack,
-                              parallel=[{"source": "God", "target": "   "}])
+        initialize_embeddings(
+            body, de_tok, "aligned", reference_pack=en_pack, parallel=[{"source": "God", "target": "   "}]
+        )
     monkeypatch.setitem(sys.modules, "eflomal", None)  # as if the optional extra were not installed
-    with pytest.raises(EmbswapError, match=r'^init "aligned" word-aligns the parallel text with eflomal; '
-                                           r'pip install "embswap\[align\]"$'):
+    with pytest.raises(
+        EmbswapError,
+        match=r'^init "aligned" word-aligns the parallel text with eflomal; '
+        r'pip install "embswap\[align\]"$',
+    ):
         initialize_embeddings(body, de_tok, "aligned", reference_pack=en_pack, parallel=ALIGNED_PAIRS)
 
 
@@ -355,7 +489,8 @@ def test_alignment_counts_are_cached_by_text_and_tokenizers(setup, monkeypatch, 
     again = wordalign.token_translation_counts(pairs, en_pack.tokenizer, de_tok, cache_dir=tmp_path)
     assert first == again == {de_tok.get_vocab()["Gott"]: {en_pack.tokenizer.get_vocab()["God"]: 1}}
     assert len(calls) == 1 and len(list(tmp_path.iterdir())) == 1
-    wordalign.token_translation_counts([{"source": "God", "target": "Licht"}], en_pack.tokenizer, de_tok,
-                                       cache_dir=tmp_path)
+    wordalign.token_translation_counts(
+        [{"source": "God", "target": "Licht"}], en_pack.tokenizer, de_tok, cache_dir=tmp_path
+    )
     wordalign.token_translation_counts(pairs, de_tok, en_pack.tokenizer, cache_dir=tmp_path)  # sides swapped
     assert len(calls) == 3 and len(list(tmp_path.iterdir())) == 3

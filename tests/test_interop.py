@@ -5,6 +5,7 @@ import pytest
 import torch
 import transformers
 from adapters import DoubleSeqBnConfig, SeqBnConfig, SeqBnInvConfig
+from conftest import DE_TEXT, EN_TEXT, make_mlm
 
 from embswap import CorruptArtifactError, IncompatibleArtifactError, LanguagePack, compose, split_model
 from embswap.interop import (
@@ -13,8 +14,6 @@ from embswap.interop import (
     import_adapters_embeddings,
 )
 from embswap.train.tokenizer import train_tokenizer
-
-from conftest import DE_TEXT, EN_TEXT, make_mlm
 
 
 @pytest.fixture
@@ -57,8 +56,13 @@ def test_import_save_embeddings_matches_adapters(tmp_path, setup):
 def test_export_loads_in_adapters(tmp_path, setup):
     body, en, model, en_tok, de_tok = setup
     torch.manual_seed(1)
-    de = LanguagePack(language="de", tokenizer=de_tok, word_embeddings=torch.randn(len(de_tok), 32),
-                      output_bias=torch.randn(len(de_tok)), body_fingerprint=body.fingerprint)
+    de = LanguagePack(
+        language="de",
+        tokenizer=de_tok,
+        word_embeddings=torch.randn(len(de_tok), 32),
+        output_bias=torch.randn(len(de_tok)),
+        body_fingerprint=body.fingerprint,
+    )
     export_adapters_embeddings(de, tmp_path / "emb")
     loaded_tok = model.load_embeddings(str(tmp_path / "emb"), "de")
     assert loaded_tok.get_vocab() == de_tok.get_vocab()
@@ -79,12 +83,16 @@ def test_export_import_round_trip(tmp_path, setup):
     assert back.tokenizer(EN_TEXT[0])["input_ids"] == en.tokenizer(EN_TEXT[0])["input_ids"]
 
 
-@pytest.mark.parametrize("config, safetensors, from_base", [
-    (SeqBnConfig(), False, False),
-    (DoubleSeqBnConfig(reduction_factor=4), True, False),
-    (SeqBnConfig(), True, True),
-    (SeqBnInvConfig(), False, False),
-], ids=["seq_bn-bin", "double_seq_bn-safetensors", "saved-from-base-model", "mad-x-invertible"])
+@pytest.mark.parametrize(
+    "config, safetensors, from_base",
+    [
+        (SeqBnConfig(), False, False),
+        (DoubleSeqBnConfig(reduction_factor=4), True, False),
+        (SeqBnConfig(), True, True),
+        (SeqBnInvConfig(), False, False),
+    ],
+    ids=["seq_bn-bin", "double_seq_bn-safetensors", "saved-from-base-model", "mad-x-invertible"],
+)
 def test_attach_language_adapter_matches_adapters(tmp_path, setup, config, safetensors, from_base):
     body, en, model, en_tok, _ = setup
     owner = model.base_model if from_base else model  # adapters keys tensors without "bert." from the bare model
@@ -108,8 +116,11 @@ def test_attach_language_adapter_matches_adapters(tmp_path, setup, config, safet
 def test_attach_refuses_adapter_of_other_model(tmp_path, setup):
     body, en, *_ = setup
     # Same family and width, but 3 layers: the adapter has tensors the body's model lacks.
-    bigger = transformers.BertForMaskedLM(transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3,
-                                                                  num_attention_heads=2, intermediate_size=64))
+    bigger = transformers.BertForMaskedLM(
+        transformers.BertConfig(
+            vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64
+        )
+    )
     adapters.init(bigger)
     bigger.add_adapter("mad", config=SeqBnConfig())
     bigger.save_adapter(str(tmp_path / "ad"), "mad")

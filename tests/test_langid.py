@@ -5,12 +5,10 @@ import sys
 
 import pytest
 import torch
-
-from embswap import EmbswapError, MultiLanguageModel, Store, load, split_model
-from embswap import langid
-from embswap.train.tokenizer import train_tokenizer
-
 from conftest import DE_TEXT, EN_TEXT, make_mlm
+
+from embswap import EmbswapError, MultiLanguageModel, Store, langid, load, split_model
+from embswap.train.tokenizer import train_tokenizer
 
 FRENCH = "Au commencement, Dieu créa les cieux et la terre."
 
@@ -23,8 +21,9 @@ def encoder_packs():
     body, en = split_model(model.base_model, tokenizer, "en")
     de_tok = train_tokenizer(DE_TEXT, 90, family="bert", min_frequency=1)
     torch.manual_seed(1)
-    de = type(en)(language="de", tokenizer=de_tok, word_embeddings=torch.randn(len(de_tok), 32),
-                  body_fingerprint=body.fingerprint)
+    de = type(en)(
+        language="de", tokenizer=de_tok, word_embeddings=torch.randn(len(de_tok), 32), body_fingerprint=body.fingerprint
+    )
     return body, en, de
 
 

@@ -121,9 +121,8 @@ def test_the_store_a_body_lies_in_keeps_the_robust_packs(tmp_path):
 
 
 def test_cli_choice_lists_are_the_library_names():
-    from embswap.cli import tasks as cli_tasks
-
     from embswap.choices import FINETUNE_MODES
+    from embswap.cli import tasks as cli_tasks
     from embswap.tasks.data import SUPERVISED_TASKS
     from embswap.train.finetune import MODES
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import EN_TEXT, FAMILIES, make_mlm, make_tokenizer
 
 from embswap.architectures import mlm_head_logits
 from embswap.errors import DataError, UnsupportedModelError
@@ -14,8 +15,6 @@ from embswap.train.mlm import (
     mlm_loss,
     tokenize_texts,
 )
-
-from conftest import EN_TEXT, FAMILIES, make_mlm, make_tokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +50,14 @@ def test_masking_rates_and_specials():
 def test_at_least_one_token_is_masked():
     ids = torch.tensor([[2, 7, 3]])
     gen = torch.Generator().manual_seed(0)
-    _, labels = mask_tokens(ids, never_mask=torch.tensor([0, 2, 3]), mask_id=4, replacement_ids=torch.arange(5, 9),
-                            generator=gen, probability=0.0)
+    _, labels = mask_tokens(
+        ids,
+        never_mask=torch.tensor([0, 2, 3]),
+        mask_id=4,
+        replacement_ids=torch.arange(5, 9),
+        generator=gen,
+        probability=0.0,
+    )
     assert labels.tolist() == [[IGNORE_INDEX, 7, IGNORE_INDEX]]
 
 
@@ -76,8 +81,9 @@ def test_group_mode_keeps_texts_apart_and_cuts_long_ones():
 
 
 def _batches(tokenizer, **kw):
-    seqs = build_sequences(tokenize_texts(tokenizer, EN_TEXT), 24, cls_id=tokenizer.cls_token_id,
-                           sep_id=tokenizer.sep_token_id)
+    seqs = build_sequences(
+        tokenize_texts(tokenizer, EN_TEXT), 24, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id
+    )
     return MLMBatches(seqs, tokenizer, batch_size=4, seed=0, **kw)
 
 

@@ -12,8 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_wheel_maps_cli_into_the_package(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "-w", str(tmp_path), "--no-deps", "-q"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "-w", str(tmp_path), "--no-deps", "-q"],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(tmp_path.glob("embswap-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "embswap/cli/main.py" in names

@@ -14,17 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DE_TEXT, EN_TEXT, FAMILIES, make_mlm
+from test_core_multilang import random_task
 
 from embswap import LanguagePack, MultiLanguageModel, compose, split_model
 from embswap.architectures import output_layer, word_embeddings
 from embswap.compose import special_rows_applied
 from embswap.errors import EmbswapError, IncompatibleArtifactError
 from embswap.train.loop import LoopConfig, default_optimizer
-from embswap.train.transfer import TransferConfig, _transfer_optimizer, run_transfer
 from embswap.train.tokenizer import train_tokenizer
-
-from conftest import DE_TEXT, EN_TEXT, FAMILIES, make_mlm
-from test_core_multilang import random_task
+from embswap.train.transfer import TransferConfig, _transfer_optimizer, run_transfer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -97,10 +96,17 @@ def test_bf16_transfer_trains_a_float32_pack_and_leaves_the_body_alone(tmp_path)
         checkpoint_every=None,
         max_steps=6,
     )
-    half = run_transfer(body, de_tok, DE_TEXT, TransferConfig(precision="bf16", **common), output=tmp_path / "bf16",
-                        eval_texts=DE_TEXT[:8])
-    full = run_transfer(body, de_tok, DE_TEXT, TransferConfig(**common), output=tmp_path / "fp32",
-                        eval_texts=DE_TEXT[:8])
+    half = run_transfer(
+        body,
+        de_tok,
+        DE_TEXT,
+        TransferConfig(precision="bf16", **common),
+        output=tmp_path / "bf16",
+        eval_texts=DE_TEXT[:8],
+    )
+    full = run_transfer(
+        body, de_tok, DE_TEXT, TransferConfig(**common), output=tmp_path / "fp32", eval_texts=DE_TEXT[:8]
+    )
     assert half.pack.word_embeddings.dtype == torch.float32
     assert half.pack.provenance["precision"] == "bf16" and "precision" not in full.pack.provenance
     assert all(torch.equal(before[k], body.tensors[k]) for k in before)
@@ -365,8 +371,8 @@ def test_lean_activations_leave_evaluation_and_autocast_alone():
 
 
 def test_step2_model_shares_the_frozen_body_and_copies_what_trains():
-    from embswap.compose import training_model
     from embswap.architectures import position_embeddings
+    from embswap.compose import training_model
 
     body, en, _, _ = _two_packs("bert")
     model = training_model(body, en, train_positions=True)

@@ -7,13 +7,12 @@ runs on the composed model of a swapped-in language and returns well-formed answ
 import pytest
 import torch
 import transformers
+from conftest import DE_TEXT, make_mlm
+from test_core_multilang import random_task
 from transformers import pipeline
 
 from embswap import LanguagePack, TaskModule, compose, export, split_model
 from embswap.train.tokenizer import train_tokenizer
-
-from conftest import DE_TEXT, make_mlm
-from test_core_multilang import random_task
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +22,13 @@ def parts():
     body, en = split_model(model, tokenizer, "en")
     de_tok = train_tokenizer(DE_TEXT, 90, family="bert", min_frequency=1)
     torch.manual_seed(1)
-    de = LanguagePack(language="de", tokenizer=de_tok, word_embeddings=torch.randn(len(de_tok), 32),
-                      output_bias=torch.randn(len(de_tok)), body_fingerprint=body.fingerprint)
+    de = LanguagePack(
+        language="de",
+        tokenizer=de_tok,
+        word_embeddings=torch.randn(len(de_tok), 32),
+        output_bias=torch.randn(len(de_tok)),
+        body_fingerprint=body.fingerprint,
+    )
     return body, en, de
 
 
@@ -71,5 +75,5 @@ def test_question_answering_exported(tmp_path, parts):
     # Positions stop at 128 in the tiny model: keep windows short.
     answer = qa(question="Wie nannte Gott das Licht?", context=context, max_seq_len=64, doc_stride=16)
     assert isinstance(answer["answer"], str) and answer["answer"]
-    assert context[answer["start"]:answer["end"]] == answer["answer"]
+    assert context[answer["start"] : answer["end"]] == answer["answer"]
     assert 0.0 <= answer["score"] <= 1.0

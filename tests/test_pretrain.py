@@ -6,12 +6,12 @@ from dataclasses import replace
 import pytest
 import torch
 from conftest import DE_TEXT, EN_TEXT
-from embswap.cli.main import app
 from typer.testing import CliRunner
 
 from embswap import Store, compose
 from embswap.architectures import new_config
 from embswap.artifacts import load_tokenizer
+from embswap.cli.main import app
 from embswap.errors import EmbswapError, IncompatibleArtifactError, TrainingError, UnsupportedModelError
 from embswap.train import pretrain as pretrain_mod
 from embswap.train.pretrain import PRESETS, PretrainConfig, resolve_preset, run_pretrain
@@ -71,7 +71,8 @@ def test_presets_and_fresh_configs():
 def test_single_language_store_composes_exactly(tmp_path, family):
     fast = {**FAST, "vocab_size": 150 + (256 if family == "roberta" else 0)}
     out = run_pretrain(
-        {"en": EN_TEXT}, tmp_path / "store",
+        {"en": EN_TEXT},
+        tmp_path / "store",
         PretrainConfig(family=family, max_steps=6, eval_fraction=0.1, **fast),
     )
     store = Store(tmp_path / "store")
@@ -91,7 +92,8 @@ def test_single_language_store_composes_exactly(tmp_path, family):
 
 def test_mlm_loss_decreases(tmp_path):
     out = run_pretrain(
-        {"en": EN_TEXT}, tmp_path / "store",
+        {"en": EN_TEXT},
+        tmp_path / "store",
         PretrainConfig(max_steps=60, eval_fraction=0.15, checkpoint_every=None, **FAST),
     )
     train = [r["loss"] for r in out.result.history if "loss" in r]
@@ -121,7 +123,8 @@ def test_joint_vocabulary_packs_are_identical_and_compose(tmp_path):
 def test_disjoint_vocabulary_packs_are_slices_of_the_table(tmp_path):
     texts = {"en": EN_TEXT, "de": DE_TEXT}
     out = run_pretrain(
-        texts, tmp_path / "store",
+        texts,
+        tmp_path / "store",
         PretrainConfig(vocab="disjoint", max_steps=4, eval_fraction=0.0, **FAST),
     )
     store = Store(tmp_path / "store")
@@ -153,12 +156,14 @@ def test_given_tokenizers_positions_and_overwrite(tmp_path):
     tok = train_tokenizer(EN_TEXT, 150)
     with pytest.raises(IncompatibleArtifactError, match="one tokenizer per language"):
         run_pretrain(
-            {"en": EN_TEXT, "de": DE_TEXT}, tmp_path / "s",
+            {"en": EN_TEXT, "de": DE_TEXT},
+            tmp_path / "s",
             PretrainConfig(vocab="disjoint", max_steps=1, **FAST),
             tokenizer=tok,
         )
     out = run_pretrain(
-        {"en": EN_TEXT}, tmp_path / "s",
+        {"en": EN_TEXT},
+        tmp_path / "s",
         PretrainConfig(max_steps=1, max_positions=48, **FAST),
         tokenizer=tok,
     )
@@ -246,7 +251,9 @@ def test_cli_pretrain(tmp_path):
 def test_cli_pretrain_shows_the_library_log_lines_on_stderr(tmp_path):
     (tmp_path / "en.txt").write_text("\n".join(EN_TEXT), encoding="utf-8")
     args = ["pretrain", "--lang", "en", "--text", str(tmp_path / "en.txt"), "-o", str(tmp_path / "mono"), "--json"]
-    result = runner.invoke(app, [*args, "--vocab-size", "150", "--max-steps", "1", "--seq-len", "32", "--batch-size", "4"])
+    result = runner.invoke(
+        app, [*args, "--vocab-size", "150", "--max-steps", "1", "--seq-len", "32", "--batch-size", "4"]
+    )
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     # logged by embswap.train.pretrain; the CLI's handler (cli/_common.py) prints them as they are

@@ -25,8 +25,14 @@ def test_python_examples(code, tmp_path):
 
 @pytest.mark.parametrize("code", _blocks("bash"))
 def test_cli_examples(code, tmp_path):
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600, env={**__import__("os").environ, "TMP": str(tmp_path)})
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "TMP": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -41,8 +47,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 def _anchors(path):
     """GitHub's heading slugs: lower case, punctuation dropped, spaces to hyphens."""
     text = FENCE.sub("", path.read_text(encoding="utf-8"))
-    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-            for h in re.findall(r"^#+ (.*)$", text, re.M)}
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.*)$", text, re.M)}
 
 
 def _broken_links(path):

@@ -17,13 +17,13 @@ import reliability_bounds as bounds
 import reliability_kit as kit
 import torch
 from conftest import EN_TEXT
-from embswap.cli.main import app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import embswap.io as eio
 from embswap import LanguagePack, Store, TaskModule
+from embswap.cli.main import app
 from embswap.errors import CorruptArtifactError, EmbswapError
 from embswap.io import load_json
 from embswap.safety import MAX_TENSORS, MAX_TOKENIZER_BYTES
@@ -284,7 +284,9 @@ def test_evaluate_names_the_store_tasks_when_the_task_is_unknown(composable_stor
 
 def test_finetune_takes_threads_and_quiet(bert_store, tmp_path, monkeypatch):
     rows = tmp_path / "train.jsonl"
-    rows.write_text("".join(json.dumps({"text": t, "label": "a" if i % 2 else "b"}) + "\n" for i, t in enumerate(EN_TEXT)))
+    rows.write_text(
+        "".join(json.dumps({"text": t, "label": "a" if i % 2 else "b"}) + "\n" for i, t in enumerate(EN_TEXT))
+    )
     threads = torch.get_num_threads()
     try:
         result = runner.invoke(app, ["finetune", "--body", str(bert_store.body_path), "--pack", str(bert_store.pack_path("en")),

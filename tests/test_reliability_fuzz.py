@@ -7,7 +7,6 @@ The default suite runs a few hundred derandomized cases per loader (~30 s); the 
 """
 
 import pytest
-
 import reliability_kit as kit
 
 # max_examples per loader: (default suite, slow). Each artifact example loads twice (hashes on, off).
@@ -38,7 +37,9 @@ def _run(samples, target: str, examples: int, derandomize: bool) -> None:
     else:
         kit.fuzz_artifact(samples, target, examples, derandomize=derandomize)
     ran = kit.STATS[f"{target}:cases"] - before
-    outcomes = {k.split(":", 1)[1]: v for k, v in kit.STATS.items() if k.startswith(f"{target}:") and not k.endswith(":cases")}
+    outcomes = {
+        k.split(":", 1)[1]: v for k, v in kit.STATS.items() if k.startswith(f"{target}:") and not k.endswith(":cases")
+    }
     print(f"{target}: {ran} cases, outcomes {outcomes}, peak RSS +{kit.peak_rss_mb() - before_rss:.0f} MB")
     assert ran >= examples  # hypothesis ran what was asked (it may stop early only when it runs out of inputs)
     # Nothing damaged may blow memory up: the samples are KBs, so the peak stays where loading them put it.

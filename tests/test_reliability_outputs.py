@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import DE_TEXT, EN_TEXT, make_mlm, make_tokenizer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -40,8 +40,6 @@ from embswap.outputs import (
     kind_of,
     tolerate_closed,
 )
-
-from conftest import DE_TEXT, EN_TEXT, make_mlm, make_tokenizer
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -117,26 +115,78 @@ class Command:
 
 
 COMMANDS = [
-    Command("compose", MODEL, lambda w, o: ["compose", "--body", w.store.body_path, "--pack", w.store.pack_path("en"), "-o", o],
-            input=lambda w: w.store.pack_path("en"), parent=lambda w: w.store.path,
-            child=lambda w: w.store.pack_path("en") / "sub"),
-    Command("split", STORE, lambda w, o: ["split", w.ckpt, "-o", o, "--lang", "en", "--overwrite"],
-            input=lambda w: w.ckpt, parent=lambda w: w.ckpt.parent, child=lambda w: w.ckpt / "sub"),
-    Command("transfer", "language_pack",
-            lambda w, o: ["transfer", "--body", w.store.body_path, "--lang", "de", "--text", w.text, "--vocab-size", "100",
-                          "-o", o],
-            input=lambda w: w.store.body_path, parent=lambda w: w.store.path, child=lambda w: w.store.body_path / "sub"),
-    Command("finetune", "task_module",
-            lambda w, o: ["finetune", "--body", w.store.body_path, "--pack", w.store.pack_path("en"), "--task",
-                          "classification", "--train", w.rows, "-o", o],
-            input=lambda w: w.store.pack_path("en"), parent=lambda w: w.store.path / "packs",
-            child=lambda w: w.store.pack_path("en") / "sub"),
-    Command("pretrain", STORE,
-            lambda w, o: ["pretrain", "--lang", "de", "--text", w.text, "--tokenizer", w.tok, "-o", o, "--overwrite"],
-            input=lambda w: w.text, parent=lambda w: w.text.parent, child=lambda w: w.tok / "sub"),
-    Command("tokenizer-train", TOKENIZER,
-            lambda w, o: ["tokenizer", "train", "--text", w.text, "--body", w.store.body_path, "-o", o],
-            input=lambda w: w.text, parent=lambda w: w.text.parent, child=lambda w: w.store.body_path / "sub"),
+    Command(
+        "compose",
+        MODEL,
+        lambda w, o: ["compose", "--body", w.store.body_path, "--pack", w.store.pack_path("en"), "-o", o],
+        input=lambda w: w.store.pack_path("en"),
+        parent=lambda w: w.store.path,
+        child=lambda w: w.store.pack_path("en") / "sub",
+    ),
+    Command(
+        "split",
+        STORE,
+        lambda w, o: ["split", w.ckpt, "-o", o, "--lang", "en", "--overwrite"],
+        input=lambda w: w.ckpt,
+        parent=lambda w: w.ckpt.parent,
+        child=lambda w: w.ckpt / "sub",
+    ),
+    Command(
+        "transfer",
+        "language_pack",
+        lambda w, o: [
+            "transfer",
+            "--body",
+            w.store.body_path,
+            "--lang",
+            "de",
+            "--text",
+            w.text,
+            "--vocab-size",
+            "100",
+            "-o",
+            o,
+        ],
+        input=lambda w: w.store.body_path,
+        parent=lambda w: w.store.path,
+        child=lambda w: w.store.body_path / "sub",
+    ),
+    Command(
+        "finetune",
+        "task_module",
+        lambda w, o: [
+            "finetune",
+            "--body",
+            w.store.body_path,
+            "--pack",
+            w.store.pack_path("en"),
+            "--task",
+            "classification",
+            "--train",
+            w.rows,
+            "-o",
+            o,
+        ],
+        input=lambda w: w.store.pack_path("en"),
+        parent=lambda w: w.store.path / "packs",
+        child=lambda w: w.store.pack_path("en") / "sub",
+    ),
+    Command(
+        "pretrain",
+        STORE,
+        lambda w, o: ["pretrain", "--lang", "de", "--text", w.text, "--tokenizer", w.tok, "-o", o, "--overwrite"],
+        input=lambda w: w.text,
+        parent=lambda w: w.text.parent,
+        child=lambda w: w.tok / "sub",
+    ),
+    Command(
+        "tokenizer-train",
+        TOKENIZER,
+        lambda w, o: ["tokenizer", "train", "--text", w.text, "--body", w.store.body_path, "-o", o],
+        input=lambda w: w.text,
+        parent=lambda w: w.text.parent,
+        child=lambda w: w.store.body_path / "sub",
+    ),
     Command("data-export", FILE, lambda w, o: ["data", "export", "bible-genre", "--lang", "de", "-o", o]),
     Command("pull", "language_pack", lambda w, o: ["pull", "someone/packs", "-o", o, "--overwrite"]),
     Command("demo", DEMO, lambda w, o: ["demo", "--quick", "-o", o]),
@@ -187,7 +237,9 @@ CASES = [
     for command in COMMANDS
     for target in TARGETS
     if not (command.input is None and target in ("the-input", "parent-of-input", "child-of-input", "link-to-input"))
-    and not (command.kind == FILE and target in ("plain-file", "claims-its-kind"))  # a file is replaced with --overwrite
+    and not (
+        command.kind == FILE and target in ("plain-file", "claims-its-kind")
+    )  # a file is replaced with --overwrite
 ]
 
 
@@ -240,14 +292,33 @@ def test_kinds_are_recognised_by_content(ws, tmp_path):
     found = {
         name: kind_of(path)
         for name, path in {
-            "body": ws.store.body_path, "pack": ws.spare, "store": ws.store.path, "model": tmp_path / "model",
-            "tok": ws.tok, "ckpt": ws.ckpt, "file": ws.text, "mine": ws.root / "mine", "missing": tmp_path / "nope",
-            "empty": tmp_path / "empty", "link": tmp_path / "link", "fake": _fake(ws, "language_pack"),
+            "body": ws.store.body_path,
+            "pack": ws.spare,
+            "store": ws.store.path,
+            "model": tmp_path / "model",
+            "tok": ws.tok,
+            "ckpt": ws.ckpt,
+            "file": ws.text,
+            "mine": ws.root / "mine",
+            "missing": tmp_path / "nope",
+            "empty": tmp_path / "empty",
+            "link": tmp_path / "link",
+            "fake": _fake(ws, "language_pack"),
         }.items()
     }
     assert found == {
-        "body": "body", "pack": "language_pack", "store": STORE, "model": MODEL, "tok": TOKENIZER, "ckpt": FOLDER,
-        "file": FILE, "mine": FOLDER, "missing": MISSING, "empty": EMPTY, "link": LINK, "fake": FOLDER,
+        "body": "body",
+        "pack": "language_pack",
+        "store": STORE,
+        "model": MODEL,
+        "tok": TOKENIZER,
+        "ckpt": FOLDER,
+        "file": FILE,
+        "mine": FOLDER,
+        "missing": MISSING,
+        "empty": EMPTY,
+        "link": LINK,
+        "fake": FOLDER,
     }
 
 
@@ -264,9 +335,20 @@ def test_a_library_save_never_replaces_other_files(ws, tmp_path):
     assert kind_of(ws.spare) == "language_pack"
 
 
-_PATHS = ["config.json", "notes.txt", "embeddings.safetensors", "tokenizer/tokenizer.json", "README.md",
-          "tokenizer.json", "tokenizer_config.json", "demo_config.json", "body/config.json", "packs/en/x.bin",
-          ".embswap-tmp-x", "sub/data.bin"]
+_PATHS = [
+    "config.json",
+    "notes.txt",
+    "embeddings.safetensors",
+    "tokenizer/tokenizer.json",
+    "README.md",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "demo_config.json",
+    "body/config.json",
+    "packs/en/x.bin",
+    ".embswap-tmp-x",
+    "sub/data.bin",
+]
 _CONFIGS = st.builds(
     lambda kind, files: json.dumps({"kind": kind, "schema_version": 1, "files": {f: "0" * 64 for f in files}}),
     st.sampled_from(["language_pack", "body", "task_module", "store", None]),
@@ -299,12 +381,16 @@ def test_a_save_replaces_only_what_it_may(ws, tmp_path, entries):
 def test_allowed_replacements_still_work(ws, tmp_path):
     out = tmp_path / "genre.jsonl"
     for extra in ([], ["--overwrite"]):
-        result = runner.invoke(app, ["data", "export", "bible-genre", "--lang", "de", "--split", "test", "-o", str(out), *extra])
+        result = runner.invoke(
+            app, ["data", "export", "bible-genre", "--lang", "de", "--split", "test", "-o", str(out), *extra]
+        )
         assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.iterdir()] == ["genre.jsonl"]  # no temporary file left
     model = tmp_path / "model"
     for _ in range(2):  # a composed model folder is replaced by the next compose
-        result = runner.invoke(app, ["compose", "--body", str(ws.store.body_path), "--pack", str(ws.spare), "-o", str(model)])
+        result = runner.invoke(
+            app, ["compose", "--body", str(ws.store.body_path), "--pack", str(ws.spare), "-o", str(model)]
+        )
         assert result.exit_code == 0, result.output
     assert kind_of(model) == MODEL
     with pytest.raises(OutputPathError, match="already holds a file; pass --overwrite"):
@@ -330,17 +416,39 @@ def _start_with_closed_output(args: list, cwd: Path) -> subprocess.Popen:
     os.close(read)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBSWAP_CHECK_CACHE": "off"}
     try:
-        return subprocess.Popen([sys.executable, "-m", "embswap.cli.main", *map(str, args)], stdout=write,
-                                stderr=write, cwd=cwd, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "embswap.cli.main", *map(str, args)], stdout=write, stderr=write, cwd=cwd, env=env
+        )
     finally:
         os.close(write)
 
 
 def test_pretraining_survives_a_closed_pipe(ws, tmp_path):
     store = tmp_path / "store"
-    run = _start_with_closed_output(["pretrain", "--lang", "de", "--preset", "tiny", "--max-steps", "3", "--tokenizer",
-                                     ws.tok, "--text", ws.text, "--seq-len", "16", "--batch-size", "2", "--threads",
-                                     "1", "-o", store], tmp_path)  # progress bar on: the first write already fails
+    run = _start_with_closed_output(
+        [
+            "pretrain",
+            "--lang",
+            "de",
+            "--preset",
+            "tiny",
+            "--max-steps",
+            "3",
+            "--tokenizer",
+            ws.tok,
+            "--text",
+            ws.text,
+            "--seq-len",
+            "16",
+            "--batch-size",
+            "2",
+            "--threads",
+            "1",
+            "-o",
+            store,
+        ],
+        tmp_path,
+    )  # progress bar on: the first write already fails
     assert run.wait(timeout=300) == 0
     assert Body.from_pretrained(store / "body").provenance["steps"] == 3
     assert LanguagePack.from_pretrained(store / "packs" / "de").language == "de"
@@ -355,9 +463,31 @@ def test_transfer_survives_a_closed_pipe(ws, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdout", closed)
     monkeypatch.setattr(sys, "stderr", closed)
     pack = tmp_path / "de"
-    monkeypatch.setattr(sys, "argv", ["embswap", "transfer", "--body", str(ws.store.body_path), "--lang", "de",
-                                      "--tokenizer", str(ws.tok), "--text", str(ws.text), "--max-steps", "2",
-                                      "--seq-len", "16", "--batch-size", "2", "-o", str(pack), "--json"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "embswap",
+            "transfer",
+            "--body",
+            str(ws.store.body_path),
+            "--lang",
+            "de",
+            "--tokenizer",
+            str(ws.tok),
+            "--text",
+            str(ws.text),
+            "--max-steps",
+            "2",
+            "--seq-len",
+            "16",
+            "--batch-size",
+            "2",
+            "-o",
+            str(pack),
+            "--json",
+        ],
+    )
     with pytest.raises(SystemExit) as ended:
         main()
     closed.close()

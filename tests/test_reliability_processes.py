@@ -9,9 +9,9 @@ import json
 import time
 
 import pytest
-
 import reliability_kit as kit
 from conftest import make_mlm
+
 from embswap import LanguagePack, split_model
 
 MODES = {"exchange": False, "fallback": True}  # fallback: the two renames systems without RENAME_EXCHANGE get
@@ -79,7 +79,9 @@ def test_sigkill_at_random_moments_of_saves_long(world, mode):
 def test_disk_full_fails_clearly_and_keeps_the_previous_artifact(world):
     target = _fresh_target(world, "full-disk")
     for limit in (0, 1000, 100_000):  # files may not grow past this many bytes; the weights file (530 KB) fails
-        status, result = world["server"].run("save_limited", source=str(world["sources"]["B"]), target=str(target), limit=limit)
+        status, result = world["server"].run(
+            "save_limited", source=str(world["sources"]["B"]), target=str(target), limit=limit
+        )
         assert status["exit"] == 0, result
         assert result["error"] == "ArtifactWriteError", result
         assert "File too large" in result["message"] and "previous artifact there is unchanged" in result["message"]

@@ -62,12 +62,17 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 @pytest.mark.parametrize(
     "offsets, reason",
-    [([0, 4 * 10**12], "tensors fill 4000000000000 bytes but the data section has 64"),
-     ([0, 64], "needs 4000000000000 bytes, its range holds 64")],
+    [
+        ([0, 4 * 10**12], "tensors fill 4000000000000 bytes but the data section has 64"),
+        ([0, 64], "needs 4000000000000 bytes, its range holds 64"),
+    ],
 )
 def test_header_claiming_1e12_elements_is_rejected_before_allocation(tmp_path, no_safe_open, offsets, reason):
-    path = _safetensors(tmp_path / "bomb.safetensors",
-                        {"w": {"dtype": "F32", "shape": [10**6, 10**6], "data_offsets": offsets}}, b"\0" * 64)
+    path = _safetensors(
+        tmp_path / "bomb.safetensors",
+        {"w": {"dtype": "F32", "shape": [10**6, 10**6], "data_offsets": offsets}},
+        b"\0" * 64,
+    )
     with pytest.raises(CorruptArtifactError, match=f"not a readable safetensors file .*{reason}") as err:
         load_tensors(path)
     _one_line(err)
@@ -132,7 +137,9 @@ def test_nan_and_inf_weights_are_reported_by_tensor(saved):
     bad[7, 3] = float("nan")
     LanguagePack(language="en", tokenizer=pack.tokenizer, word_embeddings=bad, output_bias=pack.output_bias,
                  body_fingerprint=body.fingerprint).save_pretrained(tmp / "nan-pack")  # fmt: skip
-    with pytest.raises(CorruptArtifactError, match=r"tensor 'word_embeddings' holds NaN or Inf \(first at flat index 227\)"):
+    with pytest.raises(
+        CorruptArtifactError, match=r"tensor 'word_embeddings' holds NaN or Inf \(first at flat index 227\)"
+    ):
         LanguagePack.from_pretrained(tmp / "nan-pack")
     name = sorted(n for n, t in body.tensors.items() if t.is_floating_point())[0]
     tensors = {**body.tensors, name: body.tensors[name].clone().fill_(float("inf"))}
@@ -158,7 +165,9 @@ def _relist(folder: Path, old: str, new: str) -> None:
     config_path.write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("name", ["../pack-outside.safetensors", "/etc/hostname", "tokenizer/../../x", "./embeddings.safetensors"])
+@pytest.mark.parametrize(
+    "name", ["../pack-outside.safetensors", "/etc/hostname", "tokenizer/../../x", "./embeddings.safetensors"]
+)
 def test_files_table_cannot_escape(saved, name):
     tmp, body, pack = saved
     _relist(tmp / "pack", "embeddings.safetensors", name)
@@ -235,7 +244,9 @@ def test_no_pickle_and_no_remote_code_anywhere_in_the_package():
 
 def test_corrupt_tokenizer_is_a_clean_error(saved):
     tmp, body, pack = saved
-    (tmp / "pack" / "tokenizer" / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {"a": 99999999999}}}')
+    (tmp / "pack" / "tokenizer" / "tokenizer.json").write_text(
+        '{"model": {"type": "BPE", "vocab": {"a": 99999999999}}}'
+    )
     with pytest.raises(CorruptArtifactError, match="the tokenizer does not load") as err:
         LanguagePack.from_pretrained(tmp / "pack", verify=False)
     _one_line(err)
@@ -281,9 +292,15 @@ def test_verify_command(bert_store):
     weights.write_bytes(bytes(raw))
     result = _cli("verify", str(root))
     assert result.exit_code == 1
-    assert result.stderr.count("\n") == 1 and "1 of" in result.stderr and "embeddings.safetensors: SHA-256" in result.stderr
+    assert (
+        result.stderr.count("\n") == 1
+        and "1 of" in result.stderr
+        and "embeddings.safetensors: SHA-256" in result.stderr
+    )
     report = json.loads(_cli("verify", str(root / "packs" / "en"), "--json").stdout)
-    assert not report["ok"] and [r["status"] for r in report["files"] if r["file"] == "embeddings.safetensors"] == ["mismatch"]
+    assert not report["ok"] and [r["status"] for r in report["files"] if r["file"] == "embeddings.safetensors"] == [
+        "mismatch"
+    ]
     result = _cli("verify", str(root / "packs"))
     assert result.exit_code == 1 and "neither an embswap artifact" in result.stderr
 
@@ -303,7 +320,9 @@ def test_disk_full_at_any_step_leaves_the_old_artifact(saved, monkeypatch, step)
     monkeypatch.setattr(eio.atomic, "_fault_hook", full)
     changed = LanguagePack(language="en", tokenizer=pack.tokenizer, word_embeddings=pack.word_embeddings + 1,
                            output_bias=pack.output_bias, body_fingerprint=body.fingerprint)  # fmt: skip
-    with pytest.raises(ArtifactWriteError, match="No space left on device.*previous artifact there is unchanged") as err:
+    with pytest.raises(
+        ArtifactWriteError, match="No space left on device.*previous artifact there is unchanged"
+    ) as err:
         changed.save_pretrained(tmp / "pack")
     _one_line(err)
     monkeypatch.setattr(eio.atomic, "_fault_hook", None)

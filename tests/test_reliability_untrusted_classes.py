@@ -12,18 +12,18 @@ import os
 import shutil
 
 import pytest
+import reliability_classes as classes
+import reliability_kit as kit
 import torch
+from test_core_multilang import random_task
 from typer.testing import CliRunner
 
 import embswap
-import reliability_classes as classes
-import reliability_kit as kit
 from embswap import LanguagePack, MultiLanguageModel, Store, TaskModule, compose, split_model
 from embswap.cli.main import app
 from embswap.errors import CorruptArtifactError, EmbswapError, IncompatibleArtifactError, InvalidNameError
 from embswap.names import NAME_RULE, check_name
 from embswap.safety import file_settings, looks_like_file, max_token_id
-from test_core_multilang import random_task
 
 runner = CliRunner()
 
@@ -107,8 +107,21 @@ def test_file_settings_rule_is_generic(config, found, tmp_path):
     assert file_settings(tmp_path / "tokenizer_config.json", config) == found
 
 
-@pytest.mark.parametrize("value, expected", [("/abs", True), ("C:\\x", True), ("..", True), ("a/b", True), ("x.model", True),
-                                             ("</s>", True), ("[CLS]", False), ("right", False), ("a b/c", False), ("", False)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("/abs", True),
+        ("C:\\x", True),
+        ("..", True),
+        ("a/b", True),
+        ("x.model", True),
+        ("</s>", True),
+        ("[CLS]", False),
+        ("right", False),
+        ("a b/c", False),
+        ("", False),
+    ],
+)
 def test_looks_like_file(value, expected):
     # "</s>" is a path by shape: that is why special-token settings are never read as file references
     assert looks_like_file(value) is expected
@@ -141,7 +154,9 @@ def _store_with_shifted_de(samples, tmp_path, new_id):
     data["model"]["vocab"]["God"] = new_id  # same vocabulary size, one id past the matrix
     (folder / "tokenizer" / "tokenizer.json").write_text(json.dumps(data))
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "language": "de"}))  # the sample store's "de" is a copy of "en"
+    (folder / "config.json").write_text(
+        json.dumps({**config, "language": "de"})
+    )  # the sample store's "de" is a copy of "en"
     classes.rehash(folder)
     return Store(root)
 
@@ -170,8 +185,10 @@ def test_multilang_refuses_a_tokenizer_that_grew_and_ids_outside_a_language(samp
     multi(ids, languages=["de"])  # the last row of a language is fine
     with pytest.raises(EmbswapError) as err:
         multi(torch.tensor([[2, 120, 3]]), languages=["de"])
-    assert str(err.value) == ("input id 120 (example 0) is outside language 'de''s vocabulary of 120 tokens; tokenize "
-                              "each text with its own language's tokenizer (MultiLanguageModel.tokenize)")
+    assert str(err.value) == (
+        "input id 120 (example 0) is outside language 'de''s vocabulary of 120 tokens; tokenize "
+        "each text with its own language's tokenizer (MultiLanguageModel.tokenize)"
+    )
     with_task = MultiLanguageModel(body, {"en": en, "de": de}, random_task(body, en))
     with pytest.raises(EmbswapError, match=r"input id -1 \(example 1\) is outside language 'de'"):
         with_task(torch.tensor([[2, 5, 3], [2, -1, 3]]), languages=["en", "de"])  # a mixed batch
@@ -220,7 +237,11 @@ def test_cli_refuses_path_like_names_before_writing(samples, tmp_path, args, ber
     values = {"model": str(tmp_path / "model"), "store": str(store), "tmp": str(tmp_path)}
     result = _one_line_cli(*[a.format(**values) for a in args])
     assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and "is not allowed: use" in result.stderr
+    assert (
+        result.stderr.startswith("error: ")
+        and result.stderr.count("\n") == 1
+        and "is not allowed: use" in result.stderr
+    )
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
     assert not (tmp_path.parent / "escaped").exists() and not (tmp_path.parent / "x").exists()
 
@@ -249,7 +270,9 @@ def test_float64_pack_near_1e306_is_refused_at_load_and_in_range_one_composes(sa
         f"{tmp_path / 'bad' / 'embeddings.safetensors'}: tensor 'word_embeddings' holds 1e+306 (flat index 167), which is "
         "Inf in float32, the precision embswap computes in; the weights are damaged or out of range: save them again in float32"
     )
-    with pytest.raises(IncompatibleArtifactError, match=r"pack 'en': tensor 'word_embeddings' holds 1e\+306 .*Inf in float32"):
+    with pytest.raises(
+        IncompatibleArtifactError, match=r"pack 'en': tensor 'word_embeddings' holds 1e\+306 .*Inf in float32"
+    ):
         compose(body, bad)
     good = LanguagePack(language="en", tokenizer=pack.tokenizer, word_embeddings=pack.word_embeddings.double(),
                         output_bias=pack.output_bias.double(), body_fingerprint=pack.body_fingerprint)  # fmt: skip
@@ -267,10 +290,14 @@ def test_half_precision_casts_on_request_are_checked(samples):
                         output_bias=de.output_bias, body_fingerprint=de.body_fingerprint)  # fmt: skip
     with pytest.raises(IncompatibleArtifactError) as err:
         loud.to(torch.float16)
-    assert str(err.value) == ("pack 'de': tensor 'word_embeddings' holds 7e+04 (flat index 0), which is Inf in float16; "
-                              "keep this pack in a wider dtype (float32 or bfloat16)")
+    assert str(err.value) == (
+        "pack 'de': tensor 'word_embeddings' holds 7e+04 (flat index 0), which is Inf in float16; "
+        "keep this pack in a wider dtype (float32 or bfloat16)"
+    )
     assert loud.to(torch.bfloat16).word_embeddings.isfinite().all()
-    with pytest.raises(IncompatibleArtifactError, match=r"pack 'de': .*Inf in a float16 table; use table_dtype=torch.bfloat16"):
+    with pytest.raises(
+        IncompatibleArtifactError, match=r"pack 'de': .*Inf in a float16 table; use table_dtype=torch.bfloat16"
+    ):
         MultiLanguageModel(body, {"en": en, "de": loud}, table_dtype=torch.float16)
     MultiLanguageModel(body, {"en": en, "de": loud}, table_dtype=torch.bfloat16)
 
@@ -279,7 +306,9 @@ def test_task_with_float64_rows_beyond_float32_is_refused(samples, tmp_path):
     task = TaskModule.from_pretrained(samples.task)
     task.special_rows = {0: task.special_rows[0].double().fill_(-3.5e38)}
     task.save_pretrained(tmp_path / "task")
-    with pytest.raises(CorruptArtifactError, match=r"tensor 'rows' holds -3.5e\+38 \(flat index 0\), which is Inf in float32"):
+    with pytest.raises(
+        CorruptArtifactError, match=r"tensor 'rows' holds -3.5e\+38 \(flat index 0\), which is Inf in float32"
+    ):
         TaskModule.from_pretrained(tmp_path / "task")
 
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import DE_TEXT, EN_TEXT
 from typer.testing import CliRunner
 
 from embswap import DataError, LanguagePack, Store, split
@@ -14,16 +15,13 @@ from embswap.tasks.sentence import evaluate_retrieval, retrieval_report, sentenc
 from embswap.train.tokenizer import train_tokenizer
 from embswap.train.transfer import TransferConfig, run_transfer
 
-from conftest import DE_TEXT, EN_TEXT
-
 PAIRS = [{"source": en, "target": de} for en, de in zip(EN_TEXT[:8], DE_TEXT[:8])]
 
 
 def headless_parts(folder, seed=0):
     """A tiny head-less BERT encoder (like a sentence encoder) split into body and en pack."""
-    from transformers import BertModel
-
     from conftest import make_tokenizer, tiny_config
+    from transformers import BertModel
 
     tok = make_tokenizer("bert")
     torch.manual_seed(seed)
@@ -42,11 +40,23 @@ def store(tmp_path_factory):
     st.save_body(body)
     st.save_pack(en)
     run_transfer(
-        body, de_tok, [],
-        TransferConfig(language="de", init="overlap", objective="align",
-                       objective_options={"parallel": PAIRS, "teacher_cache": str(root / "cache")}, max_steps=2,
-                       batch_size=4, seq_len=32, seed=3, checkpoint_every=None, progress=False),
-        output=st.pack_path("de"), reference_pack=en,
+        body,
+        de_tok,
+        [],
+        TransferConfig(
+            language="de",
+            init="overlap",
+            objective="align",
+            objective_options={"parallel": PAIRS, "teacher_cache": str(root / "cache")},
+            max_steps=2,
+            batch_size=4,
+            seq_len=32,
+            seed=3,
+            checkpoint_every=None,
+            progress=False,
+        ),
+        output=st.pack_path("de"),
+        reference_pack=en,
     )
     return st
 
@@ -65,24 +75,40 @@ def test_retrieval_report_controls_are_the_models_they_name(store):
     assert list(results) == ["pack", "untrained_pack", "raw_text", "ceiling"]
     assert results["pack"] == percent(evaluate_retrieval(body, en, de, task, PAIRS))
     start = initialize_embeddings(body, de.tokenizer, "overlap", reference_pack=en, seed=3)
-    untrained = LanguagePack(language="de", tokenizer=de.tokenizer, word_embeddings=start.word_embeddings,
-                             body_fingerprint=body.fingerprint, output_bias=start.output_bias)
+    untrained = LanguagePack(
+        language="de",
+        tokenizer=de.tokenizer,
+        word_embeddings=start.word_embeddings,
+        body_fingerprint=body.fingerprint,
+        output_bias=start.output_bias,
+    )
     assert results["untrained_pack"] == percent(evaluate_retrieval(body, en, untrained, task, PAIRS))
     assert results["raw_text"] == percent(evaluate_retrieval(body, en, en, task, PAIRS))
     # The same English sentence on both sides: every one finds itself.
-    assert results["ceiling"] == {"top1_l2_to_l1": 100.0, "top1_l1_to_l2": 100.0, "mrr_l2_to_l1": 100.0,
-                                  "mrr_l1_to_l2": 100.0, "n": 5}
+    assert results["ceiling"] == {
+        "top1_l2_to_l1": 100.0,
+        "top1_l1_to_l2": 100.0,
+        "mrr_l2_to_l1": 100.0,
+        "mrr_l1_to_l2": 100.0,
+        "n": 5,
+    }
 
 
 def test_retrieval_report_says_why_a_control_is_missing(store):
     de = store.pack("de")
-    aligned = LanguagePack(language="de", tokenizer=de.tokenizer, word_embeddings=de.word_embeddings,
-                           body_fingerprint=de.body_fingerprint, output_bias=de.output_bias,
-                           provenance={"init": {"method": "aligned"}})
+    aligned = LanguagePack(
+        language="de",
+        tokenizer=de.tokenizer,
+        word_embeddings=de.word_embeddings,
+        body_fingerprint=de.body_fingerprint,
+        output_bias=de.output_bias,
+        provenance={"init": {"method": "aligned"}},
+    )
     report = retrieval_report(store.body, aligned, PAIRS, reference_pack=store.pack("en"))
     assert "untrained_pack" not in report["results"]
-    assert report["notes"] == ["no untrained-pack control: init 'aligned' needs its word list or parallel text, "
-                               "which the pack does not store"]
+    assert report["notes"] == [
+        "no untrained-pack control: init 'aligned' needs its word list or parallel text, which the pack does not store"
+    ]
 
 
 def test_cli_retrieval_in_a_store(store, tmp_path):
@@ -138,8 +164,12 @@ def test_probe_transfer_through_the_same_pack_equals_in_language(store):
     result = probe_transfer(body, en, en, sentence_task(body), rows, rows, source_test_rows=rows)
     assert result["zero_shot"] == result["in_language"]
     # 5 of 8 rows name God: always "genesis" is right 62.5 %; its F1 is 2*.625/1.625, "other" scores 0.
-    assert result["majority"] == {"accuracy": 62.5, "macro_f1": pytest.approx(50 * 1.25 / 1.625), "n": 8,
-                                  "label": "genesis"}
+    assert result["majority"] == {
+        "accuracy": 62.5,
+        "macro_f1": pytest.approx(50 * 1.25 / 1.625),
+        "n": 8,
+        "label": "genesis",
+    }
     assert result["n_train"] == 8
     with pytest.raises(DataError, match=r"test labels \['law'\] never occur"):
         probe_transfer(body, en, en, sentence_task(body), rows, [{"text": "x", "label": "law"}])

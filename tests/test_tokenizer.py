@@ -23,8 +23,12 @@ def test_same_text_gives_the_same_ids_in_every_process(family):
     # order, which changes the set of tokens itself; on 5,000 verses the set is stable.
     # The trainers number the alphabet in hash order, which differs per process: two processes, not
     # two calls, are what showed it (54 of 1,000 ids differed before ids were made canonical).
-    runs = [subprocess.run([sys.executable, "-c", SCRIPT, family], capture_output=True,
-                           text=True, timeout=120, check=True).stdout for _ in range(3)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", SCRIPT, family], capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+        for _ in range(3)
+    ]
     vocab = dict(json.loads(runs[0]))
     assert runs[1] == runs[0] and runs[2] == runs[0]
     if family == "bert":

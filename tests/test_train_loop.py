@@ -52,11 +52,25 @@ def trained(module):
 def run(tmp_path, max_steps, *, resume=False, checkpoint_every=3, batches=toy_batches, schedule="linear", **kw):
     module = Toy()
     config = LoopConfig(
-        max_steps=max_steps, lr=0.05, warmup_steps=2, schedule=schedule, checkpoint_every=checkpoint_every,
-        log_every=1, progress=False, device="cpu", **kw,
+        max_steps=max_steps,
+        lr=0.05,
+        warmup_steps=2,
+        schedule=schedule,
+        checkpoint_every=checkpoint_every,
+        log_every=1,
+        progress=False,
+        device="cpu",
+        **kw,
     )
-    result = train(module, trained(module), batches, config, checkpoint_dir=tmp_path / "ckpt", resume=resume,
-                   settings={"data": "toy"})
+    result = train(
+        module,
+        trained(module),
+        batches,
+        config,
+        checkpoint_dir=tmp_path / "ckpt",
+        resume=resume,
+        settings={"data": "toy"},
+    )
     return module, result
 
 
@@ -114,7 +128,10 @@ def test_checkpoint_is_safetensors_and_json_only(tmp_path):
     run(tmp_path, 4, checkpoint_every=2)
     state = tmp_path / "ckpt" / STATE_DIR
     assert sorted(p.name for p in state.iterdir()) == [
-        "optimizer.safetensors", "rng.safetensors", "state.json", "trainable.safetensors",
+        "optimizer.safetensors",
+        "rng.safetensors",
+        "state.json",
+        "trainable.safetensors",
     ]
     meta = json.loads((state / "state.json").read_text())
     assert meta["step"] == 4 and meta["seed"] == 0 and meta["settings"] == {"data": "toy"}
@@ -130,11 +147,25 @@ def test_resume_refuses_other_settings(tmp_path):
     module = Toy()
     config = LoopConfig(max_steps=6, lr=0.05, progress=False, device="cpu")
     with pytest.raises(TrainingError, match="data="):
-        train(module, trained(module), toy_batches, config, checkpoint_dir=tmp_path / "ckpt", resume=True,
-              settings={"data": "other"})
+        train(
+            module,
+            trained(module),
+            toy_batches,
+            config,
+            checkpoint_dir=tmp_path / "ckpt",
+            resume=True,
+            settings={"data": "other"},
+        )
     with pytest.raises(TrainingError, match="seed"):
-        train(module, trained(module), toy_batches, LoopConfig(max_steps=6, seed=1, progress=False, device="cpu"),
-              checkpoint_dir=tmp_path / "ckpt", resume=True, settings={"data": "toy"})
+        train(
+            module,
+            trained(module),
+            toy_batches,
+            LoopConfig(max_steps=6, seed=1, progress=False, device="cpu"),
+            checkpoint_dir=tmp_path / "ckpt",
+            resume=True,
+            settings={"data": "toy"},
+        )
 
 
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
@@ -150,8 +181,9 @@ def test_log_curve_and_eval_hook(tmp_path):
         calls.append(1)
         return {"mse": 0.5}
 
-    config = LoopConfig(max_steps=5, lr=0.05, log_every=2, checkpoint_every=None, eval_every=2, progress=False,
-                        device="cpu")
+    config = LoopConfig(
+        max_steps=5, lr=0.05, log_every=2, checkpoint_every=None, eval_every=2, progress=False, device="cpu"
+    )
     result = train(module, trained(module), toy_batches, config, checkpoint_dir=tmp_path / "ckpt", eval_fn=eval_fn)
     records = [json.loads(line) for line in (tmp_path / "ckpt" / LOG_NAME).read_text().splitlines()]
     assert records == result.history

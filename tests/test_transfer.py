@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import DE_TEXT, FAMILIES, make_mlm
 
 from embswap import LanguagePack, compose, split_model
 from embswap.architectures import pack_parameter_names
@@ -24,8 +25,6 @@ from embswap.train.transfer import (
     saved_tokenizer,
 )
 
-from conftest import DE_TEXT, FAMILIES, make_mlm
-
 SMALL = dict(seq_len=32, batch_size=4, lr=1e-2, progress=False, checkpoint_every=None)
 
 
@@ -40,8 +39,11 @@ def one_thread():
 def de_tokenizer(body, vocab_size=120):
     family = body.family
     return train_tokenizer(
-        DE_TEXT, vocab_size + (256 if family == "roberta" else 0), family=family,
-        special_ids=body.special_tokens, min_frequency=1,
+        DE_TEXT,
+        vocab_size + (256 if family == "roberta" else 0),
+        family=family,
+        special_ids=body.special_tokens,
+        min_frequency=1,
     )
 
 
@@ -58,9 +60,12 @@ def test_only_pack_tensors_change(tmp_path, name):
     body, en_pack = split_model(model, tokenizer, "en")
     before = {k: v.clone() for k, v in body.tensors.items()}
     outcome = run_transfer(
-        body, de_tokenizer(body), DE_TEXT,
+        body,
+        de_tokenizer(body),
+        DE_TEXT,
         TransferConfig(language="de", max_steps=4, **SMALL),
-        output=tmp_path / "de", reference_pack=en_pack,
+        output=tmp_path / "de",
+        reference_pack=en_pack,
     )
     live = outcome.model
     aliases = pack_parameter_names(live)
@@ -79,9 +84,14 @@ def test_only_pack_tensors_change(tmp_path, name):
 def test_pack_folder_provenance_and_log(tmp_path, bert):
     body, en_pack, de_tok = bert
     outcome = run_transfer(
-        body, de_tok, DE_TEXT,
+        body,
+        de_tok,
+        DE_TEXT,
         TransferConfig(language="de", init="overlap", max_steps=6, **SMALL),
-        output=tmp_path / "packs" / "de", reference_pack=en_pack, eval_texts=DE_TEXT[:8], data_description="fixture",
+        output=tmp_path / "packs" / "de",
+        reference_pack=en_pack,
+        eval_texts=DE_TEXT[:8],
+        data_description="fixture",
     )
     folder = tmp_path / "packs" / "de"
     loaded = LanguagePack.from_pretrained(folder)  # verifies hashes; log and curve are ignorable extras
@@ -105,9 +115,12 @@ def test_pack_folder_provenance_and_log(tmp_path, bert):
 def test_pos_and_adapters_packs_save_load_and_compose(tmp_path, bert):
     body, en_pack, de_tok = bert
     outcome = run_transfer(
-        body, de_tok, DE_TEXT,
+        body,
+        de_tok,
+        DE_TEXT,
         TransferConfig(language="de", pos=True, adapters=True, max_steps=4, **SMALL),
-        output=tmp_path / "de", reference_pack=en_pack,
+        output=tmp_path / "de",
+        reference_pack=en_pack,
     )
     pack = LanguagePack.from_pretrained(tmp_path / "de")
     assert pack.position_embeddings is not None and pack.adapter_config is not None
@@ -125,7 +138,9 @@ def test_pos_and_adapters_packs_save_load_and_compose(tmp_path, bert):
 def test_pos_only_pack_composes(tmp_path, bert):
     body, en_pack, de_tok = bert
     outcome = run_transfer(
-        body, de_tok, DE_TEXT,
+        body,
+        de_tok,
+        DE_TEXT,
         TransferConfig(language="de", pos=True, max_steps=3, **SMALL),
         output=tmp_path / "de",
     )
@@ -138,9 +153,12 @@ def test_pos_only_pack_composes(tmp_path, bert):
 def test_frozen_anchors_do_not_move(tmp_path, bert):
     body, en_pack, de_tok = bert
     outcome = run_transfer(
-        body, de_tok, DE_TEXT,
+        body,
+        de_tok,
+        DE_TEXT,
         TransferConfig(language="de", init="overlap", anchors="frozen", max_steps=5, **SMALL),
-        output=None, reference_pack=en_pack,
+        output=None,
+        reference_pack=en_pack,
     )
     anchored = sorted(outcome.init.anchored)
     free = [i for i in range(len(de_tok)) if i not in outcome.init.anchored]
@@ -162,9 +180,12 @@ def test_anchor_penalty_moves_anchored_rows_less_than_free_more_than_frozen(bert
     body, en_pack, de_tok = bert
     runs = {
         mode: run_transfer(
-            body, de_tok, DE_TEXT,
+            body,
+            de_tok,
+            DE_TEXT,
             TransferConfig(language="de", init="overlap", anchors=mode, max_steps=5, **SMALL),
-            output=None, reference_pack=en_pack,
+            output=None,
+            reference_pack=en_pack,
         )
         for mode in ("free", "penalty", "frozen")
     }
@@ -189,26 +210,36 @@ def test_anchor_penalty_moves_anchored_rows_less_than_free_more_than_frozen(bert
 def test_anchor_penalty_weight_is_recorded_and_checked(bert):
     body, en_pack, de_tok = bert
     outcome = run_transfer(
-        body, de_tok, DE_TEXT,
+        body,
+        de_tok,
+        DE_TEXT,
         TransferConfig(language="de", init="overlap", anchors="penalty", anchor_penalty=2.5, max_steps=1, **SMALL),
-        output=None, reference_pack=en_pack,
+        output=None,
+        reference_pack=en_pack,
     )
     assert outcome.pack.provenance["anchor_penalty"] == 2.5
     with pytest.raises(EmbswapError, match="applies to anchors 'penalty', not 'free'"):
         run_transfer(
-            body, de_tok, DE_TEXT,
+            body,
+            de_tok,
+            DE_TEXT,
             TransferConfig(language="de", anchor_penalty=2.5, max_steps=1, **SMALL),
             output=None,
         )
     with pytest.raises(EmbswapError, match="weight is -1.0; give a positive number"):
         run_transfer(
-            body, de_tok, DE_TEXT,
+            body,
+            de_tok,
+            DE_TEXT,
             TransferConfig(language="de", init="overlap", anchors="penalty", anchor_penalty=-1, max_steps=1, **SMALL),
-            output=None, reference_pack=en_pack,
+            output=None,
+            reference_pack=en_pack,
         )
     with pytest.raises(EmbswapError, match="this init anchored none; use --init overlap"):
         run_transfer(
-            body, de_tok, DE_TEXT,
+            body,
+            de_tok,
+            DE_TEXT,
             TransferConfig(language="de", anchors="penalty", max_steps=1, **SMALL),
             output=None,
         )
@@ -225,8 +256,17 @@ def test_resume_is_bit_identical(tmp_path, bert):
         return torch.zeros(())
 
     crash = {"on": False}
-    config = TransferConfig(language="de", init="overlap", max_steps=6, seq_len=32, batch_size=4, lr=1e-2,
-                            progress=False, checkpoint_every=3, adapters=True)
+    config = TransferConfig(
+        language="de",
+        init="overlap",
+        max_steps=6,
+        seq_len=32,
+        batch_size=4,
+        lr=1e-2,
+        progress=False,
+        checkpoint_every=3,
+        adapters=True,
+    )
     common = dict(reference_pack=en_pack, extra_loss=LossTerm("probe", crash_on_fifth_step, weight=1.0))
     reference = run_transfer(body, de_tok, DE_TEXT, config, output=tmp_path / "a", **common).pack
     crash["on"], calls["n"] = True, 0
@@ -248,23 +288,39 @@ def test_constant_schedule_resumed_with_more_steps_equals_one_long_run(tmp_path,
     """Learning curves resume a run with a higher max_steps; with a constant rate that is one long run."""
     body, en_pack, de_tok = bert
     config = TransferConfig(language="de", warmup_steps=0, schedule="constant", **SMALL)
-    long = run_transfer(body, de_tok, DE_TEXT, replace(config, max_steps=6), output=tmp_path / "long",
-                        reference_pack=en_pack).pack
+    long = run_transfer(
+        body, de_tok, DE_TEXT, replace(config, max_steps=6), output=tmp_path / "long", reference_pack=en_pack
+    ).pack
     run_transfer(body, de_tok, DE_TEXT, replace(config, max_steps=3), output=tmp_path / "seg", reference_pack=en_pack)
-    outcome = run_transfer(body, de_tok, DE_TEXT, replace(config, max_steps=6), output=tmp_path / "seg",
-                           reference_pack=en_pack, resume=True)
+    outcome = run_transfer(
+        body,
+        de_tok,
+        DE_TEXT,
+        replace(config, max_steps=6),
+        output=tmp_path / "seg",
+        reference_pack=en_pack,
+        resume=True,
+    )
     assert outcome.result.resumed_from == 3 and outcome.result.step == 6
     assert torch.equal(outcome.pack.word_embeddings, long.word_embeddings)
     assert outcome.pack.provenance["schedule"] == "constant"
     with pytest.raises(EmbswapError, match="schedule"):  # a linear-schedule run does not resume as constant
-        run_transfer(body, de_tok, DE_TEXT, replace(config, max_steps=9, schedule="linear"), output=tmp_path / "seg",
-                     reference_pack=en_pack, resume=True)
+        run_transfer(
+            body,
+            de_tok,
+            DE_TEXT,
+            replace(config, max_steps=9, schedule="linear"),
+            output=tmp_path / "seg",
+            reference_pack=en_pack,
+            resume=True,
+        )
 
 
 def test_tokenizer_with_other_special_ids_is_refused(bert):
     body, _, _ = bert
-    wrong = train_tokenizer(DE_TEXT, 120, family="bert", special_ids={"pad": 4, "unk": 3, "cls": 2, "sep": 1, "mask": 0},
-                            min_frequency=1)
+    wrong = train_tokenizer(
+        DE_TEXT, 120, family="bert", special_ids={"pad": 4, "unk": 3, "cls": 2, "sep": 1, "mask": 0}, min_frequency=1
+    )
     with pytest.raises(IncompatibleArtifactError, match="embswap tokenizer train --body"):
         run_transfer(body, wrong, DE_TEXT, TransferConfig(language="de", max_steps=1, **SMALL), output=None)
 
@@ -282,9 +338,12 @@ def test_objectives_plug_in_without_touching_the_loop(tmp_path, bert):
 
     register_objective("l2", build)
     outcome = run_transfer(
-        body, de_tok, DE_TEXT,
-        TransferConfig(language="de", objective="mlm+l2", objective_options={"l2_weight": 0.5}, max_steps=3,
-                       log_every=1, **SMALL),
+        body,
+        de_tok,
+        DE_TEXT,
+        TransferConfig(
+            language="de", objective="mlm+l2", objective_options={"l2_weight": 0.5}, max_steps=3, log_every=1, **SMALL
+        ),
         output=None,
     )
     assert len(seen) == 3
@@ -292,7 +351,9 @@ def test_objectives_plug_in_without_touching_the_loop(tmp_path, bert):
     assert all("mlm_loss" in r and "l2_loss" in r for r in outcome.result.history if "loss" in r)
     with pytest.raises(EmbswapError, match="unknown objective"):
         run_transfer(
-            body, de_tok, DE_TEXT,
+            body,
+            de_tok,
+            DE_TEXT,
             TransferConfig(language="de", objective="mlm+nope", max_steps=1, **SMALL),
             output=None,
         )
@@ -301,8 +362,9 @@ def test_objectives_plug_in_without_touching_the_loop(tmp_path, bert):
 def test_too_long_sequences_are_refused(bert):
     body, _, de_tok = bert
     with pytest.raises(EmbswapError, match="seq-len"):
-        run_transfer(body, de_tok, DE_TEXT, TransferConfig(language="de", max_steps=1, **{**SMALL, "seq_len": 4096}),
-                     output=None)
+        run_transfer(
+            body, de_tok, DE_TEXT, TransferConfig(language="de", max_steps=1, **{**SMALL, "seq_len": 4096}), output=None
+        )
 
 
 @pytest.mark.slow
@@ -321,10 +383,14 @@ def test_short_run_on_real_text_lowers_held_out_loss(tmp_path):
     body, _ = split_model(model, tokenizer, "en")
     de_tok = train_tokenizer(texts, 2000, family="bert", special_ids=body.special_tokens)
     outcome = run_transfer(
-        body, de_tok, texts,
-        TransferConfig(language="de", max_steps=200, seq_len=64, batch_size=16, lr=1e-2, progress=False,
-                       checkpoint_every=None),
-        output=tmp_path / "de", eval_texts=held_out,
+        body,
+        de_tok,
+        texts,
+        TransferConfig(
+            language="de", max_steps=200, seq_len=64, batch_size=16, lr=1e-2, progress=False, checkpoint_every=None
+        ),
+        output=tmp_path / "de",
+        eval_texts=held_out,
     )
     losses = outcome.pack.provenance["mlm_loss"]
     assert losses["eval_final"] < losses["eval_initial"] - 0.92, losses  # ln 2.5 = 0.92

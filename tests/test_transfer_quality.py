@@ -28,8 +28,9 @@ _rng = random.Random(7)
 _letters = list(string.ascii_lowercase)
 _shuffled = _letters[:]
 _rng.shuffle(_shuffled)
-CIPHER = str.maketrans("".join(_letters + [c.upper() for c in _letters]),
-                       "".join(_shuffled + [c.upper() for c in _shuffled]))
+CIPHER = str.maketrans(
+    "".join(_letters + [c.upper() for c in _letters]), "".join(_shuffled + [c.upper() for c in _shuffled])
+)
 LABELS = ["law", "gospels_acts"]
 
 
@@ -49,31 +50,70 @@ def test_aligned_pack_carries_the_task_across(tmp_path):
     english = [v.text for v in bible.verses("4")]
     tiny = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256}
     outcome = run_pretrain(
-        {"en": english}, tmp_path / "store",
-        PretrainConfig(preset=tiny, vocab_size=3000, max_steps=600, seq_len=64, max_positions=128, batch_size=32,
-                       lr=2e-3, progress=False, checkpoint_every=None),
+        {"en": english},
+        tmp_path / "store",
+        PretrainConfig(
+            preset=tiny,
+            vocab_size=3000,
+            max_steps=600,
+            seq_len=64,
+            max_positions=128,
+            batch_size=32,
+            lr=2e-3,
+            progress=False,
+            checkpoint_every=None,
+        ),
     )
     store = outcome.store
     body, en = store.body, store.pack("en")
 
     train, test = _rows("train", 1500), _rows("test", 300)
-    task = finetune(body, en, "classification", train, labels=LABELS, output=tmp_path / "task", epochs=4,
-                    lr=1e-3, batch_size=32, seq_len=128, progress=False)
+    task = finetune(
+        body,
+        en,
+        "classification",
+        train,
+        labels=LABELS,
+        output=tmp_path / "task",
+        epochs=4,
+        lr=1e-3,
+        batch_size=32,
+        seq_len=128,
+        progress=False,
+    )
     english_score = evaluate(body, en, task, test)["accuracy"]
 
     l2_text = [cipher(t) for t in english]
     tokenizer = train_tokenizer(l2_text, 3000, family=body.family, special_ids=body.special_tokens)
     pairs = [{"source": t, "target": cipher(t)} for t in english[:6000]]
     pack = run_transfer(
-        body, tokenizer, l2_text,
-        TransferConfig(language="xx", init="overlap", objective="mlm+align",
-                       objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)}, max_steps=250,
-                       seq_len=64, batch_size=32, lr=5e-3, warmup_steps=10, checkpoint_every=None, progress=False),
-        output=None, reference_pack=en,
+        body,
+        tokenizer,
+        l2_text,
+        TransferConfig(
+            language="xx",
+            init="overlap",
+            objective="mlm+align",
+            objective_options={"parallel": pairs, "teacher_cache": str(tmp_path)},
+            max_steps=250,
+            seq_len=64,
+            batch_size=32,
+            lr=5e-3,
+            warmup_steps=10,
+            checkpoint_every=None,
+            progress=False,
+        ),
+        output=None,
+        reference_pack=en,
     ).pack
     start = initialize_embeddings(body, tokenizer, "random", seed=0)
-    untrained = LanguagePack(language="xx", tokenizer=tokenizer, word_embeddings=start.word_embeddings,
-                             output_bias=start.output_bias, body_fingerprint=body.fingerprint)
+    untrained = LanguagePack(
+        language="xx",
+        tokenizer=tokenizer,
+        word_embeddings=start.word_embeddings,
+        output_bias=start.output_bias,
+        body_fingerprint=body.fingerprint,
+    )
     l2_test = [{**r, "text": cipher(r["text"])} for r in test]
     zero_shot = evaluate(body, pack, task, l2_test)["accuracy"]
     control = evaluate(body, untrained, task, l2_test)["accuracy"]

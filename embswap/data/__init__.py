@@ -12,8 +12,8 @@ from .bible import (
     genre_examples,
     is_named_source,
     mlm_text,
-    paraphrase_examples,
     parallel_pairs,
+    paraphrase_examples,
     resolve_source,
     verses,
 )

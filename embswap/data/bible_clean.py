@@ -11,9 +11,7 @@ _JA_DEBRIS = re.compile(r"[ａ-ｚ]+[\x21-\x7e]?")  # 'ｃX' left where a kana w
 _JA_TRAILING_BR = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef])br?$")  # cut-off '<br>'
 _KJV_NOTE = re.compile(r"\((?:ADDED FROM|Missing) KJV:([^()]*)\)")  # '(ADDED FROM KJV: eng > own)'
 _EDITOR_NOTE = re.compile(r"\((?:In-update ni hlwd|Paalala|Sau):[^()]*\)")  # tl, ro notes
-_CJK_NOTE = re.compile(
-    r"（[^（）]*(?:原文|或译|抄本|译本|古本|七十士|参|意思|意义|本节|本章|希伯来)[^（）]*）"
-)
+_CJK_NOTE = re.compile(r"（[^（）]*(?:原文|或译|抄本|译本|古本|七十士|参|意思|意义|本节|本章|希伯来)[^（）]*）")
 _CJK_REF = re.compile(r"﹝[^﹝﹞]*﹞")  # '﹝参来11:21﹞'
 _BRACKET_REF = re.compile(r"[\[〔［][^\[\]〔〕［］]*\d+\s*:\s*\d+[^\[\]〔〕［］]*[\]〕］]")
 _PAREN = re.compile(r"\(([^()]*)\)")

@@ -32,19 +32,83 @@ _UMLAUTS = str.maketrans({"ä": "a", "ö": "o", "ü": "u"})
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 # Russian inflection endings, longest first, and the citation endings a stem may take back:
 # nouns list the nominative singular, adjectives the masculine -ый/-ий/-ой, verbs the infinitive.
-_RU_ENDINGS = ("ями", "ами", "ого", "его", "ому", "ему", "ыми", "ими", "ешь", "ишь", "ете", "ите", "ала", "яла",
-               "ила", "ела", "али", "яли", "или", "ели", "ах", "ях", "ам", "ям", "ом", "ем", "ой", "ей", "ов", "ев",
-               "ую", "юю", "ая", "яя", "ое", "ее", "ые", "ие", "ых", "их", "ет", "ит", "ют", "ут", "ат", "ят", "ал",
-               "ял", "ил", "ел", "а", "я", "у", "ю", "ы", "и", "е", "о", "ь", "й")
+_RU_ENDINGS = (
+    "ями",
+    "ами",
+    "ого",
+    "его",
+    "ому",
+    "ему",
+    "ыми",
+    "ими",
+    "ешь",
+    "ишь",
+    "ете",
+    "ите",
+    "ала",
+    "яла",
+    "ила",
+    "ела",
+    "али",
+    "яли",
+    "или",
+    "ели",
+    "ах",
+    "ях",
+    "ам",
+    "ям",
+    "ом",
+    "ем",
+    "ой",
+    "ей",
+    "ов",
+    "ев",
+    "ую",
+    "юю",
+    "ая",
+    "яя",
+    "ое",
+    "ее",
+    "ые",
+    "ие",
+    "ых",
+    "их",
+    "ет",
+    "ит",
+    "ют",
+    "ут",
+    "ат",
+    "ят",
+    "ал",
+    "ял",
+    "ил",
+    "ел",
+    "а",
+    "я",
+    "у",
+    "ю",
+    "ы",
+    "и",
+    "е",
+    "о",
+    "ь",
+    "й",
+)
 _RU_NOUN_CITATION = ("", "а", "я", "ь", "о", "е", "й", "ый", "ий", "ой")
 _RU_VERB_CITATION = ("ть", "ать", "ять", "ить", "еть")
-_RU_CITATION = {e: (e[0] + "ть", *_RU_VERB_CITATION)
-                for e in ("ал", "ял", "ил", "ел", "ала", "яла", "ила", "ела", "али", "яли", "или", "ели")}
-_RU_CITATION.update({e: _RU_VERB_CITATION + _RU_NOUN_CITATION
-                     for e in ("ешь", "ишь", "ете", "ите", "ет", "ит", "ют", "ут", "ат", "ят")})
-_RU_CITATION.update({e: ("ый", "ий", "ой", *_RU_NOUN_CITATION)
-                     for e in ("ого", "его", "ому", "ему", "ыми", "ими", "ую", "юю", "ая", "яя", "ое", "ее", "ые",
-                               "ие", "ых", "их")})
+_RU_CITATION = {
+    e: (e[0] + "ть", *_RU_VERB_CITATION)
+    for e in ("ал", "ял", "ил", "ел", "ала", "яла", "ила", "ела", "али", "яли", "или", "ели")
+}
+_RU_CITATION.update(
+    {e: _RU_VERB_CITATION + _RU_NOUN_CITATION for e in ("ешь", "ишь", "ете", "ите", "ет", "ит", "ют", "ут", "ат", "ят")}
+)
+_RU_CITATION.update(
+    {
+        e: ("ый", "ий", "ой", *_RU_NOUN_CITATION)
+        for e in ("ого", "его", "ому", "ему", "ыми", "ими", "ую", "юю", "ая", "яя", "ое", "ее", "ые", "ие", "ых", "их")
+    }
+)
 
 
 def read_tsv(path: str | Path) -> dict[str, list[str]]:
@@ -61,9 +125,7 @@ def read_tsv(path: str | Path) -> dict[str, list[str]]:
             continue
         fields = [field.strip() for field in line.rstrip("\r\n").split("\t")]
         if len(fields) != 2 or not all(fields):
-            raise DataError(
-                f"{path}:{number}: expected 'word<TAB>translation', got {stripped[:80]!r}"
-            )
+            raise DataError(f"{path}:{number}: expected 'word<TAB>translation', got {stripped[:80]!r}")
         senses = out.setdefault(fields[0], [])
         if fields[1] not in senses:
             senses.append(fields[1])
@@ -200,10 +262,7 @@ def lemma_candidates(word: str) -> list[str]:
     if _CYRILLIC.search(lower):
         return russian_lemma_candidates(lower)
     first = [lower[: -len(s)] for s in _SUFFIXES if lower.endswith(s) and len(lower) - len(s) >= 3]
-    second = [
-        stem[: -len(s)] for stem in first for s in _SUFFIXES
-        if stem.endswith(s) and len(stem) - len(s) >= 3
-    ]
+    second = [stem[: -len(s)] for stem in first for s in _SUFFIXES if stem.endswith(s) and len(stem) - len(s) >= 3]
     out: list[str] = []
     for stem in first + second:
         for form in (stem, stem.translate(_UMLAUTS)):
@@ -234,8 +293,9 @@ def russian_lemma_candidates(word: str) -> list[str]:
     return out
 
 
-def pivot_dictionary(source_to_pivot: dict[str, list[str]], pivot_to_target: dict[str, list[str]],
-                     max_senses: int = 3) -> dict[str, list[str]]:
+def pivot_dictionary(
+    source_to_pivot: dict[str, list[str]], pivot_to_target: dict[str, list[str]], max_senses: int = 3
+) -> dict[str, list[str]]:
     """Chain two word lists through a pivot language: ``ru -> de`` and ``de -> en`` give ``ru -> en``.
 
     Debian's only Russian-English list has ~1,200 entries; German-Russian with German-English

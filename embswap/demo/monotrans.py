@@ -85,7 +85,9 @@ class DemoConfig:
         ``benchmarks/demo_budget.py`` measures zero-shot accuracy against it.
         """
         if not fraction > 0:
-            raise EmbswapError(f"--budget must be above 0 (got {fraction}); 1.0 is the default, 0.5 about half the time")
+            raise EmbswapError(
+                f"--budget must be above 0 (got {fraction}); 1.0 is the default, 0.5 about half the time"
+            )
         if fraction == 1.0:
             return self
         from dataclasses import replace
@@ -95,9 +97,12 @@ class DemoConfig:
 
         return replace(
             self,
-            pretrain_steps=steps(self.pretrain_steps), pretrain_minutes=self.pretrain_minutes * fraction,
-            transfer_steps=steps(self.transfer_steps), transfer_minutes=self.transfer_minutes * fraction,
-            finetune_steps=steps(self.finetune_steps), finetune_minutes=self.finetune_minutes * fraction,
+            pretrain_steps=steps(self.pretrain_steps),
+            pretrain_minutes=self.pretrain_minutes * fraction,
+            transfer_steps=steps(self.transfer_steps),
+            transfer_minutes=self.transfer_minutes * fraction,
+            finetune_steps=steps(self.finetune_steps),
+            finetune_minutes=self.finetune_minutes * fraction,
         )
 
     @classmethod
@@ -174,11 +179,21 @@ class Demo:
         texts = [v.text for code in cfg.english_translations for v in bible.verses(code)]
         self.log(f"pretrain: English body ({len(texts)} verses, preset {cfg.preset}, {cfg.pretrain_steps} steps)")
         run_pretrain(
-            {"en": _limit_lines(texts, cfg.quick)}, self.store.path,
-            PretrainConfig(preset=cfg.preset, vocab_size=cfg.vocab_size, max_steps=cfg.pretrain_steps,
-                           max_minutes=cfg.pretrain_minutes, seq_len=cfg.mlm_seq_len, max_positions=cfg.seq_len,
-                           batch_size=cfg.batch_size, lr=cfg.pretrain_lr, seed=cfg.seed),
-            resume=True, data_description={"source": "bible:en", "translations": list(cfg.english_translations)},
+            {"en": _limit_lines(texts, cfg.quick)},
+            self.store.path,
+            PretrainConfig(
+                preset=cfg.preset,
+                vocab_size=cfg.vocab_size,
+                max_steps=cfg.pretrain_steps,
+                max_minutes=cfg.pretrain_minutes,
+                seq_len=cfg.mlm_seq_len,
+                max_positions=cfg.seq_len,
+                batch_size=cfg.batch_size,
+                lr=cfg.pretrain_lr,
+                seed=cfg.seed,
+            ),
+            resume=True,
+            data_description={"source": "bible:en", "translations": list(cfg.english_translations)},
         )
         self.store.__dict__.pop("body", None)
 
@@ -217,20 +232,34 @@ class Demo:
         cfg, body = self.config, self.store.body
         texts = _limit_lines(self._texts(language), cfg.quick)
         tokenizer = train_tokenizer(texts, cfg.vocab_size, family=body.family, special_ids=body.special_tokens)
-        options = {"parallel": self._parallel(language), "align_weight": cfg.align_weight,
-                   "teacher_cache": str(self.output / "cache")}
+        options = {
+            "parallel": self._parallel(language),
+            "align_weight": cfg.align_weight,
+            "teacher_cache": str(self.output / "cache"),
+        }
         init = cfg.self_transfer_init if name != language else cfg.init
         seed = cfg.seed if seed is None else seed
         self.log(f"transfer {name}: {cfg.objective}, init {init}, {cfg.transfer_steps} steps, seed {seed}")
         run_transfer(
-            body, tokenizer, texts,
-            TransferConfig(language=language, init=init,
-                           objective=cfg.objective if "align" in cfg.objective else "mlm",
-                           objective_options=options | {"align_max_length": cfg.seq_len},
-                           max_steps=cfg.transfer_steps, max_minutes=cfg.transfer_minutes,
-                           warmup_steps=cfg.transfer_warmup, seq_len=cfg.mlm_seq_len, batch_size=cfg.batch_size,
-                           lr=cfg.transfer_lr, seed=seed),
-            output=path, reference_pack=self.store.pack("en"), resume=True,
+            body,
+            tokenizer,
+            texts,
+            TransferConfig(
+                language=language,
+                init=init,
+                objective=cfg.objective if "align" in cfg.objective else "mlm",
+                objective_options=options | {"align_max_length": cfg.seq_len},
+                max_steps=cfg.transfer_steps,
+                max_minutes=cfg.transfer_minutes,
+                warmup_steps=cfg.transfer_warmup,
+                seq_len=cfg.mlm_seq_len,
+                batch_size=cfg.batch_size,
+                lr=cfg.transfer_lr,
+                seed=seed,
+            ),
+            output=path,
+            reference_pack=self.store.pack("en"),
+            resume=True,
             data_description={"mlm": f"bible:{language}", "parallel": f"bible:4-{language}, train books"},
         )
 
@@ -249,20 +278,40 @@ class Demo:
         dev_rows = _subsample(bible.genre_examples("en", "dev"), 300 if not cfg.quick else 50, cfg.seed)
         if cfg.quick:
             train_rows = _subsample(train_rows, MONOTRANS.quick_max_train_rows, cfg.seed)
-        self.log(f"finetune: genre classifier on English ({len(train_rows)} examples, {cfg.finetune_steps} steps"
-                 + (f", swap-robust with {', '.join(robust)})" if robust else ")"))
+        self.log(
+            f"finetune: genre classifier on English ({len(train_rows)} examples, {cfg.finetune_steps} steps"
+            + (f", swap-robust with {', '.join(robust)})" if robust else ")")
+        )
         finetune(
-            self.store.body, self.store.pack("en"), "classification", train_rows, dev_rows=dev_rows,
-            extra_packs=[self.store.pack(name) for name in robust], pack_names=["en", *robust],
-            labels=list(bible.GENRES), output=self.store.task_path(name), epochs=cfg.finetune_epochs,
-            lr=cfg.finetune_lr, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=seed,
-            max_steps=cfg.finetune_steps, max_minutes=cfg.finetune_minutes, resume=True, data_description="bible-genre:en:train",
+            self.store.body,
+            self.store.pack("en"),
+            "classification",
+            train_rows,
+            dev_rows=dev_rows,
+            extra_packs=[self.store.pack(name) for name in robust],
+            pack_names=["en", *robust],
+            labels=list(bible.GENRES),
+            output=self.store.task_path(name),
+            epochs=cfg.finetune_epochs,
+            lr=cfg.finetune_lr,
+            batch_size=cfg.batch_size,
+            seq_len=cfg.seq_len,
+            seed=seed,
+            max_steps=cfg.finetune_steps,
+            max_minutes=cfg.finetune_minutes,
+            resume=True,
+            data_description="bible-genre:en:train",
         )
 
     def untrained_pack(self, language: str) -> LanguagePack:
         """The control: this language's tokenizer with a random-init matrix, never trained."""
-        return untrained_pack(self.store.body, self.store.pack(language).tokenizer, language,
-                              reference_pack=self.store.pack("en"), seed=self.config.seed)
+        return untrained_pack(
+            self.store.body,
+            self.store.pack(language).tokenizer,
+            language,
+            reference_pack=self.store.pack("en"),
+            seed=self.config.seed,
+        )
 
     def test_rows(self) -> dict[str, list[dict]]:
         """The held-out genre rows per language: the same ``eval_examples`` verses in every language."""
@@ -314,7 +363,10 @@ class Demo:
     def _stage_budgets(self) -> dict:
         """Steps each stage actually ran and what stopped it: a minutes cap hit on a busy machine means
         less learning than the defaults intend, and the report should say so."""
-        artifacts = {"pretrain": (self.store.body_path, "body"), "finetune": (self.store.task_path("genre"), "task_module")}
+        artifacts = {
+            "pretrain": (self.store.body_path, "body"),
+            "finetune": (self.store.task_path("genre"), "task_module"),
+        }
         for name in [*self.config.languages, "en-relearned", *self.robust_names()]:
             artifacts[f"transfer {name}"] = (self.store.pack_path(name), "language_pack")
         stages = {}
@@ -337,8 +389,11 @@ class Demo:
         results["timings_seconds"] = {k: round(v, 1) for k, v in self.timings.items()}
         results["wall_seconds"] = round(time.perf_counter() - started, 1)
         results["stages"] = self._stage_budgets()
-        results["environment"] = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                                  "load_average_end": [round(x, 2) for x in os.getloadavg()]}
+        results["environment"] = {
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        }
         from ..report import write_demo_report
 
         write_demo_report(results, self.output, self.store)
@@ -366,7 +421,9 @@ def _refuse_other_settings(output: Path, settings: dict) -> None:
             "re-run with --fresh to start over there, or pass another -o folder"
         )
     previous = {**_OLDER_DEMOS, **previous}
-    differ = sorted(k for k in settings if k not in ("languages", "extra") and k in previous and previous[k] != settings[k])
+    differ = sorted(
+        k for k in settings if k not in ("languages", "extra") and k in previous and previous[k] != settings[k]
+    )
     if differ:
         raise EmbswapError(
             f"{output} holds a demo built with other settings ({', '.join(differ)}); "

@@ -296,7 +296,9 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         save_file(clean, str(path), metadata={"format": "pt"})
     except SafetensorError as err:
         reason = f"writing {Path(path).name} failed ({_write_reason(err)})"
-        raise _FileWriteError(f"could not write {path}: {reason}; free disk space or fix permissions, then save again", reason) from None
+        raise _FileWriteError(
+            f"could not write {path}: {reason}; free disk space or fix permissions, then save again", reason
+        ) from None
 
 
 # --- reading while saves happen ------------------------------------------------------------

@@ -92,8 +92,14 @@ def recall(path: str | os.PathLike, stamp: tuple | None) -> CheckedFile | None:
     return checked
 
 
-def remember(path: str | os.PathLike, stamp: tuple | None, *, sha256: str | None = None, finite: bool = False,
-             derived: dict | None = None) -> None:
+def remember(
+    path: str | os.PathLike,
+    stamp: tuple | None,
+    *,
+    sha256: str | None = None,
+    finite: bool = False,
+    derived: dict | None = None,
+) -> None:
     """Record facts verified about the bytes ``path`` had at ``stamp`` (taken before they were read).
 
     Nothing is recorded when the file changed meanwhile, or had no stamp (see ``file_stamp``).
@@ -178,8 +184,13 @@ def _write_cache_entry(key: str, stamp: tuple, checked: CheckedFile) -> None:
     entry_path = _cache_entry_path(key)
     if entry_path is None:
         return
-    entry = {"path": key, "stamp": list(stamp), "sha256": checked.sha256, "finite": checked.finite,
-             "derived": checked.derived}
+    entry = {
+        "path": key,
+        "stamp": list(stamp),
+        "sha256": checked.sha256,
+        "finite": checked.finite,
+        "derived": checked.derived,
+    }
     tmp = entry_path.with_name(f".{entry_path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         entry_path.parent.mkdir(parents=True, exist_ok=True)

@@ -108,8 +108,13 @@ def write_config(folder: Path, kind: str, fields: dict) -> dict:
     return config
 
 
-def load_json(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES, max_containers: int = MAX_CONFIG_CONTAINERS,
-              what: str | None = None) -> object:
+def load_json(
+    path: Path,
+    *,
+    max_bytes: int = MAX_CONFIG_BYTES,
+    max_containers: int = MAX_CONFIG_CONTAINERS,
+    what: str | None = None,
+) -> object:
     """A JSON file bounded in bytes, objects and lists, and nesting (``safety.check_json_shape``),
     checked before it is parsed; unreadable, too large, too deep or invalid is a CorruptArtifactError.
     ``what`` names the file in messages ("a config.json" by default, from the file's name)."""
@@ -232,7 +237,9 @@ def check_files(folder: Path, config: dict, *, verify: bool) -> None:
             try:
                 actual = file_sha256(present[name])
             except OSError as err:
-                raise CorruptArtifactError(f"{folder / name} cannot be read ({err.strerror}); check its permissions") from None
+                raise CorruptArtifactError(
+                    f"{folder / name} cannot be read ({err.strerror}); check its permissions"
+                ) from None
             if actual != expected:
                 raise CorruptArtifactError(
                     f"{folder / name} has SHA-256 {actual[:12]}…, its config records {expected[:12]}…; "
@@ -290,7 +297,9 @@ def require_sha256(config: dict, key: str, folder: Path) -> str:
     """A config field holding a SHA-256 hex digest, or a CorruptArtifactError naming it."""
     value = require(config, key, str, folder)
     if not SHA256_HEX.fullmatch(value):
-        raise CorruptArtifactError(f"{folder}/config.json: field {key!r} is not a SHA-256 hex digest; save the artifact again")
+        raise CorruptArtifactError(
+            f"{folder}/config.json: field {key!r} is not a SHA-256 hex digest; save the artifact again"
+        )
     return value
 
 
@@ -298,5 +307,7 @@ def optional_dict(config: dict, key: str, folder: Path) -> dict | None:
     """A config field that is a JSON object or absent (None), or a CorruptArtifactError naming it."""
     value = config.get(key)
     if value is not None and not isinstance(value, dict):
-        raise CorruptArtifactError(f"{folder}/config.json: field {key!r} has type {type(value).__name__}, expected an object")
+        raise CorruptArtifactError(
+            f"{folder}/config.json: field {key!r} has type {type(value).__name__}, expected an object"
+        )
     return value

@@ -38,8 +38,9 @@ class LinearProbe:
         return classification_scores(self.predict(vectors), list(labels))
 
 
-def train_probe(vectors: torch.Tensor, labels: Sequence[str], *, weight_decay: float = DEFAULT_WEIGHT_DECAY,
-                max_iter: int = 200) -> LinearProbe:
+def train_probe(
+    vectors: torch.Tensor, labels: Sequence[str], *, weight_decay: float = DEFAULT_WEIGHT_DECAY, max_iter: int = 200
+) -> LinearProbe:
     """Full-batch L-BFGS on cross-entropy + ``weight_decay * ||W||^2`` from zeros: no randomness."""
     if vectors.ndim != 2 or vectors.shape[0] != len(labels) or not labels:
         raise DataError(
@@ -65,8 +66,16 @@ def train_probe(vectors: torch.Tensor, labels: Sequence[str], *, weight_decay: f
     return LinearProbe(labels=names, weight=weight.detach(), bias=bias.detach())
 
 
-def probe_transfer(body, source_pack, target_pack, task: TaskModule, train_rows: Sequence[dict],
-                   test_rows: Sequence[dict], *, source_test_rows: Sequence[dict] | None = None) -> dict:
+def probe_transfer(
+    body,
+    source_pack,
+    target_pack,
+    task: TaskModule,
+    train_rows: Sequence[dict],
+    test_rows: Sequence[dict],
+    *,
+    source_test_rows: Sequence[dict] | None = None,
+) -> dict:
     """Train a probe on ``train_rows`` read with the L1 pack, score it on ``test_rows`` read with the L2 pack.
 
     Rows are ``{"text", "label"}`` (e.g. :func:`embswap.data.bible.genre_examples`). Returns
@@ -77,8 +86,10 @@ def probe_transfer(body, source_pack, target_pack, task: TaskModule, train_rows:
     from .sentence import encode
 
     source_model, source_tok = compose(body, source_pack, task)
-    probe = train_probe(encode(source_model, source_tok, [r["text"] for r in train_rows], task.settings),
-                        [r["label"] for r in train_rows])
+    probe = train_probe(
+        encode(source_model, source_tok, [r["text"] for r in train_rows], task.settings),
+        [r["label"] for r in train_rows],
+    )
     unknown = sorted({r["label"] for r in test_rows} - set(probe.labels))
     if unknown:
         raise DataError(f"test labels {unknown} never occur in the probe's training rows ({probe.labels})")

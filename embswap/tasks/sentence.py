@@ -38,7 +38,9 @@ def read_pooling(folder: str | os.PathLike) -> dict:
             config = json.loads((folder / module["path"] / "config.json").read_text(encoding="utf-8"))
             modes = [mode for key, mode in _ST_MODES.items() if config.get(key)]
             if len(modes) != 1:
-                raise DataError(f"{folder}: pooling {config} combines several modes; embswap supports one of mean/cls/max")
+                raise DataError(
+                    f"{folder}: pooling {config} combines several modes; embswap supports one of mean/cls/max"
+                )
             settings["mode"] = modes[0]
         elif kind.endswith("Normalize"):
             settings["normalize"] = True
@@ -72,9 +74,12 @@ def encode(model, tokenizer, texts: Sequence[str], settings: dict | None = None,
     out = torch.empty(0)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                          max_length=max_length, return_tensors="pt").to(device)
-        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        batch = tokenizer(
+            [texts[i] for i in index], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        ).to(device)
+        hidden = model.base_model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state
         vectors = pool(hidden, batch["attention_mask"], settings["mode"]).float()
         vectors = (F.normalize(vectors, dim=-1) if settings["normalize"] else vectors).cpu()
         if out.numel() == 0:
@@ -86,7 +91,9 @@ def encode(model, tokenizer, texts: Sequence[str], settings: dict | None = None,
 def retrieval_scores(source: torch.Tensor, target: torch.Tensor) -> dict:
     """Top-1 accuracy both ways and MRR for aligned rows (row i of source translates row i of target)."""
     if source.shape != target.shape or source.shape[0] == 0:
-        raise DataError(f"retrieval needs aligned, non-empty vectors; got {tuple(source.shape)} and {tuple(target.shape)}")
+        raise DataError(
+            f"retrieval needs aligned, non-empty vectors; got {tuple(source.shape)} and {tuple(target.shape)}"
+        )
     sims = F.normalize(source, dim=-1) @ F.normalize(target, dim=-1).T
     gold = torch.arange(sims.shape[0])
 
@@ -97,8 +104,13 @@ def retrieval_scores(source: torch.Tensor, target: torch.Tensor) -> dict:
 
     top1_st, mrr_st = direction(sims)
     top1_ts, mrr_ts = direction(sims.T)
-    return {"top1_source_to_target": top1_st, "top1_target_to_source": top1_ts,
-            "mrr_source_to_target": mrr_st, "mrr_target_to_source": mrr_ts, "n": int(sims.shape[0])}
+    return {
+        "top1_source_to_target": top1_st,
+        "top1_target_to_source": top1_ts,
+        "mrr_source_to_target": mrr_st,
+        "mrr_target_to_source": mrr_ts,
+        "n": int(sims.shape[0]),
+    }
 
 
 def evaluate_retrieval(body, source_pack, target_pack, task: TaskModule, pairs: Sequence[dict]) -> dict:
@@ -121,8 +133,9 @@ def _percent(scores: dict) -> dict:
     return {k: (v if k == "n" else 100.0 * v) for k, v in scores.items()}
 
 
-def untrained_pack(body: Body, pack: LanguagePack,
-                   reference_pack: LanguagePack | None) -> tuple[LanguagePack | None, str]:
+def untrained_pack(
+    body: Body, pack: LanguagePack, reference_pack: LanguagePack | None
+) -> tuple[LanguagePack | None, str]:
     """``(pack as its init left it, init method)`` rebuilt from its provenance, or ``(None, why not)``."""
     from ..init import initialize_embeddings
 
@@ -135,14 +148,31 @@ def untrained_pack(body: Body, pack: LanguagePack,
     uses_reference = (provenance["init"].get("reference_pack") is not None) or method != "random"
     if uses_reference and reference_pack is None:
         return None, f"init {method!r} copied rows from a reference pack; pass it (--reference-pack)"
-    start = initialize_embeddings(body, pack.tokenizer, method, seed=int(provenance.get("seed", 0)),
-                                  reference_pack=reference_pack if uses_reference else None)
-    return LanguagePack(language=pack.language, tokenizer=pack.tokenizer, word_embeddings=start.word_embeddings,
-                        body_fingerprint=body.fingerprint, output_bias=start.output_bias), method
+    start = initialize_embeddings(
+        body,
+        pack.tokenizer,
+        method,
+        seed=int(provenance.get("seed", 0)),
+        reference_pack=reference_pack if uses_reference else None,
+    )
+    return LanguagePack(
+        language=pack.language,
+        tokenizer=pack.tokenizer,
+        word_embeddings=start.word_embeddings,
+        body_fingerprint=body.fingerprint,
+        output_bias=start.output_bias,
+    ), method
 
 
-def retrieval_report(body, pack, pairs: Sequence[dict], *, reference_pack, task: TaskModule | None = None,
-                     ceiling_pairs: Sequence[dict] | None = None) -> dict:
+def retrieval_report(
+    body,
+    pack,
+    pairs: Sequence[dict],
+    *,
+    reference_pack,
+    task: TaskModule | None = None,
+    ceiling_pairs: Sequence[dict] | None = None,
+) -> dict:
     """Retrieval of ``pack`` (L2 side) against ``reference_pack`` (L1 side), with its controls.
 
     Rows (metrics in percent, as :func:`evaluate_retrieval` names them): ``pack``; ``untrained_pack``
@@ -160,8 +190,13 @@ def retrieval_report(body, pack, pairs: Sequence[dict], *, reference_pack, task:
     check_compatible(body, reference, name=f"reference pack {reference.language!r}")
     task = task if task is not None else sentence_task(body)
     pairs = validate_pairs(pairs, "retrieval pairs")
-    report = {"language": pack.language, "reference_language": reference.language, "n": len(pairs), "notes": [],
-              "results": {"pack": _percent(evaluate_retrieval(body, reference, pack, task, pairs))}}
+    report = {
+        "language": pack.language,
+        "reference_language": reference.language,
+        "n": len(pairs),
+        "notes": [],
+        "results": {"pack": _percent(evaluate_retrieval(body, reference, pack, task, pairs))},
+    }
     untrained, why = untrained_pack(body, pack, reference)
     if untrained is None:
         report["notes"].append(f"no untrained-pack control: {why}")

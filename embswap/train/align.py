@@ -86,11 +86,14 @@ def _encode(model, pack, texts: Sequence[str], mode: str, max_length: int, batch
     out = torch.empty(0)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = pack.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                               max_length=max_length, return_tensors="pt")
+        batch = pack.tokenizer(
+            [texts[i] for i in index], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
         device = next(model.parameters()).device
-        vectors = F.normalize(pooled_states(model, batch["input_ids"].to(device),
-                                            batch["attention_mask"].to(device), mode).float(), dim=-1).cpu()
+        vectors = F.normalize(
+            pooled_states(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), mode).float(),
+            dim=-1,
+        ).cpu()
         if out.numel() == 0:
             out = torch.empty(len(texts), vectors.shape[1])
         out[index] = vectors
@@ -233,8 +236,14 @@ def _teacher_progress(total: int, enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("teacher vectors"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        TextColumn("teacher vectors"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task("teacher", total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -244,17 +253,23 @@ def _align_terms(context: ObjectiveContext) -> list[LossTerm]:
     options = context.options
     pairs = options.get("parallel")
     if not pairs:
-        raise DataError("the align objective needs parallel text: pass --parallel FILE (JSONL source/target, TSV) "
-                        "or a named source such as bible:4-e")
+        raise DataError(
+            "the align objective needs parallel text: pass --parallel FILE (JSONL source/target, TSV) "
+            "or a named source such as bible:4-e"
+        )
     pairs = validate_pairs(pairs, options.get("parallel_description", "parallel data"))
     reference = context.reference_pack
     if reference is None:
         raise DataError("the align objective reads the source side with the L1 pack: pass --reference-pack")
     mode = options.get("pooling", "mean")
     max_length = int(options.get("align_max_length") or context.seq_len)  # None: the run's (body-fitted) length
-    batches = ParallelBatches(context.tokenizer, [p["target"] for p in pairs],
-                              batch_size=int(options.get("align_batch_size", context.batch_size)),
-                              seed=context.seed, max_length=max_length)
+    batches = ParallelBatches(
+        context.tokenizer,
+        [p["target"] for p in pairs],
+        batch_size=int(options.get("align_batch_size", context.batch_size)),
+        seed=context.seed,
+        max_length=max_length,
+    )
     # Only the pairs the run's steps will read need a teacher vector: 150 steps of 32 read 4,800 of the
     # demo's 20,000 verses. The batches are a function of (seed, step), so the set is known up front.
     used = batches.rows_read(context.max_steps) if context.max_steps else list(range(len(pairs)))
@@ -265,8 +280,14 @@ def _align_terms(context: ObjectiveContext) -> list[LossTerm]:
     row_of = {text: i for i, text in enumerate(sources)}
     with _teacher_progress(len(sources), context.progress) as advance:
         unique = teacher_vectors(
-            teacher_model, reference, context.body.fingerprint, sources,
-            mode=mode, max_length=max_length, cache_dir=options.get("teacher_cache"), progress=advance,
+            teacher_model,
+            reference,
+            context.body.fingerprint,
+            sources,
+            mode=mode,
+            max_length=max_length,
+            cache_dir=options.get("teacher_cache"),
+            progress=advance,
         )
     del teacher_model
     teacher = torch.zeros(len(pairs), unique.shape[1])  # rows no step reads stay zero

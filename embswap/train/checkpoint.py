@@ -51,7 +51,6 @@ def copy_run_files(checkpoint_dir: Path, output: Path) -> None:
             shutil.copyfile(checkpoint_dir / name, Path(output) / name)
 
 
-
 def flatten_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict] = {}
@@ -133,7 +132,9 @@ def save_checkpoint(
         (tmp / _STATE_JSON).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def read_checkpoint(folder: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def read_checkpoint(
+    folder: Path,
+) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(state JSON, trainable tensors, optimizer tensors, RNG tensors) of a checkpoint folder."""
     path = folder / _STATE_JSON
     try:

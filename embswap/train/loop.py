@@ -33,9 +33,16 @@ import torch
 from torch import nn
 
 from ..errors import TrainingError
-from .checkpoint import STATE_DIR, has_checkpoint, json_safe, read_checkpoint, restore_rng, save_checkpoint, unflatten_optimizer_state
+from .checkpoint import (
+    STATE_DIR,
+    has_checkpoint,
+    json_safe,
+    read_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
 from .reporting import CURVE_NAME, LOG_NAME, plot_learning_curve, progress_bar, read_log  # noqa: F401
-
 
 
 def derive_seed(*parts: Any) -> int:
@@ -92,9 +99,19 @@ class LoopConfig:
     @classmethod
     def of_run(cls, run, *, warmup_steps: int, description: str, **settings) -> LoopConfig:
         """The loop settings a step's config (``TransferConfig``, ``PretrainConfig``) carries, plus ``settings``."""
-        return cls(max_steps=run.max_steps, lr=run.lr, warmup_steps=warmup_steps, seed=run.seed,
-                   checkpoint_every=run.checkpoint_every, log_every=run.log_every, max_minutes=run.max_minutes,
-                   device=run.device, progress=run.progress, description=description, **settings)
+        return cls(
+            max_steps=run.max_steps,
+            lr=run.lr,
+            warmup_steps=warmup_steps,
+            seed=run.seed,
+            checkpoint_every=run.checkpoint_every,
+            log_every=run.log_every,
+            max_minutes=run.max_minutes,
+            device=run.device,
+            progress=run.progress,
+            description=description,
+            **settings,
+        )
 
 
 @dataclass
@@ -124,8 +141,12 @@ class TrainResult:
 
     def summary(self) -> dict:
         """What an artifact's provenance records about the run: steps, tokens, minutes, why it stopped."""
-        return {"steps": self.step, "tokens_seen": self.tokens_seen, "minutes": round(self.elapsed_seconds / 60, 3),
-                "stopped_by": self.stopped_by}
+        return {
+            "steps": self.step,
+            "tokens_seen": self.tokens_seen,
+            "minutes": round(self.elapsed_seconds / 60, 3),
+            "stopped_by": self.stopped_by,
+        }
 
 
 def _use_cpu(device: str | None) -> bool:
@@ -370,8 +391,15 @@ def train(
         if not updating and world == 1 and step > start_step:
             sync_tokens()
             if window_steps:
-                log({"step": step, "loss": round(window_loss / window_steps, 6), "lr": group_lr(optimizer),
-                     "tokens": tokens_seen, "elapsed": round(prior_seconds + time.perf_counter() - session_start, 3)})
+                log(
+                    {
+                        "step": step,
+                        "loss": round(window_loss / window_steps, 6),
+                        "lr": group_lr(optimizer),
+                        "tokens": tokens_seen,
+                        "elapsed": round(prior_seconds + time.perf_counter() - session_start, 3),
+                    }
+                )
             checkpoint(step)
         raise
     sync_tokens()
@@ -432,7 +460,9 @@ def _should_stop(local: bool, accelerator) -> bool:
     return bool(accelerator.reduce(flag, reduction="sum") > 0)
 
 
-def _check_resume(state: dict, named: Mapping[str, nn.Parameter], config: LoopConfig, settings: dict, folder: Path) -> None:
+def _check_resume(
+    state: dict, named: Mapping[str, nn.Parameter], config: LoopConfig, settings: dict, folder: Path
+) -> None:
     hint = f"pass the same settings, or run without --resume to start afresh (this deletes {folder})"
     if state["seed"] != config.seed:
         raise TrainingError(f"the checkpoint in {folder} was made with seed {state['seed']}, not {config.seed}; {hint}")

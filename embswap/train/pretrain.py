@@ -218,8 +218,11 @@ def run_pretrain(
             "overwrite=True (--overwrite) to replace it (packs and tasks trained for it stop composing), "
             "or write another store"
         )
-    for path, kind in ((store.path, STORE), (store.body_path, "body"), *((store.pack_path(lang), "language_pack")
-                                                                       for lang in languages)):
+    for path, kind in (
+        (store.path, STORE),
+        (store.body_path, "body"),
+        *((store.pack_path(lang), "language_pack") for lang in languages),
+    ):
         check_output(path, kind)  # before training: never a folder of other files or of another kind
     checkpoint_dir = checkpoint_dir_for(store.body_path)
 
@@ -248,12 +251,18 @@ def run_pretrain(
     shares = [cfg.batch_size // n + (i < cfg.batch_size % n) for i in range(n)]
     for lang, share in zip(languages, shares):
         sources[lang], held_out, data[lang] = _language_data(
-            tokenizers[lang], train_texts[lang], splits[lang][1], share=share, seq_len=cfg.seq_len, seed=cfg.seed,
+            tokenizers[lang],
+            train_texts[lang],
+            splits[lang][1],
+            share=share,
+            seq_len=cfg.seq_len,
+            seed=cfg.seed,
             label=lang,
         )
         if held_out is not None:
-            fixed = MLMBatches(held_out, tokenizers[lang], batch_size=cfg.batch_size, seed=cfg.seed,
-                               label=f"eval-{lang}")
+            fixed = MLMBatches(
+                held_out, tokenizers[lang], batch_size=cfg.batch_size, seed=cfg.seed, label=f"eval-{lang}"
+            )
             eval_sets[lang] = [_remap(b, table, lang) for b in fixed.fixed_batches(cfg.eval_batches)]
     batches = MixedBatches(sources, table, pad_id=special_ids["pad"])
 
@@ -285,8 +294,13 @@ def run_pretrain(
         "eval_fraction": cfg.eval_fraction,
         "max_positions": cfg.max_positions,
     }
-    loop_config = LoopConfig.of_run(cfg, warmup_steps=cfg.warmup_steps, description=f"pretrain {','.join(languages)}",
-                                    weight_decay=cfg.weight_decay, eval_every=cfg.eval_every)
+    loop_config = LoopConfig.of_run(
+        cfg,
+        warmup_steps=cfg.warmup_steps,
+        description=f"pretrain {','.join(languages)}",
+        weight_decay=cfg.weight_decay,
+        eval_every=cfg.eval_every,
+    )
     result = train(
         _MLMObjective(model),
         trainable,
@@ -326,8 +340,7 @@ def _shared_special_ids(tokenizers: dict[str, object], languages: list[str], fam
     return special_ids
 
 
-def _provenance(cfg: PretrainConfig, languages: list[str], table: VocabTable, result: TrainResult,
-                data: dict) -> dict:
+def _provenance(cfg: PretrainConfig, languages: list[str], table: VocabTable, result: TrainResult, data: dict) -> dict:
     """The body's provenance: the resolved config and what the run did."""
     train_losses = [r["loss"] for r in result.history if "loss" in r]
     return {

@@ -120,12 +120,28 @@ def relearn_l1_packs(
         say(f"robust pack {name}: re-learning {l1_pack.language!r} on {len(texts):,} lines (seed {seed + index})")
         path = store.pack_path(name)
         outcome = run_transfer(
-            body, l1_pack.tokenizer, texts,
-            TransferConfig(language=l1_pack.language, init="random", objective=objective, objective_options=options,
-                           max_steps=max_steps, max_minutes=max_minutes, lr=lr, batch_size=batch_size,
-                           seq_len=seq_len, warmup_steps=warmup_steps, seed=seed + index, device=device,
-                           progress=progress),
-            output=path, reference_pack=l1_pack, resume=True, data_description=data_description,
+            body,
+            l1_pack.tokenizer,
+            texts,
+            TransferConfig(
+                language=l1_pack.language,
+                init="random",
+                objective=objective,
+                objective_options=options,
+                max_steps=max_steps,
+                max_minutes=max_minutes,
+                lr=lr,
+                batch_size=batch_size,
+                seq_len=seq_len,
+                warmup_steps=warmup_steps,
+                seed=seed + index,
+                device=device,
+                progress=progress,
+            ),
+            output=path,
+            reference_pack=l1_pack,
+            resume=True,
+            data_description=data_description,
         )
         shutil.rmtree(checkpoint_dir_for(path), ignore_errors=True)  # the pack is complete; it is never resumed
         packs.append(outcome.pack)

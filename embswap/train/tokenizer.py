@@ -112,7 +112,7 @@ def train_tokenizer(
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
     roles = {f"{role}_token": token for role, token in fam.special_tokens.items()}
-    inputs = ["input_ids", "token_type_ids", "attention_mask"] if fam.has_token_types else ["input_ids", "attention_mask"]
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, model_max_length=max_length, model_input_names=inputs, **roles
+    inputs = (
+        ["input_ids", "token_type_ids", "attention_mask"] if fam.has_token_types else ["input_ids", "attention_mask"]
     )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, model_input_names=inputs, **roles)

@@ -99,8 +99,9 @@ def saved_tokenizer(output: str | os.PathLike):
     return load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
 
 
-def tokenizer_for_run(output: str | os.PathLike, train_new: Callable[[], object], *, resume: bool = False,
-                      device: str | None = None):
+def tokenizer_for_run(
+    output: str | os.PathLike, train_new: Callable[[], object], *, resume: bool = False, device: str | None = None
+):
     """The tokenizer of a run into ``output``: the saved one when resuming, else a new one.
 
     Tokenizer training is not deterministic (ties), so with several processes only the main one
@@ -161,7 +162,10 @@ def _transfer_optimizer(params: list[nn.Parameter], config: LoopConfig) -> torch
 def _held_out_mlm(model, tokenizer, texts, seq_len, batch_size, seed, packing, max_batches):
     """An eval hook: mean MLM loss on held-out text, with masks fixed once so values compare."""
     sequences = build_sequences(
-        tokenize_texts(tokenizer, texts), seq_len, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
+        tokenize_texts(tokenizer, texts),
+        seq_len,
+        cls_id=tokenizer.cls_token_id,
+        sep_id=tokenizer.sep_token_id,
         mode=packing,
     )
     if not sequences:
@@ -303,8 +307,9 @@ def run_transfer(
 
     eval_fn = None
     if eval_texts and body.head == "mlm":
-        eval_fn = _held_out_mlm(model, tokenizer, eval_texts, cfg.seq_len, cfg.batch_size, cfg.seed, cfg.packing,
-                                cfg.eval_batches)
+        eval_fn = _held_out_mlm(
+            model, tokenizer, eval_texts, cfg.seq_len, cfg.batch_size, cfg.seed, cfg.packing, cfg.eval_batches
+        )
     data_sha256 = texts_sha256(texts)
     accelerator = make_accelerator(cfg.device)
     # Without an output (benchmarks, experiments) checkpoints go to a temporary folder.
@@ -395,8 +400,15 @@ def _resume_settings(cfg: TransferConfig, reference: LanguagePack | None, vocab:
     return settings
 
 
-def _provenance(cfg: TransferConfig, sources: dict, start: InitResult, reference: LanguagePack | None,
-                terms: Sequence[LossTerm], result: TrainResult, data: dict) -> dict:
+def _provenance(
+    cfg: TransferConfig,
+    sources: dict,
+    start: InitResult,
+    reference: LanguagePack | None,
+    terms: Sequence[LossTerm],
+    result: TrainResult,
+    data: dict,
+) -> dict:
     """The pack's provenance: the resolved config, where its defaults came from, what the run did."""
     return {
         "stage": "transfer",

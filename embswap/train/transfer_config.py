@@ -87,8 +87,9 @@ def eflomal_available() -> bool:
     return importlib.util.find_spec("eflomal") is not None
 
 
-def default_recipe(init: str | None, lr: float | None, *, parallel: bool, reference: bool,
-                   log: Callable[[str], None] | None = None) -> dict:
+def default_recipe(
+    init: str | None, lr: float | None, *, parallel: bool, reference: bool, log: Callable[[str], None] | None = None
+) -> dict:
     """``{"init", "init_source", "lr", "lr_source"}``: what was given, else the measured default.
 
     With parallel text, the init defaults to ``aligned`` where eflomal is installed (else ``subword-mean``,
@@ -117,15 +118,17 @@ def default_recipe(init: str | None, lr: float | None, *, parallel: bool, refere
     return {"init": init, "init_source": init_source, "lr": float(lr), "lr_source": lr_source}
 
 
-def resolve_config(body, config: TransferConfig, *, reference: bool,
-                   log: Callable[[str], None] | None = None) -> tuple[TransferConfig, dict]:
+def resolve_config(
+    body, config: TransferConfig, *, reference: bool, log: Callable[[str], None] | None = None
+) -> tuple[TransferConfig, dict]:
     """``config`` with every None / "auto" choice fitted to ``body`` and the data, and where
     ``init``, ``lr`` and ``seq_len`` came from (``{"init_source", "lr_source", "seq_len_source"}``)."""
     recipe = default_recipe(config.init, config.lr, parallel=bool(config.parallel), reference=reference, log=log)
     anchors = resolve_anchors(config.anchors, recipe["init"])
     penalty = anchor_penalty_weight(anchors, config.anchor_penalty)
     seq_len, seq_len_source = resolve_seq_len(body.model_config, config.seq_len)
-    resolved = replace(config, init=recipe["init"], lr=recipe["lr"], anchors=anchors, anchor_penalty=penalty,
-                       seq_len=seq_len)
+    resolved = replace(
+        config, init=recipe["init"], lr=recipe["lr"], anchors=anchors, anchor_penalty=penalty, seq_len=seq_len
+    )
     sources = {"init_source": recipe["init_source"], "lr_source": recipe["lr_source"], "seq_len_source": seq_len_source}
     return resolved, sources
