@@ -30,8 +30,9 @@ lock:
 demo: install
 	$(PYTHON) -m embswap.cli.main demo
 
+# -n auto: one pytest-xdist worker per core (tests/conftest.py splits torch's threads between them).
 test: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_FLAGS)
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n auto --durations=15 $(PYTEST_FLAGS)
 
 test-fast: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_FLAGS)
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n auto -m "not slow" $(PYTEST_FLAGS)

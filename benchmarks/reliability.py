@@ -5,7 +5,7 @@ step of a save and at random moments, full disks, concurrent writers and readers
     python benchmarks/reliability.py --scale 0.1    # a quick look
 
 Writes benchmarks/results/reliability.json. Any failure stops the run with the failing case (the
-same assertions as the tests in tests/test_reliability_*.py, which share this code).
+same assertions as the tests in tests/reliability/test_reliability_*.py, which share this code).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # the tests package shares its kit with this benchmark
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import reliability_bounds as bounds  # noqa: E402
-import reliability_classes as classes  # noqa: E402
-import reliability_kit as kit  # noqa: E402
 import torch  # noqa: E402
 
 from embswap import LanguagePack, split_model  # noqa: E402
+from tests.helpers import reliability_bounds as bounds  # noqa: E402
+from tests.helpers import reliability_classes as classes  # noqa: E402
+from tests.helpers import reliability_kit as kit  # noqa: E402
 
 # max_examples per loader at scale 1 (artifact loaders load each example twice: hashes on and off).
 FUZZ = {
@@ -41,12 +41,12 @@ FUZZ = {
     "pack": 2000,
     "task": 2000,
     "store": 500,
-    # generated families of hostile-artifact classes (tests/reliability_classes.py)
+    # generated families of hostile-artifact classes (tests/helpers/reliability_classes.py)
     "tokenizer_files": 300,
     "token_ids": 300,
     "names": 2000,
     "dtype_range": 300,
-    # tests/reliability_bounds.py: misfits that verify --load must catch, oversized JSON and headers
+    # tests/helpers/reliability_bounds.py: misfits that verify --load must catch, oversized JSON and headers
     "compose_shapes": 300,
     "json_bounds": 300,
 }

@@ -139,8 +139,7 @@ def _check_language(lang: str) -> list[str]:
 def _grid() -> tuple[tuple[int, int, int], ...]:
     """The verse grid shared by all translations, in canonical order."""
     rows = _connection().execute(
-        "SELECT bNumber, cNumber, vNumber FROM bible WHERE bbName = '4' "
-        "ORDER BY bNumber, cNumber, vNumber"
+        "SELECT bNumber, cNumber, vNumber FROM bible WHERE bbName = '4' ORDER BY bNumber, cNumber, vNumber"
     )
     return tuple(rows)
 
@@ -150,8 +149,7 @@ def _cleaned(code: str) -> dict[tuple[int, int, int], str]:
     """(book, chapter, verse) -> cleaned non-empty text of one translation, in canonical order."""
     _check_translation(code)
     rows = _connection().execute(
-        "SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ? "
-        "ORDER BY bNumber, cNumber, vNumber",
+        "SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ? ORDER BY bNumber, cNumber, vNumber",
         (code,),
     )
     out = {}
@@ -177,12 +175,7 @@ def verses(translation_code: str, books: Iterable[int] | None = None) -> list[Ve
 def mlm_text(lang: str, books: Iterable[int] | None = None) -> list[str]:
     """Every cleaned verse of every translation of ``lang``, one verse a line (a masked-LM corpus)."""
     wanted = _book_filter(books)
-    return [
-        text
-        for code in _check_language(lang)
-        for (b, _c, _v), text in _cleaned(code).items()
-        if wanted(b)
-    ]
+    return [text for code in _check_language(lang) for (b, _c, _v), text in _cleaned(code).items() if wanted(b)]
 
 
 # --------------------------------------------------------------------------- tasks

@@ -10,7 +10,6 @@
 from .encoder import EncoderDemo, EncoderDemoConfig, run_encoder_demo
 from .monotrans import Demo, DemoConfig, run_demo
 from .monotrans import _bible as _bible  # re-exported: tests patch the Bible reader here
-from .monotrans import _refuse_other_settings as _refuse_other_settings
 
 RECIPES = ("encoder", "monotrans")  # the first is `embswap demo`'s default
 

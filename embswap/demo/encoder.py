@@ -31,6 +31,7 @@ import torch
 from ..errors import EmbswapError
 from ..outputs import DEMO, check_output
 from ..store import Store
+from .folder import refuse_other_settings
 
 DEFAULT_LANGUAGES = ("de", "ru", "zh", "hi")
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -79,9 +80,19 @@ class EncoderDemoConfig:
 
     @classmethod
     def quick_config(cls, languages: Sequence[str] = ("de",)) -> EncoderDemoConfig:
-        return cls(languages=languages, vocab_size=2000, max_pairs=600, align_steps=8, batch_size=16,
-                   genre_train_rows=150, finetune_steps=8, eval_genre_rows=60, eval_pairs=60,
-                   tokenizer_lines=3000, quick=True)
+        return cls(
+            languages=languages,
+            vocab_size=2000,
+            max_pairs=600,
+            align_steps=8,
+            batch_size=16,
+            genre_train_rows=150,
+            finetune_steps=8,
+            eval_genre_rows=60,
+            eval_pairs=60,
+            tokenizer_lines=3000,
+            quick=True,
+        )
 
 
 def minilm_folder() -> Path:
@@ -164,8 +175,9 @@ class EncoderDemo:
     def _pairs(self, language: str) -> list[dict]:
         from ..data import bible
 
-        pairs = [p for code in bible.LANGUAGES[language]
-                 for p in bible.parallel_pairs(ENGLISH, code, books=training_books())]
+        pairs = [
+            p for code in bible.LANGUAGES[language] for p in bible.parallel_pairs(ENGLISH, code, books=training_books())
+        ]
         return _sample(pairs, self.config.max_pairs, self.config.seed)
 
     def pack(self, language: str) -> None:
@@ -185,26 +197,47 @@ class EncoderDemo:
 
         def new_tokenizer():
             self.log(f"pack {language}: {cfg.vocab_size:,}-token tokenizer on {len(text_rows):,} training-book verses")
-            return train_tokenizer([r["text"] for r in text_rows], cfg.vocab_size, family=body.family,
-                                   special_ids=body.special_tokens, lowercase=True,
-                                   max_length=max_input_tokens(body.model_config) or 512)
+            return train_tokenizer(
+                [r["text"] for r in text_rows],
+                cfg.vocab_size,
+                family=body.family,
+                special_ids=body.special_tokens,
+                lowercase=True,
+                max_length=max_input_tokens(body.model_config) or 512,
+            )
 
         tokenizer = tokenizer_for_run(path, new_tokenizer, resume=True)
         self.log(f"pack {language}: init and align training on {len(pairs):,} verse pairs, {cfg.align_steps} steps")
         run_transfer(
-            body, tokenizer, [],
-            TransferConfig(language=language, init=cfg.init, objective="align",
-                           objective_options={
-                               "parallel": pairs, "pooling": task.settings["mode"],
-                               "align_max_length": cfg.align_max_length,
-                               "teacher_cache": str(self.output / "cache" / "teacher"),
-                               "parallel_description": f"bible:{ENGLISH}-{language}, training books"},
-                           max_steps=cfg.align_steps, lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=0,
-                           seed=cfg.seed, progress=False),
-            output=path, reference_pack=self.store.pack("en"), resume=True,
+            body,
+            tokenizer,
+            [],
+            TransferConfig(
+                language=language,
+                init=cfg.init,
+                objective="align",
+                objective_options={
+                    "parallel": pairs,
+                    "pooling": task.settings["mode"],
+                    "align_max_length": cfg.align_max_length,
+                    "teacher_cache": str(self.output / "cache" / "teacher"),
+                    "parallel_description": f"bible:{ENGLISH}-{language}, training books",
+                },
+                max_steps=cfg.align_steps,
+                lr=cfg.lr,
+                batch_size=cfg.batch_size,
+                warmup_steps=0,
+                seed=cfg.seed,
+                progress=False,
+            ),
+            output=path,
+            reference_pack=self.store.pack("en"),
+            resume=True,
             recipe_log=lambda note: self.log(f"pack {language}: {note}"),
-            data_description={"tokenizer": f"bible:{language}, training books",
-                              "parallel": f"bible:{ENGLISH}-{language}, training books, {len(pairs)} pairs"},
+            data_description={
+                "tokenizer": f"bible:{language}, training books",
+                "parallel": f"bible:{ENGLISH}-{language}, training books, {len(pairs)} pairs",
+            },
         )
 
     def _genre_train_rows(self) -> list[dict]:
@@ -234,17 +267,32 @@ class EncoderDemo:
             from ..tasks.probe import train_probe
 
             self.log(f"genre head: linear probe on {len(rows):,} pooled English vectors (encoder frozen)")
-            probe = train_probe(self._vectors(self.store.pack("en"), [r["text"] for r in rows]), [r["label"] for r in rows])
-            self.probe_path.write_text(json.dumps({"labels": probe.labels, "weight": probe.weight.tolist(),
-                                                   "bias": probe.bias.tolist()}))
+            probe = train_probe(
+                self._vectors(self.store.pack("en"), [r["text"] for r in rows]), [r["label"] for r in rows]
+            )
+            self.probe_path.write_text(
+                json.dumps({"labels": probe.labels, "weight": probe.weight.tolist(), "bias": probe.bias.tolist()})
+            )
             return
         from ..train.finetune import finetune
 
         self.log(f"genre head: step 3 fine-tuning on {len(rows):,} English rows, {cfg.finetune_steps} steps")
-        finetune(self.store.body, self.store.pack("en"), "classification", rows, labels=list(bible.GENRES),
-                 output=self.store.task_path(GENRE_TASK), epochs=1, batch_size=16, seq_len=128, seed=cfg.seed,
-                 max_steps=cfg.finetune_steps, progress=False, checkpoint_every=None,
-                 data_description="bible-genre:en:train")
+        finetune(
+            self.store.body,
+            self.store.pack("en"),
+            "classification",
+            rows,
+            labels=list(bible.GENRES),
+            output=self.store.task_path(GENRE_TASK),
+            epochs=1,
+            batch_size=16,
+            seq_len=128,
+            seed=cfg.seed,
+            max_steps=cfg.finetune_steps,
+            progress=False,
+            checkpoint_every=None,
+            data_description="bible-genre:en:train",
+        )
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -263,8 +311,13 @@ class EncoderDemo:
 
         trained, body = self.store.pack(language), self.store.body
         start = initialize_embeddings(body, trained.tokenizer, "random", seed=self.config.seed)
-        return LanguagePack(language=language, tokenizer=trained.tokenizer, word_embeddings=start.word_embeddings,
-                            body_fingerprint=body.fingerprint, provenance={"init": "random", "trained": False})
+        return LanguagePack(
+            language=language,
+            tokenizer=trained.tokenizer,
+            word_embeddings=start.word_embeddings,
+            body_fingerprint=body.fingerprint,
+            provenance={"init": "random", "trained": False},
+        )
 
     def _raw_pack(self, language: str):
         """The original model reading the raw language: the English pack under this language's name."""
@@ -278,7 +331,9 @@ class EncoderDemo:
 
             saved = json.loads(self.probe_path.read_text())
             probe = LinearProbe(saved["labels"], torch.tensor(saved["weight"]), torch.tensor(saved["bias"]))
-            return lambda pack, rows: probe.score(self._vectors(pack, [r["text"] for r in rows]), [r["label"] for r in rows])
+            return lambda pack, rows: probe.score(
+                self._vectors(pack, [r["text"] for r in rows]), [r["label"] for r in rows]
+            )
         from ..evaluate import evaluate
 
         task = self.store.task(GENRE_TASK)
@@ -292,8 +347,10 @@ class EncoderDemo:
         genre = {lang: bible.genre_examples(lang, "test", common=languages) for lang in languages}
         keep = {r["id"] for r in _sample(genre["en"], cfg.eval_genre_rows, cfg.seed)}
         genre = {lang: [r for r in rows if r["id"] in keep] for lang, rows in genre.items()}
-        tables = [bible.verses(code, held_out_books()) for code in
-                  (ENGLISH, CEILING, *(bible.LANGUAGES[lang][0] for lang in cfg.languages))]
+        tables = [
+            bible.verses(code, held_out_books())
+            for code in (ENGLISH, CEILING, *(bible.LANGUAGES[lang][0] for lang in cfg.languages))
+        ]
         common = set.intersection(*({v.id for v in table} for table in tables))
         ids = _sample(sorted(common, key=lambda i: tuple(map(int, i.split(".")))), cfg.eval_pairs, cfg.seed)
         return genre, ids
@@ -314,10 +371,13 @@ class EncoderDemo:
 
         def retrieval(l2: torch.Tensor, l1: torch.Tensor) -> dict:
             scores = retrieval_scores(l2, l1)
-            return {"top1_l2_to_en": round(100 * scores["top1_source_to_target"], 1),
-                    "top1_en_to_l2": round(100 * scores["top1_target_to_source"], 1),
-                    "mrr_l2_to_en": round(100 * scores["mrr_source_to_target"], 1),
-                    "mrr_en_to_l2": round(100 * scores["mrr_target_to_source"], 1), "n": scores["n"]}
+            return {
+                "top1_l2_to_en": round(100 * scores["top1_source_to_target"], 1),
+                "top1_en_to_l2": round(100 * scores["top1_target_to_source"], 1),
+                "mrr_l2_to_en": round(100 * scores["mrr_source_to_target"], 1),
+                "mrr_en_to_l2": round(100 * scores["mrr_target_to_source"], 1),
+                "n": scores["n"],
+            }
 
         score = self._genre_scorer()
         english_vectors = self._vectors(en, verse_texts(ENGLISH))
@@ -342,15 +402,19 @@ class EncoderDemo:
                 "retrieval_raw_text": retrieval(self._vectors(raw, texts), english_vectors),
                 "pack": _pack_summary(pack.provenance),
             }
-            best_control = max(row["genre_raw_text"]["accuracy"], row["genre_random_pack"]["accuracy"],
-                               results["majority"]["accuracy"])
+            best_control = max(
+                row["genre_raw_text"]["accuracy"], row["genre_random_pack"]["accuracy"], results["majority"]["accuracy"]
+            )
             row["genre_of_english"] = round(100 * row["genre"]["accuracy"] / results["english"]["accuracy"], 1)
             row["genre_margin_over_controls"] = round(row["genre"]["accuracy"] - best_control, 1)
             results["languages"].append(row)
         if {"de", "ru"} <= set(pack_vectors):  # two packs, no English between them: German queries, Russian verses
             scores = retrieval(pack_vectors["de"], pack_vectors["ru"])
-            results["cross_lingual_de_ru"] = {"top1_de_to_ru": scores["top1_l2_to_en"],
-                                              "top1_ru_to_de": scores["top1_en_to_l2"], "n": scores["n"]}
+            results["cross_lingual_de_ru"] = {
+                "top1_de_to_ru": scores["top1_l2_to_en"],
+                "top1_ru_to_de": scores["top1_en_to_l2"],
+                "n": scores["n"],
+            }
         return results
 
     def routing(self) -> dict:
@@ -367,12 +431,21 @@ class EncoderDemo:
 
     def reads(self) -> dict:
         """The books each stage read, from the files it wrote under cache/data."""
-        stages = {f"{kind} {lang}": self.data / f"{lang}.{kind}.jsonl"
-                  for lang in self.config.languages for kind in ("tokenizer", "pairs")}
+        stages = {
+            f"{kind} {lang}": self.data / f"{lang}.{kind}.jsonl"
+            for lang in self.config.languages
+            for kind in ("tokenizer", "pairs")
+        }
         stages["genre head"] = self.data / "genre.train.jsonl"
-        return {stage: {"file": str(path.relative_to(self.output)), "rows": len(rows := read_rows(path)),
-                        "books": sorted({_book(r["id"]) for r in rows})}
-                for stage, path in stages.items() if path.is_file()}
+        return {
+            stage: {
+                "file": str(path.relative_to(self.output)),
+                "rows": len(rows := read_rows(path)),
+                "books": sorted({_book(r["id"]) for r in rows}),
+            }
+            for stage, path in stages.items()
+            if path.is_file()
+        }
 
     def run(self) -> dict:
         started = time.perf_counter()
@@ -382,14 +455,21 @@ class EncoderDemo:
         self._timed("genre head", self.genre_head)
         results = self._timed("evaluate", self.evaluate)
         results.update(
-            recipe="encoder", model=MODEL_NAME, held_out_books=list(held_out_books()), reads=self.reads(),
-            config={k: v for k, v in asdict(self.config).items() if k != "extra"}, genre_head=self.config.genre_head,
+            recipe="encoder",
+            model=MODEL_NAME,
+            held_out_books=list(held_out_books()),
+            reads=self.reads(),
+            config={k: v for k, v in asdict(self.config).items() if k != "extra"},
+            genre_head=self.config.genre_head,
         )
         results["routing"] = self._timed("routing", self.routing)
         results["timings_seconds"] = dict(self.timings)
         results["wall_seconds"] = round(time.perf_counter() - started, 1)
-        results["environment"] = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                                  "load_average_end": [round(x, 2) for x in os.getloadavg()]}
+        results["environment"] = {
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        }
         from .encoder_report import write_encoder_report
 
         write_encoder_report(results, self.output, self.store)
@@ -422,44 +502,29 @@ def routing_showcase(store: Store, verses: dict[str, list[str]]) -> dict:
         routing = model.route(mixed)
     except Exception as err:  # an optional showcase: the identifier is an extra (pip install "embswap[langid]")
         return {"skipped": f"{type(err).__name__}: {err}"}
-    accuracy = {lang: round(100 * sum(x == lang for x in r.languages) / len(r.languages), 1)
-                for lang, r in per_language.items()}
-    return {"routed_correctly": accuracy, "fallbacks": {lang: len(r.fallback) for lang, r in per_language.items()},
-            "n_per_language": {lang: len(texts) for lang, texts in verses.items()},
-            "texts": mixed, "routed_to": list(routing.languages), "fallback": list(routing.fallback),
-            "confidences": [round(c, 3) for c in routing.confidences]}
+    accuracy = {
+        lang: round(100 * sum(x == lang for x in r.languages) / len(r.languages), 1) for lang, r in per_language.items()
+    }
+    return {
+        "routed_correctly": accuracy,
+        "fallbacks": {lang: len(r.fallback) for lang, r in per_language.items()},
+        "n_per_language": {lang: len(texts) for lang, texts in verses.items()},
+        "texts": mixed,
+        "routed_to": list(routing.languages),
+        "fallback": list(routing.fallback),
+        "confidences": [round(c, 3) for c in routing.confidences],
+    }
 
 
-def _refuse_other_settings(output: Path, settings: dict) -> None:
-    """A folder built by another recipe or with other budgets is refused, not silently reused."""
-    previous_path = output / "demo_config.json"
-    if not (output / "store").exists() or not previous_path.is_file():
-        return
-    try:
-        previous = json.loads(previous_path.read_text())
-    except (OSError, ValueError):
-        return
-    if previous.get("recipe", "monotrans") != settings["recipe"]:
-        raise EmbswapError(
-            f"{output} holds a demo of recipe {previous.get('recipe', 'monotrans')!r}, not {settings['recipe']!r}; "
-            "re-run with --fresh to start over there, or pass another -o folder"
-        )
-    differ = sorted(k for k in settings if k not in ("languages", "extra") and previous.get(k) != settings[k])
-    if differ:
-        raise EmbswapError(
-            f"{output} holds a demo built with other settings ({', '.join(differ)}); "
-            "re-run with --fresh to start over there, or pass another -o folder"
-        )
-
-
-def run_encoder_demo(output: str | Path, config: EncoderDemoConfig, *, fresh: bool = False,
-                     log: Callable[[str], None] | None = None) -> dict:
+def run_encoder_demo(
+    output: str | Path, config: EncoderDemoConfig, *, fresh: bool = False, log: Callable[[str], None] | None = None
+) -> dict:
     output = Path(output)
     check_output(output, DEMO)  # missing, empty or an earlier demo: never a folder of other files
     if fresh and output.exists():
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
     settings = {"recipe": "encoder", **json.loads(json.dumps(asdict(config), default=str))}
-    _refuse_other_settings(output, settings)
+    refuse_other_settings(output, settings, "encoder")
     (output / "demo_config.json").write_text(json.dumps(settings, indent=2))
     return EncoderDemo(output, config, log=log).run()

@@ -10,12 +10,10 @@ import json
 from pathlib import Path
 
 from ..io import atomic_folder
+from .bars import GENRE_MARGIN_BAR, GENRE_OF_ENGLISH_BAR, RETRIEVAL_BAR, RETRIEVAL_BAR_OTHER
 
 # The issue's bar: zero-shot genre >= 90 % of English and >= 15 points above the best control;
 # retrieval top-1 both ways >= 90 % for German, >= 80 % for the other languages.
-GENRE_OF_ENGLISH, GENRE_MARGIN = 90.0, 15.0
-RETRIEVAL_BAR = {"de": 90.0}
-RETRIEVAL_BAR_OTHER = 80.0
 
 
 def targets(row: dict) -> dict:
@@ -23,7 +21,8 @@ def targets(row: dict) -> dict:
     bar = RETRIEVAL_BAR.get(row["language"], RETRIEVAL_BAR_OTHER)
     retrieval = row["retrieval"]
     return {
-        "genre": row["genre_of_english"] >= GENRE_OF_ENGLISH and row["genre_margin_over_controls"] >= GENRE_MARGIN,
+        "genre": row["genre_of_english"] >= GENRE_OF_ENGLISH_BAR
+        and row["genre_margin_over_controls"] >= GENRE_MARGIN_BAR,
         "retrieval": min(retrieval["top1_l2_to_en"], retrieval["top1_en_to_l2"]) >= bar,
     }
 
@@ -32,20 +31,30 @@ def eval_results(results: dict) -> dict:
     """``{task: {language: {metric: value}}}``: the shape cards pick a pack's language from."""
     genre, retrieval = {"en": dict(results["english"])}, {"en": dict(results["ceiling_en_en"])}
     for row in results["languages"]:
-        genre[row["language"]] = {**row["genre"], "raw_text_accuracy": row["genre_raw_text"]["accuracy"],
-                                  "random_pack_accuracy": row["genre_random_pack"]["accuracy"],
-                                  "majority_accuracy": results["majority"]["accuracy"]}
-        retrieval[row["language"]] = {**row["retrieval"],
-                                      "raw_text_top1_l2_to_en": row["retrieval_raw_text"]["top1_l2_to_en"]}
+        genre[row["language"]] = {
+            **row["genre"],
+            "raw_text_accuracy": row["genre_raw_text"]["accuracy"],
+            "random_pack_accuracy": row["genre_random_pack"]["accuracy"],
+            "majority_accuracy": results["majority"]["accuracy"],
+        }
+        retrieval[row["language"]] = {
+            **row["retrieval"],
+            "raw_text_top1_l2_to_en": row["retrieval_raw_text"]["top1_l2_to_en"],
+        }
     books = ", ".join(map(str, results["held_out_books"]))
-    return {f"genre zero-shot (held-out books {books})": genre,
-            f"retrieval against English (held-out books {books})": retrieval}
+    return {
+        f"genre zero-shot (held-out books {books})": genre,
+        f"retrieval against English (held-out books {books})": retrieval,
+    }
 
 
 def markdown(results: dict) -> str:
     english, majority, ceiling = results["english"], results["majority"], results["ceiling_en_en"]
-    head = "linear probe on the pooled vector, encoder frozen" if results["genre_head"] == "probe" else \
-        "step 3 fine-tuning, word embeddings frozen"
+    head = (
+        "linear probe on the pooled vector, encoder frozen"
+        if results["genre_head"] == "probe"
+        else "step 3 fine-tuning, word embeddings frozen"
+    )
     lines = [
         f"# embswap demo: {results['model']} learns new languages through language packs",
         "",
@@ -65,44 +74,71 @@ def markdown(results: dict) -> str:
             f"| {row['language']} | {row['genre']['accuracy']:.1f} | {row['genre']['macro_f1']:.1f} | "
             f"{row['genre_raw_text']['accuracy']:.1f} | {row['genre_random_pack']['accuracy']:.1f} | "
             f"{majority['accuracy']:.1f} | {row['genre_of_english']:.1f} | {row['genre_margin_over_controls']:+.1f} | "
-            f"{'met' if met['genre'] else 'not met'} |")
-    lines += [f"\nEnglish in-language: {english['accuracy']:.1f} / {english['macro_f1']:.1f} "
-              f"({english['n']} rows).", "",
-              "## Retrieval against English (top-1 both ways, MRR, %)", "",
-              "| language | top-1 L2→en | top-1 en→L2 | MRR L2→en | raw text top-1 L2→en / en→L2 | target |",
-              "|---|---|---|---|---|---|"]
+            f"{'met' if met['genre'] else 'not met'} |"
+        )
+    lines += [
+        f"\nEnglish in-language: {english['accuracy']:.1f} / {english['macro_f1']:.1f} ({english['n']} rows).",
+        "",
+        "## Retrieval against English (top-1 both ways, MRR, %)",
+        "",
+        "| language | top-1 L2→en | top-1 en→L2 | MRR L2→en | raw text top-1 L2→en / en→L2 | target |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in results["languages"]:
         r, raw = row["retrieval"], row["retrieval_raw_text"]
-        lines.append(f"| {row['language']} | {r['top1_l2_to_en']:.1f} | {r['top1_en_to_l2']:.1f} | {r['mrr_l2_to_en']:.1f} | "
-                     f"{raw['top1_l2_to_en']:.1f} / {raw['top1_en_to_l2']:.1f} | "
-                     f"{'met' if targets(row)['retrieval'] else 'not met'} |")
-    lines.append(f"\nEnglish↔English ceiling (WEB vs KJV 2000): {ceiling['top1_l2_to_en']:.1f} / "
-                 f"{ceiling['top1_en_to_l2']:.1f} ({ceiling['n']} verses).")
+        lines.append(
+            f"| {row['language']} | {r['top1_l2_to_en']:.1f} | {r['top1_en_to_l2']:.1f} | {r['mrr_l2_to_en']:.1f} | "
+            f"{raw['top1_l2_to_en']:.1f} / {raw['top1_en_to_l2']:.1f} | "
+            f"{'met' if targets(row)['retrieval'] else 'not met'} |"
+        )
+    lines.append(
+        f"\nEnglish↔English ceiling (WEB vs KJV 2000): {ceiling['top1_l2_to_en']:.1f} / "
+        f"{ceiling['top1_en_to_l2']:.1f} ({ceiling['n']} verses)."
+    )
     if "cross_lingual_de_ru" in results:
         cross = results["cross_lingual_de_ru"]
-        lines.append(f"Two packs, no English between them: German queries → Russian verses top-1 "
-                     f"{cross['top1_de_to_ru']:.1f}, Russian → German {cross['top1_ru_to_de']:.1f}.")
-    lines += ["", "## Packs", "", "| language | init | init counts | lr | steps | minutes |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"Two packs, no English between them: German queries → Russian verses top-1 "
+            f"{cross['top1_de_to_ru']:.1f}, Russian → German {cross['top1_ru_to_de']:.1f}."
+        )
+    lines += [
+        "",
+        "## Packs",
+        "",
+        "| language | init | init counts | lr | steps | minutes |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in results["languages"]:
         p = row["pack"]
-        lines.append(f"| {row['language']} | {p['init']} ({p['init_source']}) | {p['init_counts']} | {p['lr']:g} | "
-                     f"{p['steps']} | {p['minutes']} |")
+        lines.append(
+            f"| {row['language']} | {p['init']} ({p['init_source']}) | {p['init_counts']} | {p['lr']:g} | "
+            f"{p['steps']} | {p['minutes']} |"
+        )
     routing = results.get("routing", {})
     lines += ["", "## One model, routed per sentence", ""]
     if "skipped" in routing:
         lines.append(f"Skipped: {routing['skipped']}")
     else:
         lines.append("| text | routed to | confidence |\n|---|---|---|")
-        lines += [f"| {t} | {lang} | {c} |" for t, lang, c in zip(routing["texts"], routing["routed_to"], routing["confidences"])]
-        lines.append(f"\nFallbacks to the English pack: {len(routing['fallback'])}. Held-out verses routed to the "
-                     "right pack: " + ", ".join(f"{lang} {share:.1f} %" for lang, share in routing["routed_correctly"].items())
-                     + f" ({next(iter(routing['n_per_language'].values()))} verses each).")
+        lines += [
+            f"| {t} | {lang} | {c} |"
+            for t, lang, c in zip(routing["texts"], routing["routed_to"], routing["confidences"])
+        ]
+        lines.append(
+            f"\nFallbacks to the English pack: {len(routing['fallback'])}. Held-out verses routed to the "
+            "right pack: "
+            + ", ".join(f"{lang} {share:.1f} %" for lang, share in routing["routed_correctly"].items())
+            + f" ({next(iter(routing['n_per_language'].values()))} verses each)."
+        )
     lines += ["", "## What each stage read", "", "| stage | rows | books |", "|---|---|---|"]
     lines += [f"| {stage} | {r['rows']} | {_ranges(r['books'])} |" for stage, r in results["reads"].items()]
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in results["timings_seconds"].items())
     load = results["environment"]["load_average_end"]
-    lines += ["", f"Wall time {results['wall_seconds'] / 60:.1f} minutes ({timings}); "
-              f"{results['environment']['torch_threads']} torch threads, load average at the end {load[0]}."]
+    lines += [
+        "",
+        f"Wall time {results['wall_seconds'] / 60:.1f} minutes ({timings}); "
+        f"{results['environment']['torch_threads']} torch threads, load average at the end {load[0]}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -126,22 +162,28 @@ def bar_chart(results: dict, path: Path) -> None:
     rows = results["languages"]
     names = [r["language"] for r in rows]
     fig, (genre_ax, retrieval_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    bars = [("zero-shot", [r["genre"]["accuracy"] for r in rows]),
-            ("raw text", [r["genre_raw_text"]["accuracy"] for r in rows]),
-            ("random pack", [r["genre_random_pack"]["accuracy"] for r in rows])]
+    bars = [
+        ("zero-shot", [r["genre"]["accuracy"] for r in rows]),
+        ("raw text", [r["genre_raw_text"]["accuracy"] for r in rows]),
+        ("random pack", [r["genre_random_pack"]["accuracy"] for r in rows]),
+    ]
     width = 0.8 / len(bars)
     for i, (label, values) in enumerate(bars):
         genre_ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
     genre_ax.axhline(results["english"]["accuracy"], color="black", linestyle="--", label="English in-language")
     genre_ax.axhline(results["majority"]["accuracy"], color="grey", linestyle=":", label="majority")
     genre_ax.set_title("genre, held-out books (accuracy %)")
-    bars = [("L2→en", [r["retrieval"]["top1_l2_to_en"] for r in rows]),
-            ("en→L2", [r["retrieval"]["top1_en_to_l2"] for r in rows]),
-            ("raw text L2→en", [r["retrieval_raw_text"]["top1_l2_to_en"] for r in rows])]
+    bars = [
+        ("L2→en", [r["retrieval"]["top1_l2_to_en"] for r in rows]),
+        ("en→L2", [r["retrieval"]["top1_en_to_l2"] for r in rows]),
+        ("raw text L2→en", [r["retrieval_raw_text"]["top1_l2_to_en"] for r in rows]),
+    ]
     width = 0.8 / len(bars)
     for i, (label, values) in enumerate(bars):
         retrieval_ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
-    retrieval_ax.axhline(results["ceiling_en_en"]["top1_l2_to_en"], color="black", linestyle="--", label="en↔en ceiling")
+    retrieval_ax.axhline(
+        results["ceiling_en_en"]["top1_l2_to_en"], color="black", linestyle="--", label="en↔en ceiling"
+    )
     retrieval_ax.set_title("retrieval top-1, held-out books (%)")
     for ax in (genre_ax, retrieval_ax):
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)

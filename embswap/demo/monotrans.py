@@ -30,6 +30,7 @@ from ..io import read_config
 from ..outputs import DEMO, check_output
 from ..store import Store
 from .bars import MARGIN_BAR
+from .folder import refuse_other_settings
 from .recipe import MONOTRANS
 
 logger = logging.getLogger(__name__)
@@ -405,32 +406,6 @@ class Demo:
 _OLDER_DEMOS = {"robust_packs": 0}
 
 
-def _refuse_other_settings(output: Path, settings: dict) -> None:
-    """A store built with other budgets or another recipe must not be reused silently: its packs and
-    task would be reported under settings they were not trained with. Other languages are fine."""
-    previous_path = output / "demo_config.json"
-    if not (output / "store").exists() or not previous_path.is_file():
-        return
-    try:
-        previous = json.loads(previous_path.read_text())
-    except (OSError, ValueError):
-        return
-    if previous.get("recipe", "monotrans") != "monotrans":  # only the encoder recipe records one
-        raise EmbswapError(
-            f"{output} holds a demo of recipe {previous['recipe']!r}, not 'monotrans'; "
-            "re-run with --fresh to start over there, or pass another -o folder"
-        )
-    previous = {**_OLDER_DEMOS, **previous}
-    differ = sorted(
-        k for k in settings if k not in ("languages", "extra") and k in previous and previous[k] != settings[k]
-    )
-    if differ:
-        raise EmbswapError(
-            f"{output} holds a demo built with other settings ({', '.join(differ)}); "
-            "re-run with --fresh to start over there, or pass another -o folder"
-        )
-
-
 def run_demo(
     output: str | Path, config: DemoConfig, *, fresh: bool = False, log: Callable[[str], None] | None = None
 ) -> dict:
@@ -440,6 +415,6 @@ def run_demo(
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps(asdict(config), default=str))
-    _refuse_other_settings(output, settings)
+    refuse_other_settings(output, settings, "monotrans", older_defaults=_OLDER_DEMOS)
     (output / "demo_config.json").write_text(json.dumps(settings, indent=2))
     return Demo(output, config, log=log).run()

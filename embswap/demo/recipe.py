@@ -32,7 +32,7 @@ class Recipe:
     align_weight: float = DEFAULT_ALIGN_WEIGHT
     finetune_steps: int = 200
     finetune_minutes: float = 8.0
-    finetune_lr: float = 1e-3  # the rate that learned the task in tests/test_transfer_quality.py
+    finetune_lr: float = 1e-3  # the rate that learned the task in tests/train/test_transfer_quality.py
     eval_examples: int = 1000
     english_translations: tuple[str, ...] = ("4", "2")
     # English re-learned (self-transfer, swap-robust packs) reads other translations than the body did.

@@ -13,7 +13,7 @@ from ..tasks.data import SUPERVISED_TASKS
 MODES = FINETUNE_MODES
 # Default rates (when no lr is given; :func:`default_lr` picks one from the body). A body from
 # `embswap pretrain` is small and briefly trained: it fine-tunes at the demo's rate (embswap/demo/monotrans.py,
-# which learned the genre task in tests/test_transfer_quality.py); at BERT's 2e-5 its classifier
+# which learned the genre task in tests/train/test_transfer_quality.py); at BERT's 2e-5 its classifier
 # underfits. Bodies pretrained at scale elsewhere keep BERT's 2e-5.
 EMBSWAP_BODY_LR = 1e-3
 EMBSWAP_BODY_HIDDEN = 256  # widest embswap body the rate was measured on (the tiny preset)

@@ -17,7 +17,7 @@ once the body's activations are gone.
 
 Both draw their random masks exactly as torch does (``bernoulli_`` on the same generator, in the
 same order) and compute the same operations, so losses and gradients equal the plain path's bit
-for bit (``tests/test_perf_guards.py``). Anything else (GPUs, whose fused kernels are lean
+for bit (``tests/reliability/test_perf_guards.py``). Anything else (GPUs, whose fused kernels are lean
 already, autocast, causal or boolean masks, evaluation) goes through torch unchanged.
 """
 

@@ -1,0 +1,1 @@
+"""Tests of artifacts, composing, the store, the Hub, packaging and the code checks."""

@@ -1,0 +1,1 @@
+"""Tests of corpora, task data and tokenizers."""

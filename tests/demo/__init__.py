@@ -1,0 +1,1 @@
+"""Tests of the demo recipes and the benchmarks' engine."""

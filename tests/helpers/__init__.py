@@ -1,0 +1,1 @@
+"""Code the tests share: tiny models and texts, and the reliability kit."""

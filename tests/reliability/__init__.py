@@ -1,0 +1,1 @@
+"""Tests of hostile artifacts, crashes, concurrency, output paths and performance guards."""

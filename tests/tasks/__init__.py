@@ -1,0 +1,1 @@
+"""Tests of task heads, evaluation, sentence encoders and diagnostics."""

@@ -1,0 +1,1 @@
+"""Tests of the training steps (pretrain, transfer, fine-tune) and their quality."""
