@@ -40,3 +40,9 @@ def bert_store(tmp_path, bert_mlm):
     store.save_body(body)
     store.save_pack(pack)
     return store
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first (a stable sort): under pytest-xdist the minutes-long ones then run side by side
+    while the short ones fill the gaps, instead of one of them starting last and running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -1,6 +1,7 @@
 """The README's examples run as written (blocks marked with a readme-test comment), and the relative
 links of README.md, SECURITY.md and docs/*.md point at files and headings that exist."""
 
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,14 @@ def test_python_examples(code, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def _env_of_this_python(tmp_path) -> dict:
+    """The shell a user of this environment has: its `python` and `embswap` first on PATH (as after
+    activating the virtual environment the tests run in)."""
+    env = dict(os.environ, TMP=str(tmp_path))
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    return env
+
+
 @pytest.mark.parametrize("code", _blocks("bash"))
 def test_cli_examples(code, tmp_path):
     result = subprocess.run(
@@ -31,7 +40,7 @@ def test_cli_examples(code, tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
-        env={**__import__("os").environ, "TMP": str(tmp_path)},
+        env=_env_of_this_python(tmp_path),
     )
     assert result.returncode == 0, result.stderr[-2000:]
 
