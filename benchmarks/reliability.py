@@ -101,7 +101,7 @@ def fuzz(samples: kit.Samples, scale: float, headroom_gb: float) -> dict:
 
 
 def crashes(root: Path, scale: float) -> dict:
-    model, tokenizer = __import__("conftest").make_mlm("bert")
+    model, tokenizer = __import__("tests.helpers.models", fromlist=["make_mlm"]).make_mlm("bert")
     _, pack = split_model(model, tokenizer, "en")
     sources = {}
     for seed, tag in enumerate("AB"):
