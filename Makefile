@@ -30,10 +30,10 @@ lock:
 demo: install
 	$(PYTHON) -m embswap.cli.main demo
 
-# -n auto: one pytest-xdist worker per core; tests/conftest.py splits torch's threads between them and
-# starts the longest tests first, on different workers.
+# -n auto: one pytest-xdist worker per core (tests/conftest.py splits torch's threads between them and
+# starts the slow tests first); worksteal: an idle worker takes queued tests from a busy one.
 test: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider -n auto --durations=15 $(PYTEST_FLAGS)
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n auto --dist worksteal --durations=15 $(PYTEST_FLAGS)
 
 test-fast: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider -n auto -m "not slow" $(PYTEST_FLAGS)
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n auto --dist worksteal -m "not slow" $(PYTEST_FLAGS)

@@ -42,23 +42,7 @@ def bert_store(tmp_path, bert_mlm):
     return store
 
 
-# The longest tests (minutes each on 2 cores; see the --durations lines of a run), longest first.
-LONGEST = (
-    "test_quick_ablation_and_reproduction_write_valid_results",
-    "test_two_hundred_steps_of_alignment_teach_minilm_german",
-    "test_aligned_pack_carries_the_task_across",
-)
-
-
 def pytest_collection_modifyitems(config, items):
-    """The longest tests first, then the other slow ones, then the rest (a stable sort). pytest-xdist
-    hands its first tests out in turn, so the long ones start at once on different workers while the
-    short ones fill the gaps, instead of one of them starting last and running alone."""
-
-    def rank(item) -> tuple[int, int]:
-        name = item.originalname or item.name
-        if name in LONGEST:
-            return 0, LONGEST.index(name)
-        return (1 if item.get_closest_marker("slow") else 2), 0
-
-    items.sort(key=rank)
+    """Slow tests first (a stable sort): under pytest-xdist the minutes-long ones then run side by side
+    while the short ones fill the gaps, instead of one of them starting last and running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
