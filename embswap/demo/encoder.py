@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -29,9 +28,8 @@ from pathlib import Path
 import torch
 
 from ..errors import EmbswapError
-from ..outputs import DEMO, check_output
 from ..store import Store
-from .folder import refuse_other_settings
+from .folder import prepare_folder
 
 DEFAULT_LANGUAGES = ("de", "ru", "zh", "hi")
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -520,11 +518,6 @@ def run_encoder_demo(
     output: str | Path, config: EncoderDemoConfig, *, fresh: bool = False, log: Callable[[str], None] | None = None
 ) -> dict:
     output = Path(output)
-    check_output(output, DEMO)  # missing, empty or an earlier demo: never a folder of other files
-    if fresh and output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
     settings = {"recipe": "encoder", **json.loads(json.dumps(asdict(config), default=str))}
-    refuse_other_settings(output, settings, "encoder")
-    (output / "demo_config.json").write_text(json.dumps(settings, indent=2))
+    prepare_folder(output, settings, "encoder", fresh=fresh)
     return EncoderDemo(output, config, log=log).run()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from ..errors import EmbswapError
+from ..outputs import DEMO, check_output
 
 CONFIG_FILE = "demo_config.json"
 _IGNORED = ("languages", "extra", "recipe")  # other languages are fine; the recipe is checked first
@@ -38,3 +40,20 @@ def refuse_other_settings(output: Path, settings: dict, recipe: str, *, older_de
             f"{output} holds a demo built with other settings ({', '.join(differ)}); "
             "re-run with --fresh to start over there, or pass another -o folder"
         )
+
+
+def prepare_folder(
+    output: Path, settings: dict, recipe: str, *, fresh: bool, older_defaults: dict | None = None
+) -> None:
+    """Make ``output`` ready for a demo run of ``recipe`` with ``settings`` and record them.
+
+    Only a missing or empty folder or an earlier demo is accepted (never a folder of other files);
+    ``fresh`` deletes an earlier demo first; one built by another recipe or with other settings is
+    refused (:func:`refuse_other_settings`).
+    """
+    check_output(output, DEMO)
+    if fresh and output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    refuse_other_settings(output, settings, recipe, older_defaults=older_defaults)
+    (output / CONFIG_FILE).write_text(json.dumps(settings, indent=2))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,10 +26,9 @@ from ..errors import EmbswapError
 from ..evaluate import evaluate, majority_baseline
 from ..init import untrained_pack
 from ..io import read_config
-from ..outputs import DEMO, check_output
 from ..store import Store
 from .bars import MARGIN_BAR
-from .folder import refuse_other_settings
+from .folder import prepare_folder
 from .recipe import MONOTRANS
 
 logger = logging.getLogger(__name__)
@@ -410,11 +408,6 @@ def run_demo(
     output: str | Path, config: DemoConfig, *, fresh: bool = False, log: Callable[[str], None] | None = None
 ) -> dict:
     output = Path(output)
-    check_output(output, DEMO)  # missing, empty or an earlier demo: never a folder of other files
-    if fresh and output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps(asdict(config), default=str))
-    refuse_other_settings(output, settings, "monotrans", older_defaults=_OLDER_DEMOS)
-    (output / "demo_config.json").write_text(json.dumps(settings, indent=2))
+    prepare_folder(output, settings, "monotrans", fresh=fresh, older_defaults=_OLDER_DEMOS)
     return Demo(output, config, log=log).run()
