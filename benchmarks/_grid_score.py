@@ -66,21 +66,10 @@ class GridScores:
 
     def untrained_pack(self, store: Store, variant: Variant, language: str):
         """The control: the language's tokenizer with a random matrix (special rows from English), never trained."""
-        from embswap.artifacts import LanguagePack
-        from embswap.init import initialize_embeddings
+        from embswap.init import untrained_pack
 
         tokenizer = self.tokenizer(language) if variant.body == "mono" else store.pack(language).tokenizer
-        start = initialize_embeddings(
-            store.body, tokenizer, "random", reference_pack=store.pack("en"), seed=variant.seed
-        )
-        return LanguagePack(
-            language=language,
-            tokenizer=tokenizer,
-            word_embeddings=start.word_embeddings,
-            output_bias=start.output_bias,
-            body_fingerprint=store.body.fingerprint,
-            provenance={"init": "random", "trained": False},
-        )
+        return untrained_pack(store.body, tokenizer, language, reference_pack=store.pack("en"), seed=variant.seed)
 
     def pack_info(self, variant: Variant, language: str) -> dict | None:
         """What the pack's provenance says about its init and training (None when absent)."""

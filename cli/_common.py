@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Annotated, Optional
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -37,25 +37,22 @@ def print_json(data) -> None:
     sys.stdout.flush()
 
 
+def print_result(output: Path, record: dict, as_json: bool) -> None:
+    """What a command that writes a folder prints on stdout: ``record`` with --json, else the folder's path."""
+    if as_json:
+        print_json(record)
+    else:
+        typer.echo(str(output))
+
+
+def comma_list(value: str) -> list[str]:
+    """The items of a comma-separated option value (--lang de,ru), stripped, empty ones dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def human_bytes(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-# Options every MLM training command (pretrain, transfer) shares, declared once.
-MaxMinutesOption = Annotated[
-    Optional[float], typer.Option("--max-minutes", help="Stop after this many minutes (checkpoint kept).")
-]
-SeqLenOption = Annotated[int, typer.Option("--seq-len", help="Tokens per training sequence.")]
-# Commands that read an existing body: the default is 128 cut to what the body reads.
-BodySeqLenOption = Annotated[
-    Optional[int],
-    typer.Option("--seq-len", help="Tokens per sequence (default: 128, or the body's positions when it reads fewer)."),
-]
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Sequences per step (over all processes).")]
-DeviceOption = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: a GPU if any).")]
-CheckpointEveryOption = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
-ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")]

@@ -14,6 +14,7 @@ from embswap.constants import CONFIG_NAME, STORE_BODY, STORE_PACKS
 from embswap.errors import CorruptArtifactError, EmbswapError
 
 from ._common import err_console, human_bytes, out_console, print_json
+from ._options import BodyOption, JsonOption, PackOption
 
 
 def split(
@@ -57,8 +58,8 @@ def split(
 
 def compose(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the Hugging Face model.")],
-    body: Annotated[Optional[str], typer.Option(help="Body folder or Hub id.")] = None,
-    pack: Annotated[Optional[str], typer.Option(help="Language pack folder or Hub id.")] = None,
+    body: BodyOption = None,
+    pack: PackOption = None,
     task: Annotated[Optional[str], typer.Option(help="Task module folder (or task name with --store).")] = None,
     store: Annotated[Optional[Path], typer.Option(help="A store; then use --lang and --task NAME.")] = None,
     lang: Annotated[Optional[str], typer.Option(help="Language of the pack to use from --store.")] = None,
@@ -153,7 +154,7 @@ def _plain(text: str) -> Text:
 
 def inspect(
     path: Annotated[Path, typer.Argument(help="An artifact folder or a store.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show what an artifact or a store holds: kind, language, sizes, fingerprint, provenance."""
     from embswap.hub import resolve as resolve_location

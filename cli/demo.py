@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ._common import err_console, out_console, print_json
+from ._common import comma_list, err_console, out_console, print_json
+from ._options import JsonResultsOption
 
 
 def demo(
@@ -52,7 +53,7 @@ def demo(
             help="monotrans: fraction of the default step budgets (1.0: about 20 minutes on 2 cores, measured to meet the bar; see benchmarks/demo_budget.py).",
         ),
     ] = 1.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    as_json: JsonResultsOption = False,
 ) -> None:
     """Make an English model read other languages through new packs; test zero-shot on held-out books.
 
@@ -69,7 +70,7 @@ def demo(
 
     check_output(output, DEMO)  # before any download or training: missing, empty or an earlier demo folder
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    languages = tuple(x.strip() for x in lang.split(",") if x.strip()) if lang else None
+    languages = tuple(comma_list(lang)) if lang else None
     from embswap.names import check_name
 
     for code in languages or ():

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ._common import BatchSizeOption, BodySeqLenOption, DeviceOption, err_console, out_console, print_json
+from ._common import err_console, out_console, print_json
+from ._options import BatchSizeOption, BodySeqLenOption, DeviceOption, JsonResultsOption, SeedOption
 
 OBJECTIVES = ("mlm", "mlm+align")
 
@@ -91,12 +92,12 @@ def diagnose(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate of re-learning.")] = 1e-3,
     seq_len: BodySeqLenOption = None,
     batch_size: BatchSizeOption = 32,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the init, the batches and the masks.")] = 0,
+    seed: SeedOption = 0,
     top_k: Annotated[
         int, typer.Option("--top-k", help="Frequent tokens (in --data) whose vectors are compared.")
     ] = 1000,
     device: DeviceOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    as_json: JsonResultsOption = False,
 ) -> None:
     """Self-transfer: re-learn the L1 pack with the body frozen, swap it into the L1 task model, compare.
 

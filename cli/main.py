@@ -20,9 +20,10 @@ from . import artifacts as artifacts_cmds
 from . import data as data_cmds
 from . import demo as demo_cmds
 from . import diagnose as diagnose_cmds
+from . import evaluate as evaluate_cmds
+from . import finetune as finetune_cmds
 from . import hub as hub_cmds
 from . import pretrain as pretrain_cmds
-from . import tasks as tasks_cmds
 from . import tokenizer as tokenizer_cmds
 from . import train as train_cmds
 from . import verify as verify_cmds
@@ -50,7 +51,8 @@ for _module in (
     tokenizer_cmds,
     train_cmds,
     pretrain_cmds,
-    tasks_cmds,
+    finetune_cmds,
+    evaluate_cmds,
     data_cmds,
     demo_cmds,
     hub_cmds,
@@ -70,7 +72,7 @@ def _one_line_errors(func):
         except EmbswapError as err:
             if os.environ.get("EMBSWAP_DEBUG") == "1":
                 raise
-            typer.echo(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", err=True)
+            typer.echo(f"error: {_printable(str(err)) or type(err).__name__}", err=True)
             raise typer.Exit(1) from None
         except (typer.TyperException, typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise  # usage errors (exit 2), deliberate exits, Ctrl-C
@@ -85,6 +87,12 @@ def _one_line_errors(func):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line with control characters escaped: a path or name the user gave may hold ESC, CR or
+    newlines, which would otherwise reach the terminal (or cut the message short)."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _first_line(err: BaseException, limit: int = 300) -> str:
@@ -132,7 +140,7 @@ def main() -> None:
             with contextlib.suppress(SystemExit):
                 app(args=[*sys.argv[1:], "--help"], prog_name="embswap")
             sys.exit(2)
-        typer.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+        typer.echo(f"error: {_printable(' '.join(err.format_message().split()))}", err=True)
         context = getattr(err, "ctx", None)
         if getattr(err, "exit_code", 1) == 2 and context is not None:
             typer.echo(f"try: {context.command_path} --help", err=True)

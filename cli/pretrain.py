@@ -7,15 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import (
+from ._common import comma_list, err_console, print_result
+from ._options import (
     BatchSizeOption,
     CheckpointEveryOption,
+    DatasetColumnOption,
+    DatasetConfigOption,
+    DatasetSplitOption,
     DeviceOption,
     MaxMinutesOption,
+    MaxStepsOption,
+    QuietOption,
     SeqLenOption,
     ThreadsOption,
-    err_console,
-    print_json,
+    loop_settings,
+    require_text,
+    set_threads,
 )
 
 TEXT_HELP = (
@@ -42,6 +49,7 @@ def _by_language(values: list[str], languages: list[str], option: str) -> dict[s
 
 
 def pretrain(
+    ctx: typer.Context,
     lang: Annotated[str, typer.Option("--lang", help="Language code, or several joined by commas (joint baselines).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Store to write body/ and packs/<lang>/ into.")],
     text: Annotated[Optional[list[str]], typer.Option("--text", help=TEXT_HELP)] = None,
@@ -66,7 +74,7 @@ def pretrain(
     vocab: Annotated[
         str, typer.Option("--vocab", help="Several languages: joint (one shared vocabulary) or disjoint (one each).")
     ] = "joint",
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Training steps (also the schedule's length).")] = 2000,
+    max_steps: MaxStepsOption = 2000,
     max_minutes: MaxMinutesOption = None,
     seq_len: SeqLenOption = 128,
     batch_size: BatchSizeOption = 32,
@@ -91,11 +99,11 @@ def pretrain(
     dataset: Annotated[
         Optional[str], typer.Option("--dataset", help="Hugging Face dataset name (online, one language).")
     ] = None,
-    dataset_config: Annotated[Optional[str], typer.Option("--config", help="Dataset configuration.")] = None,
-    split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "train",
-    column: Annotated[str, typer.Option("--column", help="Dataset text column.")] = "text",
+    dataset_config: DatasetConfigOption = None,
+    split: DatasetSplitOption = "train",
+    column: DatasetColumnOption = "text",
     threads: ThreadsOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the body's provenance as JSON on stdout.")] = False,
 ) -> None:
     """Step 1: pretrain a masked LM from scratch; writes STORE/body and STORE/packs/<lang>.
@@ -110,7 +118,7 @@ def pretrain(
     from embswap.outputs import STORE, check_output
     from embswap.train.pretrain import PRESETS, VOCAB_MODES, PretrainConfig, run_pretrain
 
-    languages = [part.strip() for part in lang.split(",") if part.strip()]
+    languages = comma_list(lang)
     if not languages or len(set(languages)) != len(languages):
         raise typer.BadParameter(f"{lang!r}: give distinct language codes joined by commas", param_hint="--lang")
     from embswap.names import check_name
@@ -127,18 +135,14 @@ def pretrain(
         raise typer.BadParameter(
             "--dataset reads one language; use --text LANG=FILE for several", param_hint="--dataset"
         )
-    if not text and dataset is None:
-        raise typer.BadParameter("give at least one --text FILE (or --dataset NAME)", param_hint="--text")
+    require_text(text, dataset)
     # Values may be LANG=PATH; both readings are inputs the store must not hold or sit in.
     values = [*(text or []), *(tokenizer or [])]
     check_output(output, STORE, inputs=[*values, *(value.partition("=")[2] for value in values)])
     check_output(
         output / "body", "body", replace=resume or overwrite, flag="--overwrite (or --resume to continue its run)"
     )
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, threads))
+    set_threads(threads)
 
     specs = _by_language(text or [], languages, "--text")
     empty = [code for code, values in specs.items() if not values and not (dataset and code == languages[0])]
@@ -178,18 +182,10 @@ def pretrain(
             vocab_size=vocab_size if vocab_size is not None else 8000,
             tokenizer_model=tokenizer_model,
             vocab=vocab,
-            max_steps=max_steps,
-            max_minutes=max_minutes,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            device=device,
             eval_fraction=eval_fraction,
-            checkpoint_every=checkpoint_every,
             eval_every=eval_every,
             max_positions=max_positions,
-            progress=not quiet,
+            **loop_settings(ctx.params),
         ),
         tokenizer=tok,
         resume=resume,
@@ -205,10 +201,7 @@ def pretrain(
         f"{prov['minutes']} min, held-out MLM loss {_rounded(losses['eval_initial'])} -> "
         f"{_rounded(losses['eval_final'])}"
     )
-    if as_json:
-        print_json({"output": str(output), "fingerprint": outcome.body.fingerprint, **prov})
-    else:
-        typer.echo(str(output))
+    print_result(output, {"output": str(output), "fingerprint": outcome.body.fingerprint, **prov}, as_json)
 
 
 def _rounded(value: float | None):

@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import err_console, print_json
+from ._common import err_console, print_result
+from ._options import (
+    DatasetColumnOption,
+    DatasetConfigOption,
+    DatasetSplitOption,
+    JsonSummaryOption,
+    TextDatasetOption,
+    require_text,
+)
 
 tokenizer_app = typer.Typer(help="Train tokenizers for new languages.", no_args_is_help=True)
 
@@ -34,11 +42,11 @@ def train(
     ] = None,
     lowercase: Annotated[bool, typer.Option("--lowercase", help="Lowercase the text before splitting it.")] = False,
     min_frequency: Annotated[int, typer.Option("--min-frequency", help="Drop merges/pieces seen fewer times.")] = 2,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Hugging Face dataset name (online).")] = None,
-    dataset_config: Annotated[Optional[str], typer.Option("--config", help="Dataset configuration.")] = None,
-    split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "train",
-    column: Annotated[str, typer.Option("--column", help="Dataset text column.")] = "text",
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    dataset: TextDatasetOption = None,
+    dataset_config: DatasetConfigOption = None,
+    split: DatasetSplitOption = "train",
+    column: DatasetColumnOption = "text",
+    as_json: JsonSummaryOption = False,
 ) -> None:
     """Train a tokenizer on text, with the special tokens where the body expects them.
 
@@ -50,8 +58,7 @@ def train(
     from embswap.outputs import TOKENIZER, check_output
     from embswap.train.tokenizer import TOKENIZER_MODELS, train_tokenizer
 
-    if not text and dataset is None:
-        raise typer.BadParameter("give at least one --text FILE (or --dataset NAME)", param_hint="--text")
+    require_text(text, dataset)
     if lang is not None:
         from embswap.names import check_name
 
@@ -97,10 +104,7 @@ def train(
         },
     }
     err_console.print(f"tokenizer with {len(tokenizer):,} tokens written to {output}")
-    if as_json:
-        print_json(summary)
-    else:
-        typer.echo(str(output))
+    print_result(output, summary, as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,8 @@
 """Training commands: `embswap transfer` (step 2). Each command is one self-contained function.
 
-Helpers shared by training commands (text options, thread count) sit at the top; the rules they apply
-(which reference pack, which parallel text) are the library's (embswap/store.py, embswap/data/parallel.py);
-a new command adds its function and one line in :func:`register`.
+Options it shares with other commands are declared in cli/_options.py; the rules it applies (which
+reference pack, which parallel text) are the library's (embswap/store.py, embswap/data/parallel.py); a new
+command adds its function and one line in :func:`register`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import (
+from ._common import err_console, print_result
+from ._options import (
     BatchSizeOption,
     BodySeqLenOption,
     CheckpointEveryOption,
+    DatasetColumnOption,
+    DatasetConfigOption,
+    DatasetSplitOption,
     DeviceOption,
     MaxMinutesOption,
+    MaxStepsOption,
+    QuietOption,
+    ResumeOption,
+    SeedOption,
+    TextDatasetOption,
     ThreadsOption,
-    err_console,
-    print_json,
+    loop_settings,
+    require_text,
+    set_threads,
 )
 
 TEXT_HELP = (
@@ -41,14 +51,8 @@ def say(message: str) -> None:
         err_console.print(message)
 
 
-def set_threads(threads: Optional[int]) -> None:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-
-
 def transfer(
+    ctx: typer.Context,
     body: Annotated[str, typer.Option("--body", help="The frozen body: STORE/body (or a Hub id).")],
     lang: Annotated[str, typer.Option("--lang", help="Language code of the new pack.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pack folder to write, e.g. STORE/packs/de.")],
@@ -117,7 +121,7 @@ def transfer(
     pooling: Annotated[
         str, typer.Option("--pooling", help="Pooled states the alignment compares: mean, cls, max.")
     ] = "mean",
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Training steps (also the schedule's length).")] = 1000,
+    max_steps: MaxStepsOption = 1000,
     max_minutes: MaxMinutesOption = None,
     seq_len: BodySeqLenOption = None,
     batch_size: BatchSizeOption = 32,
@@ -129,19 +133,19 @@ def transfer(
             "1e-3 after an aligned init, 5e-3 after the others.",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the init, the batches and the masks.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint of this output.")] = False,
+    seed: SeedOption = 0,
+    resume: ResumeOption = False,
     device: DeviceOption = None,
     eval_text: Annotated[
         Optional[list[str]], typer.Option("--eval-text", help="Held-out text for the eval MLM loss. Repeatable.")
     ] = None,
     checkpoint_every: CheckpointEveryOption = 500,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Hugging Face dataset name (online).")] = None,
-    dataset_config: Annotated[Optional[str], typer.Option("--config", help="Dataset configuration.")] = None,
-    split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "train",
-    column: Annotated[str, typer.Option("--column", help="Dataset text column.")] = "text",
+    dataset: TextDatasetOption = None,
+    dataset_config: DatasetConfigOption = None,
+    split: DatasetSplitOption = "train",
+    column: DatasetColumnOption = "text",
     threads: ThreadsOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the pack's provenance as JSON on stdout.")] = False,
 ) -> None:
     """Step 2: learn a new language's embeddings (+ output bias) on a frozen body.
@@ -166,9 +170,8 @@ def transfer(
         raise typer.BadParameter(f"expected one of: {', '.join(ANCHOR_MODES)}", param_hint="--anchors")
     if anchor_penalty is not None and anchors != "penalty":
         raise typer.BadParameter("--anchor-penalty weights --anchors penalty; add it", param_hint="--anchor-penalty")
-    needs_text = "mlm" in objective.split("+")
-    if needs_text and not text and dataset is None:
-        raise typer.BadParameter("give at least one --text FILE (or --dataset NAME)", param_hint="--text")
+    if "mlm" in objective.split("+"):
+        require_text(text, dataset)
     if "align" in objective.split("+") and not parallel:
         raise typer.BadParameter("the align objective needs --parallel FILE (or bible:4-e)", param_hint="--parallel")
     if init == "dictionary" and dictionary is None:
@@ -235,13 +238,6 @@ def transfer(
             adapters=adapters,
             anchors=anchors,
             anchor_penalty=anchor_penalty,
-            max_steps=max_steps,
-            max_minutes=max_minutes,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            device=device,
             objective=objective,
             objective_options={
                 "parallel": pairs,
@@ -249,8 +245,7 @@ def transfer(
                 "parallel_description": ", ".join(parallel or []),
                 **({"align_weight": align_weight} if align_weight is not None else {}),
             },
-            checkpoint_every=checkpoint_every,
-            progress=not quiet,
+            **loop_settings(ctx.params),
         ),
         output=output,
         reference_pack=reference_art,
@@ -271,10 +266,7 @@ def transfer(
         f"MLM loss {shown if shown is None else round(shown, 4)}, init {prov['init']['method']} ({prov['init_source']}), "
         f"lr {prov['lr']:g} ({prov['lr_source']}), init counts {prov['init']['counts']}"
     )
-    if as_json:
-        print_json({"output": str(output), **prov})
-    else:
-        typer.echo(str(output))
+    print_result(output, {"output": str(output), **prov}, as_json)
 
 
 def register(app: typer.Typer) -> None:

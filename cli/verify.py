@@ -11,6 +11,7 @@ from rich.table import Table
 from embswap.errors import CorruptArtifactError
 
 from ._common import err_console, human_bytes, out_console, print_json
+from ._options import JsonOption
 
 
 def verify(
@@ -20,7 +21,7 @@ def verify(
     load: Annotated[
         bool, typer.Option("--load", help="Also load every artifact (tokenizer, NaN/Inf, shapes, fingerprint).")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check every file of an artifact (or of every artifact in a store) against its recorded SHA-256.
 

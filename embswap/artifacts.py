@@ -1,4 +1,6 @@
-"""Body, LanguagePack and TaskModule: what they hold, how they are saved, loaded and fingerprinted.
+"""Body, LanguagePack and TaskModule: what they hold, what each saves and loads, fingerprints, compatibility.
+
+The save / load / push machinery they share is :mod:`embswap.artifact_base`'s.
 
 Tensor names follow the family's models with heads (``bert.encoder...``, ``cls.predictions...``)
 so one body serves the masked LM and every task model built on it.
@@ -9,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,9 +19,9 @@ from typing import ClassVar
 import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 
-from . import hub
 from ._version import __version__
 from .architectures import TASK_TYPES, get_family
+from .artifact_base import Artifact, load_weights
 from .constants import (
     BODY_WEIGHTS,
     OUTPUT_BIAS,
@@ -35,25 +36,10 @@ from .constants import (
     WORD_EMBEDDINGS,
 )
 from .errors import CorruptArtifactError, IncompatibleArtifactError, InvalidNameError
-from .io import (
-    atomic_folder,
-    file_stamp,
-    load_tensors,
-    locate,
-    optional_dict,
-    read_config,
-    read_consistently,
-    recall,
-    remember,
-    require,
-    require_sha256,
-    save_tensors,
-    tensor_bytes,
-    write_config,
-)
+from .io import file_stamp, optional_dict, recall, remember, require, require_sha256, save_tensors, tensor_bytes
 from .names import check_name
 from .pack_tokenizer import check_token_ids, load_tokenizer
-from .safety import dtype_name, first_unrepresentable
+from .safety import check_representable, dtype_name
 
 # Config keys that say nothing about the architecture (or differ per language) and so stay out of
 # the body fingerprint and of the stored body config.
@@ -80,59 +66,8 @@ def architecture_config(config: PretrainedConfig | dict) -> dict:
     return {k: v for k, v in data.items() if k not in _VOLATILE_CONFIG_KEYS}
 
 
-class _Artifact:
-    kind: ClassVar[str]
-
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the artifact folder atomically; returns its path."""
-        with atomic_folder(path) as tmp:
-            fields = self._write(tmp)
-            write_config(tmp, self.kind, fields)
-        return Path(path)
-
-    @classmethod
-    def from_pretrained(cls, location: str | os.PathLike, revision: str | None = None, *, verify: bool = True):
-        """Load from a local folder or ``user/repo[@revision][:subfolder]`` on the Hub.
-
-        ``verify`` checks every file against the SHA-256 its config records (streaming); a read
-        that overlapped a save of the same path is repeated, so it sees one whole artifact.
-        """
-        folder = locate(location, lambda: hub.resolve(location, revision))
-        return read_consistently(folder, lambda: cls._read(folder, read_config(folder, cls.kind, verify=verify)))
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool = False,
-        revision: str | None = None,
-        subfolder: str | None = None,
-        token: str | None = None,
-        commit_message: str | None = None,
-        **card_options,
-    ):
-        """Upload to the Hub as one commit with a generated model card; see ``embswap.hub.push_folder``."""
-        return hub.push_artifact(
-            self,
-            repo_id,
-            private=private,
-            revision=revision,
-            subfolder=subfolder,
-            token=token,
-            commit_message=commit_message,
-            **card_options,
-        )
-
-    def _write(self, folder: Path) -> dict:
-        raise NotImplementedError
-
-    @classmethod
-    def _read(cls, folder: Path, config: dict):
-        raise NotImplementedError
-
-
 @dataclass(eq=False)
-class Body(_Artifact):
+class Body(Artifact):
     """Every weight of the model except the word embeddings and the MLM output bias.
 
     ``head`` is "mlm" for a masked-LM body and "none" for a head-less encoder (sentence encoders).
@@ -205,7 +140,7 @@ class Body(_Artifact):
             family=family,
             model_config=require(config, "model_config", dict, folder),
             special_tokens=require(config, "special_tokens", dict, folder),
-            tensors=_load_weights(weights),
+            tensors=load_weights(weights),
             embedding_dim=require(config, "embedding_dim", int, folder),
             head=require(config, "head", str, folder),
             provenance=config.get("provenance", {}),
@@ -222,7 +157,7 @@ class Body(_Artifact):
 
 
 @dataclass(eq=False)
-class LanguagePack(_Artifact):
+class LanguagePack(Artifact):
     """A language for one body: tokenizer, word embeddings, MLM output bias (+pos, +adapter)."""
 
     language: str
@@ -256,25 +191,28 @@ class LanguagePack(_Artifact):
     def hidden_size(self) -> int:
         return self.word_embeddings.shape[1]
 
+    def named_tensors(self) -> dict[str, torch.Tensor | None]:
+        """Every tensor of the pack under its stored name (None where the pack has none), adapter included."""
+        return {
+            WORD_EMBEDDINGS: self.word_embeddings,
+            OUTPUT_BIAS: self.output_bias,
+            POSITION_EMBEDDINGS: self.position_embeddings,
+            **(self.adapter_tensors or {}),
+        }
+
     def to(self, dtype: torch.dtype) -> LanguagePack:
         """A copy with every floating-point tensor in ``dtype`` (e.g. ``torch.bfloat16`` halves the
         pack on disk and in memory); composing it casts the tensors back to the body's precision."""
         if not dtype.is_floating_point:
             raise IncompatibleArtifactError(f"a pack's tensors must stay floating point; got {dtype}")
 
-        tensors = {
-            WORD_EMBEDDINGS: self.word_embeddings,
-            OUTPUT_BIAS: self.output_bias,
-            POSITION_EMBEDDINGS: self.position_embeddings,
-            **(self.adapter_tensors or {}),
-        }
-        overflow = first_unrepresentable(tensors, dtype)
-        if overflow is not None:
-            name, index, value = overflow
-            raise IncompatibleArtifactError(
-                f"pack {self.language!r}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in "
-                f"{dtype_name(dtype)}; keep this pack in a wider dtype (float32 or bfloat16)"
-            )
+        check_representable(
+            self.named_tensors(),
+            dtype,
+            owner=f"pack {self.language!r}",
+            advice="keep this pack in a wider dtype (float32 or bfloat16)",
+            error=IncompatibleArtifactError,
+        )
 
         def cast(tensor):
             return tensor.to(dtype) if tensor is not None and tensor.is_floating_point() else tensor
@@ -324,7 +262,7 @@ class LanguagePack(_Artifact):
             check_name(language, "language code")
         except InvalidNameError as err:
             raise CorruptArtifactError(f"{folder}/config.json: {err}") from None
-        tensors = _load_weights(folder / PACK_WEIGHTS, expected_shapes=expected)
+        tensors = load_weights(folder / PACK_WEIGHTS, expected_shapes=expected)
         matrix = tensors[WORD_EMBEDDINGS]
         if not matrix.is_floating_point():
             raise CorruptArtifactError(
@@ -335,7 +273,7 @@ class LanguagePack(_Artifact):
                 f"{folder}: word embeddings have shape {tuple(matrix.shape)}, config says ({vocab}, {hidden})"
             )
         adapter_config = optional_dict(config, "adapter_config", folder)
-        adapter = _load_weights(folder / PACK_ADAPTER_WEIGHTS) if adapter_config else None
+        adapter = load_weights(folder / PACK_ADAPTER_WEIGHTS) if adapter_config else None
         return cls(
             language=language,
             tokenizer=load_tokenizer(folder / TOKENIZER_DIR),
@@ -350,7 +288,7 @@ class LanguagePack(_Artifact):
 
 
 @dataclass(eq=False)
-class TaskModule(_Artifact):
+class TaskModule(Artifact):
     """What step 3 (fine-tuning) adds: the head, the body changes, the shared special-token rows.
 
     ``mode`` is "full" (fine-tuned body tensors stored in ``body_delta``: the paper), "adapter"
@@ -404,7 +342,7 @@ class TaskModule(_Artifact):
         files = config["files"]
         special: dict[int, torch.Tensor] = {}
         if TASK_SPECIAL_ROWS in files:
-            data = _load_weights(folder / TASK_SPECIAL_ROWS, expected_shapes={"ids": (None,), "rows": (None, None)})
+            data = load_weights(folder / TASK_SPECIAL_ROWS, expected_shapes={"ids": (None,), "rows": (None, None)})
             if (
                 set(data) != {"ids", "rows"}
                 or data["ids"].shape[0] != data["rows"].shape[0]
@@ -416,30 +354,16 @@ class TaskModule(_Artifact):
         return cls(
             task=require(config, "task", str, folder),
             labels=require(config, "labels", list, folder),
-            head=_load_weights(folder / TASK_HEAD_WEIGHTS),
+            head=load_weights(folder / TASK_HEAD_WEIGHTS),
             body_fingerprint=require_sha256(config, "body_fingerprint", folder),
             mode=require(config, "mode", str, folder),
-            body_delta=_load_weights(folder / TASK_DELTA_WEIGHTS) if TASK_DELTA_WEIGHTS in files else {},
+            body_delta=load_weights(folder / TASK_DELTA_WEIGHTS) if TASK_DELTA_WEIGHTS in files else {},
             special_rows=special,
             adapter_config=adapter_config,
-            adapter_tensors=_load_weights(folder / TASK_ADAPTER_WEIGHTS) if adapter_config else None,
+            adapter_tensors=load_weights(folder / TASK_ADAPTER_WEIGHTS) if adapter_config else None,
             settings=config.get("settings", {}),
             provenance=config.get("provenance", {}),
         )
-
-
-def _load_weights(path: Path, **options) -> dict[str, torch.Tensor]:
-    """``load_tensors`` refusing NaN and Inf, and finite values that would be Inf in float32 (the precision
-    models are built in: a float64 1e306 passes the NaN/Inf check and then breaks every output)."""
-    tensors = load_tensors(path, check_finite_values=True, **options)
-    overflow = first_unrepresentable(tensors, torch.float32)
-    if overflow is not None:
-        name, index, value = overflow
-        raise CorruptArtifactError(
-            f"{path}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in float32, the precision "
-            "embswap computes in; the weights are damaged or out of range: save them again in float32"
-        )
-    return tensors
 
 
 def _reuse_fingerprint(body: Body, weights: Path, stamp: tuple | None) -> None:
@@ -494,12 +418,7 @@ def _check_range(body: Body, artifact: LanguagePack | TaskModule, label: str) ->
     tensors in a wider dtype than that one, so the usual case costs nothing)."""
     compute = torch.get_default_dtype()
     if isinstance(artifact, LanguagePack):
-        parts = {
-            WORD_EMBEDDINGS: artifact.word_embeddings,
-            OUTPUT_BIAS: artifact.output_bias,
-            POSITION_EMBEDDINGS: artifact.position_embeddings,
-            **(artifact.adapter_tensors or {}),
-        }
+        parts = artifact.named_tensors()
     else:
         parts = {
             **artifact.head,
@@ -508,10 +427,11 @@ def _check_range(body: Body, artifact: LanguagePack | TaskModule, label: str) ->
             **{f"special row {i}": row for i, row in artifact.special_rows.items()},
         }
     for owner, tensors in (("the body", body.tensors), (label, parts)):
-        overflow = first_unrepresentable(tensors, compute)
-        if overflow is not None:
-            name, index, value = overflow
-            raise IncompatibleArtifactError(
-                f"{owner}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in {dtype_name(compute)}, "
-                "the precision the model computes in; keep its values within that range"
-            )
+        check_representable(
+            tensors,
+            compute,
+            owner=owner,
+            precision=f"{dtype_name(compute)}, the precision the model computes in",
+            advice="keep its values within that range",
+            error=IncompatibleArtifactError,
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
@@ -234,22 +235,29 @@ def _details(config: dict, folder: Path) -> list[tuple[str, object]]:
     return rows
 
 
-def artifact_card(
-    folder: str | os.PathLike,
-    *,
-    location: str | None = None,
-    body_location: str | None = None,
-    license: str | None = None,
-    base_model: str | None = None,
-    datasets=None,
-    eval_results: dict | None = None,
-) -> ModelCard:
-    """The card of one artifact folder. ``location`` is where it is (or will be) published."""
-    folder = Path(folder)
+@dataclass(frozen=True)
+class CardOptions:
+    """What a card says beyond the artifacts' configs: the keyword options of ``artifact_card``, ``store_card``
+    and ``card_for``. ``body_location``, ``base_model`` and ``datasets`` left None come from the provenance
+    the configs record, where they record them."""
+
+    location: str | None = None  # where the artifact or store is (or will be) published; default: its folder
+    body_location: str | None = None  # where the body is published, for the usage lines
+    license: str | None = None
+    base_model: str | None = None
+    datasets: list[str] | None = None
+    eval_results: dict | None = None  # measured results; store_card reads the store's eval_results.json when None
+
+
+def artifact_card(folder: str | os.PathLike, **options) -> ModelCard:
+    """The card of one artifact folder. ``options`` (:class:`CardOptions`): ``location`` (where it is, or will be,
+    published), ``body_location``, ``license``, ``base_model``, ``datasets``, ``eval_results``."""
+    folder, given = Path(folder), CardOptions(**options)
     config = load_artifact_config(folder)
     kind, fingerprint = config["kind"], body_fingerprint_of(config)
-    location = location or str(folder)
+    location = given.location or str(folder)
     provenance = config.get("provenance", {})
+    body_location, datasets, base_model = given.body_location, given.datasets, given.base_model
     if body_location is None and kind != "body" and isinstance(provenance.get("body_location"), str):
         body_location = provenance["body_location"]
     if datasets is None and isinstance(provenance.get("datasets"), list):
@@ -261,14 +269,14 @@ def artifact_card(
         fingerprint,
         languages=_languages(config),
         location=location,
-        license=license,
+        license=given.license,
         base_model=base_model,
         body_location=body_location,
         datasets=datasets,
         extra_tags=[config["family"]] if kind == "body" and config.get("family") else (),
     )
     title, intro = _intro(config)
-    results = _select_results(eval_results, config)
+    results = _select_results(given.eval_results, config)
     sections = [
         f"# {title}",
         intro,
@@ -279,7 +287,7 @@ def artifact_card(
         _results_section(provenance.get("dev_metrics"), "Development set (training language)")
         if kind == "task_module"
         else "",
-        f"## License\n\n{license}\n" if license else "",
+        f"## License\n\n{given.license}\n" if given.license else "",
     ]
     return _card(data, sections)
 
@@ -297,27 +305,21 @@ def _select_results(results: dict | None, config: dict) -> dict | None:
     return picked or (results.get(language) if isinstance(results.get(language), dict) else None)
 
 
-def store_card(
-    store_path: str | os.PathLike,
-    *,
-    location: str | None = None,
-    body_location: str | None = None,
-    license: str | None = None,
-    base_model: str | None = None,
-    datasets=None,
-    eval_results: dict | None = None,
-) -> ModelCard:
-    """The card at the root of a store: the body, every pack and task, and how to compose them."""
-    root = Path(store_path)
+def store_card(store_path: str | os.PathLike, **options) -> ModelCard:
+    """The card at the root of a store: the body, every pack and task, and how to compose them. ``options``
+    (:class:`CardOptions`): ``location``, ``body_location``, ``license``, ``base_model``, ``datasets``, ``eval_results``."""
+    root, given = Path(store_path), CardOptions(**options)
     configs = [(folder.relative_to(root).as_posix(), load_artifact_config(folder)) for folder in artifact_folders(root)]
     if not configs:
         raise ArtifactNotFoundError(f"{root} holds no artifacts; it is not a store")
+    eval_results = given.eval_results
     if eval_results is None and (root / EVAL_RESULTS).is_file():
         eval_results = json.loads((root / EVAL_RESULTS).read_text(encoding="utf-8"))
-    location = location or str(root)
+    location = given.location or str(root)
     fingerprint = body_fingerprint_of(configs[0][1])
     languages = [c["language"] for _, c in configs if c["kind"] == "language_pack"]
     body = next((c for _, c in configs if c["kind"] == "body"), None)
+    base_model = given.base_model
     if base_model is None and body is not None:
         base_model = _repo_of(body.get("provenance", {}).get("source"))
     data = card_data(
@@ -325,9 +327,9 @@ def store_card(
         fingerprint,
         languages=languages,
         location=location,
-        license=license,
+        license=given.license,
         base_model=base_model,
-        datasets=datasets,
+        datasets=given.datasets,
         extra_tags=[KIND_TAGS[c["kind"]] for _, c in configs],
     )
 
@@ -341,7 +343,7 @@ def store_card(
     ]
     pack_rel = next((rel for rel, c in configs if c["kind"] == "language_pack"), "packs/LANG")
     task_rel = next((rel for rel, c in configs if c["kind"] == "task_module"), None)
-    body_at = body_location or (at(STORE_BODY) if body is not None else "BODY")
+    body_at = given.body_location or (at(STORE_BODY) if body is not None else "BODY")
     compose = (
         f"embswap compose --body {body_at} --pack {at(pack_rel)}"
         + (f" --task {at(task_rel)}" if task_rel else "")
@@ -358,7 +360,7 @@ def store_card(
         + (f', "{at(task_rel)}"' if task_rel else "")
         + ")\n```\n",
         _results_section(eval_results),
-        f"## License\n\n{license}\n" if license else "",
+        f"## License\n\n{given.license}\n" if given.license else "",
     ]
     return _card(data, sections)
 

@@ -248,7 +248,11 @@ def _commit(upload: _Upload, repo_id: str, *, private: bool, revision: str | Non
         raise _hub_error(err, repo_id) from None
 
 
-def _target(repo_id: str, revision: str | None, subfolder: str | None) -> tuple[str, str | None, str | None]:
+# A push's destination: (repo id, revision, subfolder).
+_Target = tuple[str, str | None, str | None]
+
+
+def _target(repo_id: str, revision: str | None, subfolder: str | None) -> _Target:
     """``--repo`` may itself be ``user/repo@branch:sub``; explicit revision / subfolder must agree with it."""
     spec = parse_hub_spec(repo_id)
     if spec is None and "/" in repo_id:
@@ -284,30 +288,15 @@ def push_folder(
     folder = Path(folder)
     if not folder.exists():
         raise ArtifactNotFoundError(f"{folder} does not exist; pass an artifact folder or a store")
-    if not (folder / CONFIG_NAME).is_file():
-        if not artifact_folders(folder):
-            raise EmbswapError(
-                f"{folder} is neither an embswap artifact (no {CONFIG_NAME}) nor a store (no body/, packs/ or tasks/)"
-            )
-        return push_store(
-            folder,
-            repo_id,
-            private=private,
-            revision=revision,
-            subfolder=subfolder,
-            token=token,
-            commit_message=commit_message,
-            card=card,
-            **card_options,
+    is_store = not (folder / CONFIG_NAME).is_file()
+    if is_store and not artifact_folders(folder):
+        raise EmbswapError(
+            f"{folder} is neither an embswap artifact (no {CONFIG_NAME}) nor a store (no body/, packs/ or tasks/)"
         )
-    from . import cards
-
-    repo, revision, subfolder = _target(repo_id, revision, subfolder)
-    location = hub_location(repo, revision, subfolder)
-    text = cards.artifact_card(folder, location=location, **card_options).content if card else None
-    upload = _Upload()
-    config = _add_artifact(upload, folder, subfolder or "", text)
-    message = commit_message or f"embswap: upload {cards.describe(config)}"
+    target = _target(repo_id, revision, subfolder)
+    queue = _queue_store if is_store else _queue_artifact
+    upload, message = queue(folder, target, card, card_options, commit_message)
+    repo, revision, _ = target
     return _commit(upload, repo, private=private, revision=revision, token=token, message=message)
 
 
@@ -318,32 +307,38 @@ def push_artifact(artifact, repo_id: str, **options):
         return push_folder(folder, repo_id, **options)
 
 
-def push_store(
-    store_path: str | os.PathLike,
-    repo_id: str,
-    *,
-    private: bool = False,
-    revision: str | None = None,
-    subfolder: str | None = None,
-    token: str | None = None,
-    commit_message: str | None = None,
-    card: bool = True,
-    **card_options,
-):
-    """Push a store (``body/``, ``packs/<lang>/``, ``tasks/<name>/``) as one commit.
+def push_store(store_path: str | os.PathLike, repo_id: str, **options):
+    """Push a store (``body/``, ``packs/<lang>/``, ``tasks/<name>/``) as one commit; ``options`` as ``push_folder``'s.
 
     Every artifact gets its own card and the store root a card listing them all; packs already in
     the repo that this store does not hold are left in place, so many packs can share one repo.
     """
-    from . import cards
-
     root = Path(store_path)
-    folders = artifact_folders(root) if root.is_dir() and not (root / CONFIG_NAME).is_file() else []
-    if not folders:
+    if not (root.is_dir() and not (root / CONFIG_NAME).is_file() and artifact_folders(root)):
         raise ArtifactNotFoundError(
             f"{root} is not a store (no body/, packs/ or tasks/ with artifacts); create one with `embswap split`"
         )
-    repo, revision, subfolder = _target(repo_id, revision, subfolder)
+    return push_folder(root, repo_id, **options)
+
+
+def _queue_artifact(folder: Path, target: _Target, card: bool, card_options: dict, message: str | None):
+    """The upload of one artifact folder (with its card), and ``message`` or one that names the artifact."""
+    from . import cards
+
+    repo, revision, subfolder = target
+    location = hub_location(repo, revision, subfolder)
+    text = cards.artifact_card(folder, location=location, **card_options).content if card else None
+    upload = _Upload()
+    config = _add_artifact(upload, folder, subfolder or "", text)
+    return upload, message or f"embswap: upload {cards.describe(config)}"
+
+
+def _queue_store(root: Path, target: _Target, card: bool, card_options: dict, message: str | None):
+    """The upload of a store (every artifact with its card, its results, its root card), and ``message`` or a default."""
+    from . import cards
+
+    repo, revision, subfolder = target
+    folders = artifact_folders(root)
     base = subfolder or ""
     upload = _Upload()
     body_location = hub_location(repo, revision, _join(base, STORE_BODY)) if (root / STORE_BODY).exists() else None
@@ -364,8 +359,7 @@ def push_store(
             root, location=hub_location(repo, revision, subfolder), eval_results=results, **card_options
         ).content
         upload.files[_join(base, MODEL_CARD)] = text.encode("utf-8")
-    message = commit_message or f"embswap: upload store ({len(folders)} artifacts)"
-    return _commit(upload, repo, private=private, revision=revision, token=token, message=message)
+    return upload, message or f"embswap: upload store ({len(folders)} artifacts)"
 
 
 # --- search ----------------------------------------------------------------------------------------

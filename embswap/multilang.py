@@ -28,7 +28,7 @@ from .architectures import max_input_tokens, output_layer, position_embeddings, 
 from .artifacts import Body, LanguagePack, TaskModule, check_compatible
 from .compose import as_artifact, build_empty_model, composed_state_dict, special_rows_applied
 from .errors import EmbswapError, IncompatibleArtifactError
-from .safety import dtype_name, first_unrepresentable
+from .safety import check_representable, dtype_name
 from .store import Store
 
 
@@ -363,13 +363,14 @@ def _check_table_range(pack: LanguagePack, matrix: torch.Tensor, stored: torch.d
         "output_bias": pack.output_bias,
         "position_embeddings": pack.position_embeddings,
     }
-    overflow = first_unrepresentable(tensors, stored)
-    if overflow is not None:
-        name, index, value = overflow
-        raise IncompatibleArtifactError(
-            f"pack {pack.language!r}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in a "
-            f"{dtype_name(stored)} table; use table_dtype=torch.bfloat16 or the model's own precision"
-        )
+    check_representable(
+        tensors,
+        stored,
+        owner=f"pack {pack.language!r}",
+        precision=f"a {dtype_name(stored)} table",
+        advice="use table_dtype=torch.bfloat16 or the model's own precision",
+        error=IncompatibleArtifactError,
+    )
 
 
 def _l1_language(body: Body, packs: dict[str, LanguagePack]) -> str:

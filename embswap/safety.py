@@ -313,6 +313,27 @@ def first_unrepresentable(
     return None
 
 
+def check_representable(
+    tensors: Mapping[str, torch.Tensor | None],
+    dtype: torch.dtype,
+    *,
+    owner: str,
+    advice: str,
+    error: type[EmbswapError] = CorruptArtifactError,
+    precision: str | None = None,
+) -> None:
+    """Raise ``error`` at the first float of ``tensors`` that is Inf in ``dtype`` (see ``first_unrepresentable``):
+    "<owner>: tensor 'x' holds 1e+39 (flat index 3), which is Inf in <precision>; <advice>", where
+    ``precision`` defaults to the dtype's name."""
+    overflow = first_unrepresentable(tensors, dtype)
+    if overflow is not None:
+        name, index, value = overflow
+        raise error(
+            f"{owner}: tensor {name!r} holds {value:.3g} (flat index {index}), which is Inf in "
+            f"{precision or dtype_name(dtype)}; {advice}"
+        )
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 

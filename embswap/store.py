@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from .artifacts import Body, LanguagePack, TaskModule
 from .constants import STORE_BODY, STORE_PACKS, STORE_TASKS
@@ -18,6 +19,8 @@ from .io import read_config
 from .layout import listed_folders
 from .names import check_name
 from .outputs import STORE, check_output
+
+_ArtifactT = TypeVar("_ArtifactT", LanguagePack, TaskModule)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -85,22 +88,19 @@ class Store:
         return Body.from_pretrained(self.body_path)
 
     def pack(self, language: str) -> LanguagePack:
-        path = self.pack_path(language)
-        if not path.exists():
-            raise ArtifactNotFoundError(
-                f"store {self.path} has no pack {language!r} (it has: {', '.join(self.languages) or 'none'}); "
-                "train one with `embswap transfer`"
-            )
-        return LanguagePack.from_pretrained(path)
+        return self._open(LanguagePack, self.pack_path(language), "pack", STORE_PACKS, "transfer")
 
     def task(self, name: str) -> TaskModule:
-        path = self.task_path(name)
+        return self._open(TaskModule, self.task_path(name), "task", STORE_TASKS, "finetune")
+
+    def _open(self, cls: type[_ArtifactT], path: Path, what: str, sub: str, command: str) -> _ArtifactT:
+        """``cls`` loaded from ``path``; a missing one is an error listing the store's ``sub`` folders."""
         if not path.exists():
             raise ArtifactNotFoundError(
-                f"store {self.path} has no task {name!r} (it has: {', '.join(self.task_names) or 'none'}); "
-                "train one with `embswap finetune`"
+                f"store {self.path} has no {what} {path.name!r} (it has: {', '.join(self._listing(sub)) or 'none'}); "
+                f"train one with `embswap {command}`"
             )
-        return TaskModule.from_pretrained(path)
+        return cls.from_pretrained(path)
 
     def _writable(self, path: Path, kind: str) -> Path:
         """The store folder holds only a store, and ``path`` in it is missing or ``kind`` (``outputs.check_output``)."""

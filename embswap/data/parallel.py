@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import DataError
+from .text import nonblank_lines
 
 
 def validate_pairs(pairs: Sequence[dict], origin: str = "parallel data") -> list[dict]:
@@ -33,23 +34,20 @@ def read_parallel(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise DataError(f"parallel file {path} does not exist")
     pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if path.suffix in (".jsonl", ".json"):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-                if not isinstance(row, dict) or "source" not in row or "target" not in row:
-                    raise DataError(f"{path}:{number}: expected an object with 'source' and 'target'")
-            else:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) != 2:
-                    raise DataError(f"{path}:{number}: expected 'source<TAB>target', found {len(parts)} fields")
-                row = {"source": parts[0], "target": parts[1]}
-            pairs.append(row)
+    for number, line in nonblank_lines(path):
+        if path.suffix in (".jsonl", ".json"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict) or "source" not in row or "target" not in row:
+                raise DataError(f"{path}:{number}: expected an object with 'source' and 'target'")
+        else:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 2:
+                raise DataError(f"{path}:{number}: expected 'source<TAB>target', found {len(parts)} fields")
+            row = {"source": parts[0], "target": parts[1]}
+        pairs.append(row)
     return validate_pairs(pairs, str(path))
 
 

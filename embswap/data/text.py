@@ -8,7 +8,7 @@ Online users can also read a Hugging Face dataset column through ``datasets``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import DataError, EmbswapError
@@ -29,6 +29,14 @@ def _named_source(spec: str) -> list[str]:
     if rows and not isinstance(rows[0], str):
         raise DataError(f"{spec!r} is a task or parallel source, not text; for language text use e.g. bible:de")
     return list(rows)
+
+
+def nonblank_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(number from 1, line) of each line of a UTF-8 file that holds more than white space, as the file streams."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
 
 
 def _read_file(path: Path) -> list[str]:

@@ -162,6 +162,19 @@ class Demo:
 
     # -- stages -----------------------------------------------------------------------------
 
+    def _mlm_loop(self, steps: int, minutes: float, lr: float, seed: int) -> dict:
+        """The loop settings pretraining and transfer take alike: the MLM sequence length and batch
+        size of the recipe, with the stage's own budget, rate and seed."""
+        cfg = self.config
+        return {
+            "max_steps": steps,
+            "max_minutes": minutes,
+            "seq_len": cfg.mlm_seq_len,
+            "batch_size": cfg.batch_size,
+            "lr": lr,
+            "seed": seed,
+        }
+
     def _timed(self, name: str, func, *args, **kwargs):
         start = time.perf_counter()
         result = func(*args, **kwargs)
@@ -183,13 +196,8 @@ class Demo:
             PretrainConfig(
                 preset=cfg.preset,
                 vocab_size=cfg.vocab_size,
-                max_steps=cfg.pretrain_steps,
-                max_minutes=cfg.pretrain_minutes,
-                seq_len=cfg.mlm_seq_len,
                 max_positions=cfg.seq_len,
-                batch_size=cfg.batch_size,
-                lr=cfg.pretrain_lr,
-                seed=cfg.seed,
+                **self._mlm_loop(cfg.pretrain_steps, cfg.pretrain_minutes, cfg.pretrain_lr, cfg.seed),
             ),
             resume=True,
             data_description={"source": "bible:en", "translations": list(cfg.english_translations)},
@@ -239,23 +247,19 @@ class Demo:
         init = cfg.self_transfer_init if name != language else cfg.init
         seed = cfg.seed if seed is None else seed
         self.log(f"transfer {name}: {cfg.objective}, init {init}, {cfg.transfer_steps} steps, seed {seed}")
+        config = TransferConfig(
+            language=language,
+            init=init,
+            objective=cfg.objective if "align" in cfg.objective else "mlm",
+            objective_options=options | {"align_max_length": cfg.seq_len},
+            warmup_steps=cfg.transfer_warmup,
+            **self._mlm_loop(cfg.transfer_steps, cfg.transfer_minutes, cfg.transfer_lr, seed),
+        )
         run_transfer(
             body,
             tokenizer,
             texts,
-            TransferConfig(
-                language=language,
-                init=init,
-                objective=cfg.objective if "align" in cfg.objective else "mlm",
-                objective_options=options | {"align_max_length": cfg.seq_len},
-                max_steps=cfg.transfer_steps,
-                max_minutes=cfg.transfer_minutes,
-                warmup_steps=cfg.transfer_warmup,
-                seq_len=cfg.mlm_seq_len,
-                batch_size=cfg.batch_size,
-                lr=cfg.transfer_lr,
-                seed=seed,
-            ),
+            config,
             output=path,
             reference_pack=self.store.pack("en"),
             resume=True,

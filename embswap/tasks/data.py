@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.text import nonblank_lines
 from ..errors import DataError
 
 CLASSIFICATION_TASKS = ("classification", "pair-classification")
@@ -135,16 +136,13 @@ def read_jsonl(path: str | os.PathLike, task: str) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path} does not exist; pass a JSONL task file, a named source or --dataset")
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            rows.append(validate_row(row, task, where))
+    for number, line in nonblank_lines(path):
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        rows.append(validate_row(row, task, where))
     if not rows:
         raise DataError(f"{path} holds no rows; expected one JSON object a line")
     return rows

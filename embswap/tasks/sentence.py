@@ -137,7 +137,7 @@ def untrained_pack(
     body: Body, pack: LanguagePack, reference_pack: LanguagePack | None
 ) -> tuple[LanguagePack | None, str]:
     """``(pack as its init left it, init method)`` rebuilt from its provenance, or ``(None, why not)``."""
-    from ..init import initialize_embeddings
+    from .. import init
 
     provenance = pack.provenance or {}
     method = (provenance.get("init") or {}).get("method")
@@ -148,20 +148,15 @@ def untrained_pack(
     uses_reference = (provenance["init"].get("reference_pack") is not None) or method != "random"
     if uses_reference and reference_pack is None:
         return None, f"init {method!r} copied rows from a reference pack; pass it (--reference-pack)"
-    start = initialize_embeddings(
+    control = init.untrained_pack(
         body,
         pack.tokenizer,
+        pack.language,
         method,
         seed=int(provenance.get("seed", 0)),
         reference_pack=reference_pack if uses_reference else None,
     )
-    return LanguagePack(
-        language=pack.language,
-        tokenizer=pack.tokenizer,
-        word_embeddings=start.word_embeddings,
-        body_fingerprint=body.fingerprint,
-        output_bias=start.output_bias,
-    ), method
+    return control, method
 
 
 def retrieval_report(

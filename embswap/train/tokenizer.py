@@ -74,6 +74,34 @@ def _canonical_ids(tok: Tokenizer) -> Tokenizer:
     return Tokenizer.from_str(json.dumps(data))
 
 
+def _continuing_pieces(tok: Tokenizer, texts: list[str]) -> list[str]:
+    """Every ``##c`` piece the WordPiece trainer would create, in sorted order.
+
+    The trainer creates these pieces while walking a hash map of words, so their ids, and with
+    them the tie-breaks between merges of equal count, differ from process to process: the same
+    text gave a different vocabulary per run. Handing them to the trainer up front, as tokens it
+    must keep, fixes their ids; :func:`_unpin` then turns them back into ordinary vocabulary.
+    """
+    prefix = "##"
+    chars: set[str] = set()
+    for text in texts:
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
+            chars.update(word[1:])
+    return [prefix + c for c in sorted(chars)]
+
+
+def _unpin(tok: Tokenizer, pinned: list[str]) -> Tokenizer:
+    """Drop the pinned pieces from the special (added) tokens; they stay in the model's vocabulary."""
+    if not pinned:
+        return tok
+    import json
+
+    data = json.loads(tok.to_str())
+    drop = set(pinned)
+    data["added_tokens"] = [entry for entry in data.get("added_tokens", []) if entry["content"] not in drop]
+    return Tokenizer.from_str(json.dumps(data))
+
+
 def train_tokenizer(
     texts: Iterable[str],
     vocab_size: int,
@@ -99,11 +127,13 @@ def train_tokenizer(
         kwargs["min_frequency"] = min_frequency
     if model == "bpe":
         kwargs["initial_alphabet"] = pre_tokenizers.ByteLevel.alphabet()
-    texts = (t for t in texts if t and t.strip())
+    texts = [t for t in texts if t and t.strip()]
+    pinned = _continuing_pieces(tok, texts) if model == "wordpiece" else []
+    kwargs["special_tokens"] = specials + pinned
     tok.train_from_iterator(texts, trainer=trainer_cls(**kwargs))
     if tok.get_vocab_size() <= len(specials):
         raise DataError("the text is empty: a tokenizer needs some text to learn from")
-    tok = _canonical_ids(tok)
+    tok = _canonical_ids(_unpin(tok, pinned))
     cls, sep = fam.special_tokens["cls"], fam.special_tokens["sep"]
     pair = f"{cls} $A {sep} $B:1 {sep}:1" if fam.pair_style == "bert" else f"{cls} $A {sep} {sep} $B {sep}"
     tok.post_processor = processors.TemplateProcessing(

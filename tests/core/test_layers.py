@@ -122,9 +122,9 @@ def test_the_store_a_body_lies_in_keeps_the_robust_packs(tmp_path):
 
 def test_cli_choice_lists_are_the_library_names():
     from embswap.choices import FINETUNE_MODES
-    from embswap.cli import tasks as cli_tasks
+    from embswap.cli import finetune as cli_finetune
     from embswap.tasks.data import SUPERVISED_TASKS
     from embswap.train.finetune import MODES
 
-    assert cli_tasks.TASK_CHOICES is SUPERVISED_TASKS
-    assert cli_tasks.MODE_CHOICES is FINETUNE_MODES is MODES
+    assert cli_finetune.TASK_CHOICES is SUPERVISED_TASKS
+    assert cli_finetune.MODE_CHOICES is FINETUNE_MODES is MODES
