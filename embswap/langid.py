@@ -5,10 +5,12 @@ Two identifiers that ship their models inside their wheels are supported (``pip 
 languages) and ``lingua`` (lingua-language-detector, n-gram models in Rust, 75 languages).
 benchmarks/results/langid.md measures both on held-out Bible verses; the default is picked there.
 
-Every language the identifier knows competes, and the answer is one of the candidate languages (the
-loaded packs) or None: text in another language is reported as such rather than forced onto the
-nearest candidate (scored among the candidates only, py3langid put about half of French Bible
-verses on the German or English pack with confidence >= 0.9). Pack names are matched by their primary subtag
+Every language the identifier knows competes, and a text goes to the candidate (loaded pack) the
+identifier gives the most probability, scored by that probability: text in another language keeps
+its probability on that language and falls back rather than being forced onto the nearest candidate
+(scored among the candidates only, py3langid put about half of French Bible verses on the German or
+English pack with confidence >= 0.9), while a Russian verse that also reads as Bulgarian keeps the
+part of the probability that says Russian. Pack names are matched by their primary subtag
 ("zh-hans" -> "zh"), the ISO 639-1 code both identifiers use.
 """
 
@@ -26,7 +28,10 @@ from .errors import EmbswapError
 BACKENDS = ("py3langid", "lingua")
 # Both chosen from benchmarks/results/langid.md (accuracy, speed and load time on held-out verses).
 DEFAULT_BACKEND = "py3langid"
-DEFAULT_MIN_CONFIDENCE = 0.5
+# The candidate's probability with every language competing: at 0.2 each demo language put >= 99.2 % of
+# its held-out verses on its own pack, and < 1 % of another language's verses (Ukrainian among a Russian
+# pack: 0.9 %) reached a pack (benchmarks/results/langid.md).
+DEFAULT_MIN_CONFIDENCE = 0.2
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +46,10 @@ _INSTALL = 'language="auto" needs a language identifier: pip install "embswap[la
 class Identification:
     """One text's identification.
 
-    ``language``: the candidate it is in (None: in no candidate, or nothing to go on); ``confidence``:
-    the identifier's probability for ``detected`` in [0, 1]; ``detected``: the identifier's own code
-    for its best guess (a language that is not a candidate when ``language`` is None).
+    ``language``: the candidate the identifier gives the most probability (None: no candidate gets
+    any); ``confidence``: that probability in [0, 1], every known language competing (0.0 when
+    ``language`` is None); ``detected``: the identifier's own code for its best guess overall (another
+    language when the text reads as a language that is not a candidate).
     """
 
     language: str | None
@@ -72,10 +78,11 @@ def identify(
     """Identify each text's language; ``language`` is one of ``candidates`` (embswap language names,
     returned as given; None: every language the identifier knows) or None.
 
-    By default every known language competes and a text whose best guess is no candidate gets
-    ``language=None``: French routed among en/de packs is reported, not forced onto one of them.
-    ``restrict=True`` scores the candidates only (faster; such text then lands on some candidate,
-    usually with a lower confidence). Candidates the identifier does not know are never chosen.
+    By default every known language competes: French among en/de packs is detected as French and the
+    best candidate gets a confidence near 0, so routing sends it to the fallback pack.
+    ``restrict=True`` scores the candidates only (their probabilities sum to 1: such text then lands
+    on some candidate, usually with a lower confidence). Candidates the identifier does not know are
+    never chosen.
     """
     engine = _backend(backend)
     names: dict[str, str] = {}
@@ -85,10 +92,15 @@ def identify(
             names.setdefault(primary_code(name), name)
     if restrict and not names:
         return [Identification(None, 0.0) for _ in texts]
-    results = engine.classify(list(texts), tuple(sorted(names)) if restrict else None)
-    return [
-        Identification(names.get(code) if code is not None else None, confidence, code) for code, confidence in results
-    ]
+    found = []
+    for probabilities in engine.distributions(list(texts), tuple(sorted(names)) if restrict else None):
+        detected = max(probabilities, key=probabilities.get) if probabilities else None
+        best = max(names, key=lambda code: probabilities.get(code, 0.0), default=None)
+        if best is None or probabilities.get(best, 0.0) <= 0.0:
+            found.append(Identification(None, 0.0, detected))
+        else:
+            found.append(Identification(names[best], probabilities[best], detected))
+    return found
 
 
 @dataclass(frozen=True)
@@ -187,16 +199,15 @@ class _Py3langid:
             self._restricted[codes] = identifier
         return identifier
 
-    def classify(self, texts: list[str], codes: tuple[str, ...] | None) -> list[tuple[str | None, float]]:
+    def distributions(self, texts: list[str], codes: tuple[str, ...] | None) -> list[dict[str, float]]:
         identifier = self._all if codes is None else self._identifier(codes)
         out = []
         for text in texts:
             merged: dict[str, float] = {}
             for code, probability in identifier.rank(text):
                 code = MACROLANGUAGES.get(code, code)
-                merged[code] = merged.get(code, 0.0) + probability
-            code = max(merged, key=merged.get)
-            out.append((code, float(merged[code])))
+                merged[code] = merged.get(code, 0.0) + float(probability)
+            out.append(merged)
         return out
 
 
@@ -218,16 +229,12 @@ class _Lingua:
             detector = self._detectors[codes] = builder.build()
         return detector
 
-    def classify(self, texts: list[str], codes: tuple[str, ...] | None) -> list[tuple[str | None, float]]:
+    def distributions(self, texts: list[str], codes: tuple[str, ...] | None) -> list[dict[str, float]]:
         if codes is not None and len(codes) == 1:  # lingua compares two or more; one candidate is certain
-            return [(codes[0], 1.0) for _ in texts]
+            return [{codes[0]: 1.0} for _ in texts]
         detector = self._detector(codes or tuple(sorted(self.codes)))
-        out = []
-        for text in texts:
-            values = detector.compute_language_confidence_values(text)
-            best = values[0] if values else None
-            if best is None or best.value <= 0:  # no letters of any candidate's alphabet
-                out.append((None, 0.0))
-            else:
-                out.append((best.language.iso_code_639_1.name.lower(), float(best.value)))
-        return out
+        # No letters of any known alphabet: every value is 0, which identify() reports as nothing to go on.
+        return [
+            {value.language.iso_code_639_1.name.lower(): float(value.value) for value in values if value.value > 0}
+            for values in (detector.compute_language_confidence_values(text) for text in texts)
+        ]

@@ -29,7 +29,7 @@ import torch
 
 from ..errors import EmbswapError
 from ..store import Store
-from .folder import prepare_folder
+from .folder import prepare_folder, run_record
 
 DEFAULT_LANGUAGES = ("de", "ru", "zh", "hi")
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -304,18 +304,9 @@ class EncoderDemo:
 
     def _random_pack(self, language: str):
         """The control: this language's tokenizer with a random, untrained matrix."""
-        from ..artifacts import LanguagePack
-        from ..init import initialize_embeddings
+        from ..init import untrained_pack
 
-        trained, body = self.store.pack(language), self.store.body
-        start = initialize_embeddings(body, trained.tokenizer, "random", seed=self.config.seed)
-        return LanguagePack(
-            language=language,
-            tokenizer=trained.tokenizer,
-            word_embeddings=start.word_embeddings,
-            body_fingerprint=body.fingerprint,
-            provenance={"init": "random", "trained": False},
-        )
+        return untrained_pack(self.store.body, self.store.pack(language).tokenizer, language, seed=self.config.seed)
 
     def _raw_pack(self, language: str):
         """The original model reading the raw language: the English pack under this language's name."""
@@ -418,11 +409,16 @@ class EncoderDemo:
     def routing(self) -> dict:
         from ..data import bible
 
-        _, ids = self.test_rows()
-        verses = {}
-        for lang in ["en", *self.config.languages]:
-            table = {v.id: v.text for v in bible.verses(bible.LANGUAGES[lang][0], held_out_books())}
-            verses[lang] = [table[i] for i in ids]
+        # Every held-out verse of each language's test translation (identification is cheap; a
+        # sample of a few hundred would leave a 1 % miss rate within noise).
+        verses = {
+            lang: [v.text for v in bible.verses(bible.LANGUAGES[lang][0], held_out_books())]
+            for lang in ["en", *self.config.languages]
+        }
+        if self.config.quick:
+            verses = {lang: texts[: self.config.eval_pairs] for lang, texts in verses.items()}
+        from .routing import routing_showcase
+
         return routing_showcase(self.store, verses)
 
     # -- the run ----------------------------------------------------------------------------
@@ -457,17 +453,10 @@ class EncoderDemo:
             model=MODEL_NAME,
             held_out_books=list(held_out_books()),
             reads=self.reads(),
-            config={k: v for k, v in asdict(self.config).items() if k != "extra"},
             genre_head=self.config.genre_head,
         )
         results["routing"] = self._timed("routing", self.routing)
-        results["timings_seconds"] = dict(self.timings)
-        results["wall_seconds"] = round(time.perf_counter() - started, 1)
-        results["environment"] = {
-            "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "load_average_end": [round(x, 2) for x in os.getloadavg()],
-        }
+        results.update(run_record(self.config, self.timings, started))
         from .encoder_report import write_encoder_report
 
         write_encoder_report(results, self.output, self.store)
@@ -482,36 +471,6 @@ def _pack_summary(provenance: dict) -> dict:
     init = provenance.get("init") or {}
     keys = ("init_source", "lr", "lr_source", "steps", "minutes", "stopped_by")
     return {"init": init.get("method"), "init_counts": init.get("counts"), **{k: provenance.get(k) for k in keys}}
-
-
-def routing_showcase(store: Store, verses: dict[str, list[str]]) -> dict:
-    """ROUTING HOOK: one loaded model routes each text to its pack (``language="auto"``, embswap/langid.py).
-
-    ``verses``: held-out verses per language. Reports the share routed to the right pack per language
-    and a mixed list (each language's first verse) with where each went; skipped, with the reason,
-    where no language identifier is installed.
-    """
-    try:
-        from ..multilang import load
-
-        model = load(store, list(verses), language="auto")
-        per_language = {lang: model.route(texts) for lang, texts in verses.items()}
-        mixed = [texts[0] for texts in verses.values()]
-        routing = model.route(mixed)
-    except Exception as err:  # an optional showcase: the identifier is an extra (pip install "embswap[langid]")
-        return {"skipped": f"{type(err).__name__}: {err}"}
-    accuracy = {
-        lang: round(100 * sum(x == lang for x in r.languages) / len(r.languages), 1) for lang, r in per_language.items()
-    }
-    return {
-        "routed_correctly": accuracy,
-        "fallbacks": {lang: len(r.fallback) for lang, r in per_language.items()},
-        "n_per_language": {lang: len(texts) for lang, texts in verses.items()},
-        "texts": mixed,
-        "routed_to": list(routing.languages),
-        "fallback": list(routing.fallback),
-        "confidences": [round(c, 3) for c in routing.confidences],
-    }
 
 
 def run_encoder_demo(

@@ -125,10 +125,13 @@ def markdown(results: dict) -> str:
             for t, lang, c in zip(routing["texts"], routing["routed_to"], routing["confidences"])
         ]
         lines.append(
-            f"\nFallbacks to the English pack: {len(routing['fallback'])}. Held-out verses routed to the "
-            "right pack: "
-            + ", ".join(f"{lang} {share:.1f} %" for lang, share in routing["routed_correctly"].items())
-            + f" ({next(iter(routing['n_per_language'].values()))} verses each)."
+            f"\nFallbacks to the English pack in this list: {len(routing['fallback'])}. Every held-out verse "
+            f"routed (confidence >= {routing.get('min_confidence', '?')}), % to the right pack: "
+            + ", ".join(
+                f"{lang} {share:.1f} % of {routing['n_per_language'][lang]:,}"
+                for lang, share in routing["routed_correctly"].items()
+            )
+            + "."
         )
     lines += ["", "## What each stage read", "", "| stage | rows | books |", "|---|---|---|"]
     lines += [f"| {stage} | {r['rows']} | {_ranges(r['books'])} |" for stage, r in results["reads"].items()]

@@ -57,3 +57,24 @@ def prepare_folder(
     output.mkdir(parents=True, exist_ok=True)
     refuse_other_settings(output, settings, recipe, older_defaults=older_defaults)
     (output / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
+
+
+def run_record(config, timings: dict[str, float], started: float) -> dict:
+    """What every demo report records about its run: the config, each stage's seconds, the wall time
+    and the machine it ran on (load at the end: the minutes mean little without it)."""
+    import os
+    import time
+    from dataclasses import asdict
+
+    import torch
+
+    return {
+        "config": {k: v for k, v in asdict(config).items() if k != "extra"},
+        "timings_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "environment": {
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        },
+    }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from ..init import untrained_pack
 from ..io import read_config
 from ..store import Store
 from .bars import MARGIN_BAR
-from .folder import prepare_folder
+from .folder import prepare_folder, run_record
 from .recipe import MONOTRANS
 
 logger = logging.getLogger(__name__)
@@ -388,15 +387,8 @@ class Demo:
             self._timed(f"transfer {name}", self.transfer, "en", name, self.config.seed + index)
         self._timed("finetune", self.finetune)
         results = self._timed("evaluate", self.evaluate)
-        results["config"] = {k: v for k, v in asdict(self.config).items() if k != "extra"}
-        results["timings_seconds"] = {k: round(v, 1) for k, v in self.timings.items()}
-        results["wall_seconds"] = round(time.perf_counter() - started, 1)
+        results.update(run_record(self.config, self.timings, started))
         results["stages"] = self._stage_budgets()
-        results["environment"] = {
-            "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "load_average_end": [round(x, 2) for x in os.getloadavg()],
-        }
         from ..report import write_demo_report
 
         write_demo_report(results, self.output, self.store)

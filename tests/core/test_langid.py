@@ -98,8 +98,10 @@ def test_load_language_auto_routes_by_default(identifier, tmp_path, encoder_pack
 
 def test_identify_maps_pack_names_and_reports_other_languages(identifier):
     found = langid.identify([DE_TEXT[0], FRENCH], ["en", "de-1912"])
-    assert [f.language for f in found] == ["de-1912", None]
+    assert found[0].language == "de-1912" and found[0].confidence > 0.9
     assert [f.detected for f in found] == ["de", "fr"]
+    # French keeps its probability on French: the best candidate gets almost none, so it falls back.
+    assert found[1].confidence < 0.01
     forced = langid.identify([FRENCH], ["en", "de"], restrict=True)[0]
     assert forced.language in ("en", "de") and forced.detected == forced.language
     assert langid.identify([EN_TEXT[0]], ["xx"], restrict=True) == [langid.Identification(None, 0.0)]
@@ -124,3 +126,13 @@ def test_missing_extra_is_one_line_with_the_install_command(monkeypatch, encoder
     assert str(err.value) == 'language="auto" needs a language identifier: pip install "embswap[langid]"'
     with pytest.raises(EmbswapError, match="unknown language identifier 'cld3'"):
         langid.identify(["x"], backend="cld3")
+
+
+def test_a_verse_that_also_reads_as_a_neighbour_language_goes_to_its_pack(identifier):
+    # Held-out Russian (Deuteronomy 6:9): py3langid's best guess is Bulgarian, with 0.29 left on Russian.
+    verse = "и напиши их на косяках дома твоего и на воротах твоих."
+    found = langid.identify([verse], ["en", "de", "ru", "zh", "hi"])[0]
+    assert found.detected == "bg" and found.language == "ru"
+    assert round(found.confidence, 2) == 0.29
+    routed = langid.route([verse], ["en", "de", "ru"], "en")
+    assert routed.languages == ["ru"] and routed.fallback == []
