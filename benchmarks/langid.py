@@ -40,7 +40,7 @@ from _common import (  # noqa: E402
     table,
     write_atomic,
 )
-from encoder_transfer import HELD_OUT_BOOKS, TRANSLATIONS  # noqa: E402
+from encoder_transfer import RETRIEVAL_BOOKS  # noqa: E402
 
 DEMO = ["en", "de", "ru", "zh", "hi"]
 OTHERS = ["fr", "ar", "uk"]  # uk: a neighbour of a loaded language (ru), the hardest case
@@ -56,13 +56,13 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 def samples(per_language: int, seed: int = 0) -> dict[str, list[str]]:
     """Held-out verses per language (English: WEB, others: encoder_transfer's test translation)."""
-    from embswap.data.bible import verses
+    from embswap.data.bible import LANGUAGES, verses
 
     rng = random.Random(seed)
     out = {}
     for lang in DEMO + OTHERS:
-        code = "4" if lang == "en" else TRANSLATIONS[lang][0]
-        texts = [v.text for v in verses(code, books=HELD_OUT_BOOKS)]
+        code = "4" if lang == "en" else LANGUAGES[lang][0]
+        texts = [v.text for v in verses(code, books=RETRIEVAL_BOOKS)]
         out[lang] = sorted(rng.sample(texts, per_language), key=texts.index)
     out[JUNK] = [
         "".join(rng.choice("0123456789 .,:;-()") for _ in range(rng.randint(1, 20))).strip() or "0"

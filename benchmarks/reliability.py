@@ -1,7 +1,7 @@
 """The reliability campaign behind the README's figures: a long fuzz of every loader, SIGKILLs at every
 step of a save and at random moments, full disks, concurrent writers and readers.
 
-    python benchmarks/reliability.py                # ~8 min on 2 CPU cores
+    python benchmarks/reliability.py                # ~11 min on 2 CPU cores
     python benchmarks/reliability.py --scale 0.1    # a quick look
 
 Writes benchmarks/results/reliability.json. Any failure stops the run with the failing case (the
@@ -32,6 +32,7 @@ from embswap import LanguagePack, split_model  # noqa: E402
 from tests.helpers import reliability_bounds as bounds  # noqa: E402
 from tests.helpers import reliability_classes as classes  # noqa: E402
 from tests.helpers import reliability_kit as kit  # noqa: E402
+from tests.helpers import reliability_outputs as mistakes  # noqa: E402
 
 # max_examples per loader at scale 1 (artifact loaders load each example twice: hashes on and off).
 FUZZ = {
@@ -49,6 +50,11 @@ FUZZ = {
     # tests/helpers/reliability_bounds.py: misfits that verify --load must catch, oversized JSON and headers
     "compose_shapes": 300,
     "json_bounds": 300,
+    # tests/helpers/reliability_outputs.py: output paths a writer must not replace, output pipes that close
+    # (each case a CLI process: a few seconds), bad command lines and their one error line
+    "output_paths": 1500,
+    "closed_pipe": 30,
+    "messages": 1000,
 }
 
 
@@ -78,6 +84,8 @@ def fuzz(samples: kit.Samples, scale: float, headroom_gb: float) -> dict:
                 classes.FAMILIES[target](samples, n, derandomize=False)
             elif target in bounds.FAMILIES:
                 bounds.FAMILIES[target](samples, n, derandomize=False)
+            elif target in mistakes.FAMILIES:
+                mistakes.FAMILIES[target](samples, n, derandomize=False)
             else:
                 kit.fuzz_artifact(samples, target, n, derandomize=False)
             timings[target] = round(time.perf_counter() - start, 1)

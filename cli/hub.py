@@ -13,8 +13,7 @@ from embswap.constants import CONFIG_NAME
 from embswap.errors import ArtifactNotFoundError, DataError
 
 from ._common import err_console, out_console, print_json
-
-_TOKEN_HELP = "Hub token (default: HF_TOKEN or the one saved by `hf auth login`)."
+from ._options import HubTokenOption, JsonOption
 
 
 def _results(path: Optional[Path]) -> Optional[dict]:
@@ -37,7 +36,7 @@ def push(
     private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
     revision: Annotated[Optional[str], typer.Option(help="Branch to push to (created if missing).")] = None,
     subfolder: Annotated[Optional[str], typer.Option(help="Folder in the repo, e.g. packs/de.")] = None,
-    token: Annotated[Optional[str], typer.Option(help=_TOKEN_HELP)] = None,
+    token: HubTokenOption = None,
     message: Annotated[Optional[str], typer.Option("--message", "-m", help="Commit message.")] = None,
     license: Annotated[Optional[str], typer.Option(help="License id for the model card, e.g. apache-2.0.")] = None,
     body_repo: Annotated[
@@ -53,7 +52,7 @@ def push(
     no_card: Annotated[
         bool, typer.Option("--no-card", help="Upload the folder's own README.md (if any) instead of a generated card.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Upload an artifact or a whole store as one commit, with a generated model card.
 
@@ -102,7 +101,7 @@ def pull(
             "--overwrite", "--force", help="Replace an artifact or store of the kind pulled (never other files)."
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Download an artifact or a store: weights, configs, tokenizers and cards only (no code, no pickles).
 
@@ -125,8 +124,8 @@ def search(
     ],
     lang: Annotated[Optional[str], typer.Option("--lang", help="Only packs for this language code.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many repos.")] = 100,
-    token: Annotated[Optional[str], typer.Option(help=_TOKEN_HELP)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    token: HubTokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List Hub repos that publish packs or tasks for a body (by the card tag body-<fingerprint>).
 
@@ -165,18 +164,25 @@ def card(
     write: Annotated[
         bool, typer.Option("--write", help="Write README.md into the folder instead of printing it.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="With --write: replace a README.md the folder already has.")
+    ] = False,
 ) -> None:
     """Print (or write) the model card `embswap push` would upload."""
-    from embswap.cards import card_for, write_card
+    from embswap.cards import card_for
+    from embswap.outputs import atomic_file, check_card
 
     if not path.exists():
         raise ArtifactNotFoundError(f"{path} does not exist; pass an artifact folder or a store")
+    # Only into an artifact or a store, over an earlier README.md only with --overwrite: checked first.
+    written = check_card(path, replace=overwrite, flag="--overwrite") if write else None
     options = {"location": repo, "license": license}
     if body_repo:
         options["body_location"] = body_repo
     model_card = card_for(path, **options)
-    if write:
-        written = write_card(model_card, path)
+    if written is not None:
+        with atomic_file(written) as handle:  # a full disk leaves the previous card, not half a new one
+            handle.write(str(model_card))
         kind = "artifact" if (path / CONFIG_NAME).is_file() else "store"
         err_console.print(f"wrote {written} ({kind} card); `embswap push --no-card` uploads it as is")
         return

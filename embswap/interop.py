@@ -20,6 +20,7 @@ from .artifacts import Body, LanguagePack, check_compatible, load_tokenizer
 from .compose import as_artifact, build_empty_model
 from .errors import CorruptArtifactError, IncompatibleArtifactError
 from .io import atomic_folder, load_tensors
+from .outputs import ADAPTERS, check_output
 
 # File names the adapters library uses (adapters.utils: EMBEDDING_FILE, TOKENIZER_PATH, CONFIG_NAME, ...).
 ADAPTERS_EMBEDDING_FILE = "embedding.pt"
@@ -99,7 +100,10 @@ def export_adapters_embeddings(pack, path: str | os.PathLike) -> Path:
     That layout has room for the input matrix and the tokenizer only: the MLM output bias,
     position embeddings and language adapter are not exported. ``embedding.pt`` is a plain
     tensor saved with torch.save, the one format adapters loads (it reads it with weights_only).
+    ``path`` may be missing, empty or an earlier such export, never a user's files, a path inside an
+    artifact or the pack's own folder (``outputs.check_output``, checked before anything is written).
     """
+    check_output(path, ADAPTERS, inputs=(pack,))
     pack = as_artifact(pack, LanguagePack)
     with atomic_folder(path) as tmp:
         torch.save(pack.word_embeddings.detach().cpu().contiguous().clone(), tmp / ADAPTERS_EMBEDDING_FILE)

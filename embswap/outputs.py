@@ -11,7 +11,10 @@ Kinds are recognised by what a folder holds: a body, language pack or task modul
 config.json ``kind``, and only while every file in it is one its config lists (so a file a user
 put there is never deleted with it); a composed model folder by the ``embswap_export`` entry that
 ``mark_export`` adds to its config.json, listing its files; a tokenizer folder by its file names; a
-store by its ``body/``, ``packs/``, ``tasks/`` layout; a demo folder by its ``demo_config.json``.
+store by its ``body/``, ``packs/``, ``tasks/`` layout; a demo folder by its ``demo_config.json``; the
+embeddings ``interop.export_adapters_embeddings`` writes by ``embedding.pt`` beside a tokenizer folder and
+nothing else. A model card is written only into an artifact or a store, over an earlier card only when
+asked (``check_card``).
 
 Streams. Progress bars and log lines written to a closed pipe (``embswap ... | head``) raise
 BrokenPipeError; ``tolerate_closed`` wraps a stream so that such output is dropped and the run, and
@@ -39,8 +42,9 @@ STORE = "store"
 MODEL = "model"  # a composed Hugging Face model folder (`embswap compose`, ``embswap.export``)
 TOKENIZER = "tokenizer"
 DEMO = "demo"
+ADAPTERS = "adapters_embeddings"  # interop.export_adapters_embeddings: embedding.pt + tokenizer/
 FILE = "file"
-KINDS = (*ARTIFACT_KINDS, STORE, MODEL, TOKENIZER, DEMO, FILE)
+KINDS = (*ARTIFACT_KINDS, STORE, MODEL, TOKENIZER, DEMO, ADAPTERS, FILE)
 
 # What else a path can hold.
 MISSING, EMPTY, LINK, SPECIAL, FOLDER = "missing", "empty folder", "link", "special file", "folder"
@@ -67,6 +71,7 @@ TOKENIZER_FILES = frozenset(
 _STORE_FOLDERS = frozenset({STORE_BODY, STORE_PACKS, STORE_TASKS})
 _STORE_FILES = frozenset({MODEL_CARD, ".gitattributes", EVAL_RESULTS})
 _DEMO_ENTRIES = frozenset({"store", "cache", "report", DEMO_CONFIG})
+_ADAPTERS_ENTRIES = ("embedding.pt", "tokenizer")  # the names interop.py (adapters' own layout) writes
 _MAX_WALK = 10_000  # files a recognised folder may hold; a bigger one is not something embswap wrote
 
 LABELS = {
@@ -77,6 +82,7 @@ LABELS = {
     MODEL: "composed model folder",
     TOKENIZER: "tokenizer folder",
     DEMO: "demo folder",
+    ADAPTERS: "adapters embeddings folder",
     FILE: "file",
     EMPTY: "empty folder",
     LINK: "symbolic link",
@@ -175,6 +181,8 @@ def _inspect(path: Path) -> tuple[str, str]:
         return EMPTY, ""
     if CONFIG_NAME in entries:
         return _configured(path)
+    if _ADAPTERS_ENTRIES[0] in entries:
+        return _adapters_embeddings(path, entries)
     if "tokenizer_config.json" in entries or "tokenizer.json" in entries:
         if all(name in TOKENIZER_FILES and entry.is_file(follow_symlinks=False) for name, entry in entries.items()):
             return TOKENIZER, ""
@@ -194,6 +202,19 @@ def _inspect(path: Path) -> tuple[str, str]:
     return STORE, ""
 
 
+def _adapters_embeddings(path: Path, entries: dict) -> tuple[str, str]:
+    """ADAPTERS when ``path`` holds embedding.pt (a file) and a tokenizer folder, and nothing else."""
+    weights, tokenizer = (entries.get(name) for name in _ADAPTERS_ENTRIES)
+    foreign = sorted(name for name in entries if name not in _ADAPTERS_ENTRIES)
+    if foreign:
+        return FOLDER, f"it holds {foreign[0]}, which adapters' embeddings do not"
+    if not weights.is_file(follow_symlinks=False):
+        return FOLDER, f"{_ADAPTERS_ENTRIES[0]} is not a file"
+    if tokenizer is None or _inspect(path / _ADAPTERS_ENTRIES[1])[0] != TOKENIZER:
+        return FOLDER, f"{_ADAPTERS_ENTRIES[1]}/ is not a tokenizer folder"
+    return ADAPTERS, ""
+
+
 def kind_of(path: str | os.PathLike) -> str:
     """What ``path`` names: one of KINDS, or MISSING, EMPTY, LINK, SPECIAL, FOLDER (anything else)."""
     return _inspect(Path(path))[0]
@@ -211,6 +232,14 @@ def _owning_artifact(folder: Path) -> str | None:
     return MODEL if isinstance(config.get(EXPORT_KEY), dict) else None
 
 
+def _owning_folder(folder: Path) -> str | None:
+    """TOKENIZER or ADAPTERS when ``folder`` is one (a folder added inside would make it neither), else None."""
+    if not any(os.path.lexists(folder / name) for name in ("tokenizer.json", "tokenizer_config.json", "embedding.pt")):
+        return None  # cheap: most folders above an output are listed only when they might be one
+    found = _inspect(folder)[0]
+    return found if found in (TOKENIZER, ADAPTERS) else None
+
+
 def _check_place(target: Path) -> None:
     """``target`` is no link, and no folder above it is a file or an artifact it would add files to."""
     if os.path.islink(target):
@@ -222,7 +251,7 @@ def _check_place(target: Path) -> None:
             continue
         if not os.path.isdir(above):
             raise OutputPathError(f"{above} is a file, so {target} cannot be written; choose another output path")
-        owner = _owning_artifact(above)
+        owner = _owning_artifact(above) or _owning_folder(above)
         if owner is not None:
             label = _label(owner)
             raise OutputPathError(
@@ -306,6 +335,41 @@ def check_replace(new: Path, target: Path) -> None:
     kind = kind_of(new)
     if kind in KINDS:
         check_output(target, kind)
+
+
+def check_card(folder: str | os.PathLike, *, replace: bool = False, flag: str | None = None) -> Path:
+    """The README.md path a model card may be written to in ``folder``, or one OutputPathError line.
+
+    ``folder`` must be an artifact or a store (so no folder of a user's own files gets a README.md);
+    an existing README.md, perhaps edited by hand since, is replaced only when ``replace`` (else the
+    message names ``flag``), and never when it is a link or not a file.
+    """
+    folder = Path(folder)
+    _check_place(folder)
+    found, why = _inspect(folder)
+    if found == MISSING:
+        raise OutputPathError(f"{folder} does not exist; pass an artifact folder or a store")
+    if found == STORE and not any(os.path.isdir(folder / name) for name in _STORE_FOLDERS):
+        found, why = FOLDER, "it has no body/, packs/ or tasks/"  # only a README.md and such: a user's folder
+    if found not in (*ARTIFACT_KINDS, STORE):
+        shown = _label(found) + (f" ({why})" if why else "")
+        raise OutputPathError(
+            f"{folder} is {_article(shown)} {shown}, not an artifact or a store; embswap writes a model card "
+            "only into one of those: pass an artifact folder or a store"
+        )
+    card = folder / MODEL_CARD
+    try:
+        st = os.lstat(card)
+    except FileNotFoundError:
+        return card
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputPathError(f"{card} is not a plain file; embswap will not write over it: move it away first")
+    if not replace:
+        how = f"pass {flag}" if flag else "allow it (replace=True)"
+        raise OutputPathError(
+            f"{card} already exists (it may hold your edits); {how} to replace it with the generated card"
+        )
+    return card
 
 
 def mark_export(folder: Path, **fields) -> None:
