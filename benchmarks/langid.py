@@ -177,7 +177,7 @@ def render(report: dict) -> str:
         "",
         "## Accuracy (% identified as the right language), speed, load time, memory",
         "",
-        "`restricted`: only en, de, ru, zh, hi are scored (fr and ar cannot be right there). `all`: every "
+        "`restricted`: only en, de, ru, zh, hi are scored (fr, ar and uk cannot be right there). `all`: every "
         "language the identifier knows competes.",
         "",
         "| identifier / candidates | " + " | ".join(langs) + " | sentences/s | load s | memory MB |",
@@ -197,7 +197,7 @@ def render(report: dict) -> str:
         "",
         "A verse goes to the identified pack when it is one of the five and the confidence reaches the "
         "threshold, else to the fallback (L1) pack. `right`: % of the five languages' verses routed to "
-        "their own pack; `misrouted`: % of them sent to another language's pack; `fr/ar/digits fallback`: % of "
+        "their own pack; `misrouted`: % of them sent to another language's pack; `fr/ar/uk/digits fallback`: % of "
         "text in no loaded language that falls back (the rest is misrouted).",
         "",
         "| identifier / candidates | threshold | right | worst demo language | fallback | misrouted "
