@@ -164,15 +164,13 @@ def bar_chart(results: dict, path: Path) -> None:
 
     rows = results["languages"]
     names = [r["language"] for r in rows]
-    fig, (genre_ax, retrieval_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (genre_ax, retrieval_ax) = plt.subplots(1, 2, figsize=(11, 4.6))
     bars = [
         ("zero-shot", [r["genre"]["accuracy"] for r in rows]),
         ("raw text", [r["genre_raw_text"]["accuracy"] for r in rows]),
         ("random pack", [r["genre_random_pack"]["accuracy"] for r in rows]),
     ]
-    width = 0.8 / len(bars)
-    for i, (label, values) in enumerate(bars):
-        genre_ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
+    _grouped_bars(genre_ax, len(names), bars)
     genre_ax.axhline(results["english"]["accuracy"], color="black", linestyle="--", label="English in-language")
     genre_ax.axhline(results["majority"]["accuracy"], color="grey", linestyle=":", label="majority")
     genre_ax.set_title("genre, held-out books (accuracy %)")
@@ -181,17 +179,15 @@ def bar_chart(results: dict, path: Path) -> None:
         ("en→L2", [r["retrieval"]["top1_en_to_l2"] for r in rows]),
         ("raw text L2→en", [r["retrieval_raw_text"]["top1_l2_to_en"] for r in rows]),
     ]
-    width = 0.8 / len(bars)
-    for i, (label, values) in enumerate(bars):
-        retrieval_ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
+    _grouped_bars(retrieval_ax, len(names), bars)
     retrieval_ax.axhline(
         results["ceiling_en_en"]["top1_l2_to_en"], color="black", linestyle="--", label="en↔en ceiling"
     )
     retrieval_ax.set_title("retrieval top-1, held-out books (%)")
     for ax in (genre_ax, retrieval_ax):
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
+        ax.set_xticks([x + 0.4 - 0.4 / len(bars) for x in range(len(names))], names)  # under the middle of each group
         ax.set_ylim(0, 100)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)  # below: bars reach 100
     fig.suptitle(f"embswap demo: {results['model']} + new language packs (body frozen)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -221,3 +217,10 @@ def write_encoder_report(results: dict, output: Path, store) -> Path:
         bar_chart(results, tmp / "results.png")
     write_cards(store, eval_results(results))
     return folder
+
+
+def _grouped_bars(ax, groups: int, bars: list[tuple[str, list[float]]]) -> None:
+    """One bar per (label, values) series, side by side within each of ``groups`` groups."""
+    width = 0.8 / len(bars)
+    for i, (label, values) in enumerate(bars):
+        ax.bar([x + i * width for x in range(groups)], values, width, label=label)
