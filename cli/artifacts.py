@@ -72,14 +72,15 @@ def compose(
     from embswap import Store
     from embswap.compose import export as export_model
     from embswap.hub import resolve as resolve_location
+    from embswap.names import check_name
     from embswap.outputs import MODEL, check_output
 
     check_output(output, MODEL, inputs=[store, body, pack, task])
+    if task == "":  # neither a task name nor a folder (Path("") is the current one), not "no task"
+        check_name(task, "task name")
     if store is not None:
         if lang is None:
             raise typer.BadParameter("--store needs --lang", param_hint="--lang")
-        from embswap.names import check_name
-
         check_name(lang, "language code")  # a name inside the store, never a path out of it
         st = Store(resolve_location(store))  # a local store or user/repo[@revision][:subfolder]
         body_art, pack_art = st.body, st.pack(lang)

@@ -40,7 +40,7 @@ def export(
             handle.write("".join(line + "\n" for line in rows))
         count = len(rows)
     else:
-        count = export_jsonl(rows, output)
+        count = export_jsonl(rows, output, overwrite=overwrite)
     err_console.print(f"wrote {count:,} rows of {spec} to {output}")
 
 

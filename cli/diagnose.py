@@ -87,7 +87,8 @@ def diagnose(
         typer.Option("--init", help="random, or overlap (copies the original rows: the alignment starts at 1)."),
     ] = "random",
     vocab_size: Annotated[
-        Optional[int], typer.Option("--vocab-size", help="Vocabulary of the re-learned pack (default: the L1 pack's).")
+        Optional[int],
+        typer.Option("--vocab-size", min=1, help="Vocabulary of the re-learned pack (default: the L1 pack's)."),
     ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate of re-learning.")] = 1e-3,
     seq_len: BodySeqLenOption = None,

@@ -13,6 +13,7 @@ from embswap.tasks.data import SUPERVISED_TASKS
 
 from ._common import comma_list, err_console, out_console, print_json
 from ._options import (
+    MIN_SEQ_LEN,
     CheckpointEveryOption,
     JsonSummaryOption,
     LabelColumnOption,
@@ -114,7 +115,7 @@ def finetune(
             help="Std of Gaussian noise on word/position/segment embeddings in training (the paper's +noise: 0.075).",
         ),
     ] = 0.0,
-    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the training rows.")] = 2.0,
+    epochs: Annotated[float, typer.Option("--epochs", min=0, help="Passes over the training rows.")] = 2.0,
     lr: Annotated[
         Optional[float],
         typer.Option(
@@ -123,17 +124,18 @@ def finetune(
             "made by `embswap pretrain`, 2e-5 for others; the task records it).",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per step.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per step.")] = 32,
     seq_len: Annotated[
         Optional[int],
         typer.Option(
             "--seq-len",
+            min=MIN_SEQ_LEN,
             help="Longest input in tokens (longer inputs are cut; QA contexts are windowed; default: 128, or the "
             "body's positions when it reads fewer).",
         ),
     ] = None,
     max_steps: Annotated[
-        Optional[int], typer.Option("--max-steps", help="Stop after this many steps (overrides --epochs).")
+        Optional[int], typer.Option("--max-steps", min=0, help="Stop after this many steps (overrides --epochs).")
     ] = None,
     max_minutes: Annotated[
         Optional[float], typer.Option("--max-minutes", help="Stop after this many minutes; the model so far is saved.")
@@ -218,9 +220,14 @@ def finetune(
     from embswap.tasks.data import describe_source
     from embswap.train.finetune import default_lr
     from embswap.train.finetune import finetune as run_finetune
+    from embswap.train.finetune_config import FinetuneConfig
 
     _check_choice(task, TASK_CHOICES, "--task")
     _check_choice(mode, MODE_CHOICES, "--mode")
+    # The run's own checks (noise, epochs, lr, counts), made before any data is read or progress printed.
+    FinetuneConfig(
+        task, mode=mode, noise=noise, epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, max_steps=max_steps
+    )
     set_threads(threads)
     # An earlier task module there is replaced (re-training a store's task in place).
     check_output(

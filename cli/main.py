@@ -124,8 +124,28 @@ def _tolerate_closed_output() -> None:
     sys.stdout, sys.stderr = tolerate_closed(sys.stdout), tolerate_closed(sys.stderr)
 
 
+def _leave_process_group() -> None:
+    """Under torchrun or `accelerate launch`: leave the process group before the interpreter exits.
+
+    Left to interpreter teardown, the group's background threads can outlive it and abort a rank
+    (SIGABRT) after its work was saved, so the launcher reports the run as failed. torch.distributed
+    is looked up, never imported: a command that did not train never loaded it.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
 def main() -> None:
     _tolerate_closed_output()
+    try:
+        _run()
+    finally:
+        _leave_process_group()
+
+
+def _run() -> None:
     try:
         # Not standalone: click would print a usage error as a framed box; here it is one `error:` line.
         code = app(standalone_mode=False, prog_name="embswap")

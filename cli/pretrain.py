@@ -20,6 +20,8 @@ from ._options import (
     QuietOption,
     SeqLenOption,
     ThreadsOption,
+    check_family,
+    check_vocab_size,
     loop_settings,
     require_text,
     set_threads,
@@ -59,7 +61,7 @@ def pretrain(
     ] = "tiny",
     vocab_size: Annotated[
         Optional[int],
-        typer.Option("--vocab-size", help="Tokenizer size to train (per language with --vocab disjoint)."),
+        typer.Option("--vocab-size", min=1, help="Tokenizer size to train (per language with --vocab disjoint)."),
     ] = None,
     tokenizer: Annotated[
         Optional[list[str]],
@@ -117,6 +119,7 @@ def pretrain(
     from embswap.data.text import describe, read_texts
     from embswap.outputs import STORE, check_output
     from embswap.train.pretrain import PRESETS, VOCAB_MODES, PretrainConfig, run_pretrain
+    from embswap.train.tokenizer import TOKENIZER_MODELS
 
     languages = comma_list(lang)
     if not languages or len(set(languages)) != len(languages):
@@ -125,12 +128,16 @@ def pretrain(
 
     for code in languages:
         check_name(code, "language code")  # each names a pack's folder in the store
+    check_family(family)
     if preset not in PRESETS:
         raise typer.BadParameter(f"expected one of: {', '.join(PRESETS)}", param_hint="--preset")
     if vocab not in VOCAB_MODES:
         raise typer.BadParameter(f"expected one of: {', '.join(VOCAB_MODES)}", param_hint="--vocab")
     if vocab_size is not None and tokenizer:
         raise typer.BadParameter("give --vocab-size or --tokenizer, not both", param_hint="--vocab-size")
+    if tokenizer_model is not None and tokenizer_model not in TOKENIZER_MODELS:
+        raise typer.BadParameter(f"expected one of: {', '.join(TOKENIZER_MODELS)}", param_hint="--tokenizer-model")
+    check_vocab_size(vocab_size, family)  # the tokenizers a run trains have the family's special tokens
     if dataset is not None and len(languages) > 1:
         raise typer.BadParameter(
             "--dataset reads one language; use --text LANG=FILE for several", param_hint="--dataset"

@@ -14,6 +14,8 @@ from ._options import (
     DatasetSplitOption,
     JsonSummaryOption,
     TextDatasetOption,
+    check_family,
+    check_vocab_size,
     require_text,
 )
 
@@ -29,7 +31,9 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to save the tokenizer in (save_pretrained).")],
     text: Annotated[Optional[list[str]], typer.Option("--text", help=text_options_help() + " Repeatable.")] = None,
     lang: Annotated[Optional[str], typer.Option("--lang", help="Language code (for messages and records).")] = None,
-    vocab_size: Annotated[int, typer.Option("--vocab-size", help="Vocabulary size, special tokens included.")] = 32000,
+    vocab_size: Annotated[
+        int, typer.Option("--vocab-size", min=1, help="Vocabulary size, special tokens included.")
+    ] = 32000,
     model: Annotated[
         Optional[str], typer.Option("--model", help="Subword model: wordpiece, unigram or bpe (default: the family's).")
     ] = None,
@@ -66,6 +70,7 @@ def train(
     check_output(output, TOKENIZER, inputs=[*(text or []), body])  # an earlier tokenizer there is replaced
     if model is not None and model not in TOKENIZER_MODELS:
         raise typer.BadParameter(f"expected one of: {', '.join(TOKENIZER_MODELS)}", param_hint="--model")
+    check_family(family)
     special_ids, max_length = None, 512
     if body is not None:
         from embswap import Body
@@ -78,6 +83,7 @@ def train(
         # The tokenizer's own limit (what truncation=True cuts to) is what the body reads.
         max_length = max_input_tokens(body_art.model_config) or max_length
     family = family or "bert"
+    check_vocab_size(vocab_size, family, special_ids)
     texts = read_texts(text or [], dataset=dataset, dataset_config=dataset_config, split=split, column=column)
     err_console.print(f"training a {model or 'default'} tokenizer ({family}) on {len(texts):,} lines ...")
     tokenizer = train_tokenizer(

@@ -28,6 +28,7 @@ from ._options import (
     SeedOption,
     TextDatasetOption,
     ThreadsOption,
+    check_vocab_size,
     loop_settings,
     require_text,
     set_threads,
@@ -61,7 +62,7 @@ def transfer(
         Optional[Path], typer.Option("--tokenizer", help="A tokenizer folder (from `embswap tokenizer train --body`).")
     ] = None,
     vocab_size: Annotated[
-        int, typer.Option("--vocab-size", help="Vocabulary size when no --tokenizer is given.")
+        int, typer.Option("--vocab-size", min=1, help="Vocabulary size when no --tokenizer is given.")
     ] = 8000,
     tokenizer_model: Annotated[
         Optional[str], typer.Option("--tokenizer-model", help="wordpiece, unigram or bpe (default: the body's family).")
@@ -156,13 +157,13 @@ def transfer(
     from embswap import Body, LanguagePack
     from embswap.architectures import max_input_tokens
     from embswap.artifacts import load_tokenizer
-    from embswap.choices import ANCHOR_MODES, INIT_METHODS
+    from embswap.choices import ANCHOR_MODES, INIT_METHODS, POOLING_MODES
     from embswap.data.parallel import read_parallel_sources
     from embswap.data.text import describe, read_texts
     from embswap.outputs import check_output
     from embswap.store import Store
-    from embswap.train.tokenizer import train_tokenizer
-    from embswap.train.transfer import TransferConfig, run_transfer, tokenizer_for_run
+    from embswap.train.tokenizer import TOKENIZER_MODELS, train_tokenizer
+    from embswap.train.transfer import TransferConfig, objective_names, run_transfer, tokenizer_for_run
 
     if init is not None and init not in INIT_METHODS:
         raise typer.BadParameter(f"expected one of: {', '.join(INIT_METHODS)}", param_hint="--init")
@@ -170,6 +171,16 @@ def transfer(
         raise typer.BadParameter(f"expected one of: {', '.join(ANCHOR_MODES)}", param_hint="--anchors")
     if anchor_penalty is not None and anchors != "penalty":
         raise typer.BadParameter("--anchor-penalty weights --anchors penalty; add it", param_hint="--anchor-penalty")
+    parts = [part.strip() for part in objective.split("+")]
+    if not all(part in objective_names() for part in parts):
+        raise typer.BadParameter(
+            f"{objective!r} is not one of: {', '.join(objective_names())}, or several joined by '+' (mlm+align)",
+            param_hint="--objective",
+        )
+    if pooling not in POOLING_MODES:
+        raise typer.BadParameter(f"expected one of: {', '.join(POOLING_MODES)}", param_hint="--pooling")
+    if tokenizer_model is not None and tokenizer_model not in TOKENIZER_MODELS:
+        raise typer.BadParameter(f"expected one of: {', '.join(TOKENIZER_MODELS)}", param_hint="--tokenizer-model")
     if "mlm" in objective.split("+"):
         require_text(text, dataset)
     if "align" in objective.split("+") and not parallel:
@@ -189,6 +200,8 @@ def transfer(
     set_threads(threads)
 
     body_art = Body.from_pretrained(body)
+    if tokenizer is None:
+        check_vocab_size(vocab_size, body_art.family, body_art.special_tokens)  # before any progress line
     reference = reference_pack
     store = Store.of_body(body) if reference is None else None
     name = store.reference_language(lang, exclude={output.name}) if store is not None else None

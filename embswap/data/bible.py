@@ -397,16 +397,16 @@ def resolve_source(spec: str) -> list[str] | list[dict]:
     return [row for src, tgt in parsed.pairs for row in parallel_pairs(src, tgt, books=books)]
 
 
-def export_jsonl(rows: Iterable[dict | str], path: str | os.PathLike) -> int:
+def export_jsonl(rows: Iterable[dict | str], path: str | os.PathLike, *, overwrite: bool = False) -> int:
     """Write one JSON object per line (UTF-8, unescaped), atomically; returns the row count.
 
     A plain string row is written as ``{"text": row}``. The file appears complete or not at all:
     it is written to a temporary file in the same directory and moved into place. ``path`` may be
-    missing or a file, never a folder or a link (``outputs.check_output``).
+    missing, or an existing file with ``overwrite``; never a folder or a link (``outputs.check_output``).
     """
     from ..outputs import FILE, check_output
 
-    target = check_output(path, FILE)
+    target = check_output(path, FILE, replace=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     count = 0

@@ -158,6 +158,8 @@ def read_config(folder: Path, kind: str, *, verify: bool = False) -> dict:
     if not isinstance(config, dict):
         raise CorruptArtifactError(f"{path} must hold a JSON object")
     found = config.get("kind")
+    if found is None:
+        raise CorruptArtifactError(_not_embswap(folder, config, kind))
     if found != kind:
         raise CorruptArtifactError(
             f"{folder} holds a {short_repr(found)} artifact, expected a {kind!r}; pass a {kind} folder"
@@ -174,6 +176,27 @@ def read_config(folder: Path, kind: str, *, verify: bool = False) -> dict:
         )
     check_files(folder, config, verify=verify)
     return config
+
+
+# How a Hugging Face model folder becomes each kind ``read_config`` reads.
+_MADE_BY = {
+    "body": "make a store of it with `embswap split {folder} --lang CODE -o STORE` and pass STORE/body",
+    "language_pack": "make a store of it with `embswap split {folder} --lang CODE -o STORE` and pass STORE/packs/CODE",
+    "task_module": "a task module is trained on a body with `embswap finetune` (STORE/tasks/NAME)",
+}
+
+
+def _not_embswap(folder: Path, config: dict, kind: str) -> str:
+    """The message for a folder whose config.json embswap did not write: what the folder is, and what to do."""
+    wanted = kind.replace("_", " ") if kind in _MADE_BY else "artifact"  # a caller that knows no kind passes "?"
+    todo = f"pass the folder of a saved {wanted}" if kind in _MADE_BY else "pass an embswap artifact folder"
+    model_type = config.get("model_type")
+    if isinstance(model_type, str):
+        return (
+            f"{folder} is a Hugging Face model folder (model_type {short_repr(model_type)}), not an embswap {wanted}; "
+            + _MADE_BY.get(kind, todo).format(folder=folder)
+        )
+    return f"{folder} is not an embswap artifact (its {CONFIG_NAME} has no 'kind'); {todo}"
 
 
 def present_files(folder: Path) -> dict[str, Path]:

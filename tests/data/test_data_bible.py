@@ -288,6 +288,6 @@ def test_export_jsonl_failure_keeps_old_file(tmp_path):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        bible.export_jsonl(broken(), path)
+        bible.export_jsonl(broken(), path, overwrite=True)
     assert path.read_text(encoding="utf-8") == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]

@@ -11,7 +11,9 @@
   a pipe that closes before or while they write: exit 0 and an artifact that verifies.
 - ``messages``: bad inputs to every command (missing paths, wrong kinds, unknown names, bad values,
   usage errors, control characters): exit 1 with one ``error:`` line, or exit 2 with that line and a
-  ``try:`` hint; no traceback, no box, nothing unprintable. ``inspect`` shows hostile config text escaped.
+  ``try:`` hint; no traceback, no box, nothing unprintable. Bad values and choices (counts out of range,
+  unknown families or objectives, a bad ``--device``) are found before any work: nothing is printed before
+  the error. ``inspect`` shows hostile config text escaped.
 
 Each case is counted per family in ``reliability_kit.STATS``.
 """
@@ -203,6 +205,12 @@ def _adapters(ws: Workspace, target: Path, overwrite: bool) -> None:
     export_adapters_embeddings(ws.pack, target)
 
 
+def _export_jsonl(ws: Workspace, target: Path, overwrite: bool) -> None:
+    from embswap.data.bible import export_jsonl
+
+    export_jsonl(EN_TEXT[:2], target, overwrite=overwrite)
+
+
 @dataclass(frozen=True)
 class Writer:
     name: str
@@ -222,6 +230,7 @@ WRITERS = [
     Writer("export", MODEL, lambda w, t, o: export(w.store / "body", w.store / "packs" / "en", None, t),
            inputs=lambda w: (w.store / "packs" / "en", w.store / "body")),
     Writer("export_adapters_embeddings", ADAPTERS, _adapters, inputs=lambda w: (w.pack,)),
+    Writer("export_jsonl", FILE, _export_jsonl, flag="overwrite=True"),
     Writer("hub.pull", "language_pack", _pull, flag="overwrite=True"),
     Writer("run_transfer", "language_pack", _transfer, inputs=lambda w: (w.store / "body",), replaces=False),
     Writer("finetune", "task_module", _finetune, inputs=lambda w: (w.store / "packs" / "de", w.store / "body"),
@@ -528,15 +537,22 @@ def _wrong_path(ws: Workspace, draw, *accepted: str) -> Path:
 
 
 _NON_POSITIVE = st.sampled_from(["0", "-1", "-5"])
+# Values each option cannot take where the default (non-positive) ones do not fit: 0 steps is a valid run,
+# a vocabulary must hold more than the 5 special tokens, a sequence at least 8 tokens, noise is 0 or more.
+_OUT_OF_RANGE = {"--max-steps": ["-1", "-5"], "--vocab-size": ["0", "-5", "1", "5"], "--seq-len": ["0", "-1", "7"],
+                 "--noise": ["-0.1", "-1"]}  # fmt: skip
 
 
 def _bad_count(draw, *options: str) -> list[str]:
-    """One of ``options`` with a value it cannot take (0 steps is a valid run: only negative ones)."""
+    """One of ``options`` with a value it cannot take."""
     option = draw(st.sampled_from(options), label="option")
-    return [option, draw(st.sampled_from(["-1", "-5"]) if option == "--max-steps" else _NON_POSITIVE, label="value")]
+    return [option, draw(st.sampled_from(_OUT_OF_RANGE.get(option, ["0", "-1", "-5"])), label="value")]
 
 
 _NOT_A_NUMBER = st.sampled_from(["abc", "1e", "", "--", "1,5", "٣"])
+# --device values torch would refuse only once the work had started (it takes cpu, cuda, cuda:N, mps).
+_BAD_DEVICES = st.sampled_from(["../x", "gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "", " cpu", "tpu", "cuda0"])
+_BAD_DEVICES |= _JUNK.filter(lambda s: not s.startswith("-"))
 
 
 def _mistakes(ws: Workspace) -> dict[str, Callable]:
@@ -545,6 +561,25 @@ def _mistakes(ws: Workspace) -> dict[str, Callable]:
     body, pack, store, text, rows = ws.body, ws.pack, ws.store, ws.text, ws.rows
     data = ws.case / "data.jsonl"
     loadable = (*ARTIFACT_KINDS, STORE)  # what inspect, verify and card read
+    with_device = {
+        "transfer": ["transfer", "--body", body, "--lang", "de", "--text", text, "-o", o],
+        "pretrain": ["pretrain", "--lang", "de", "--text", text, "-o", o],
+        "finetune": ["finetune", "--body", body, "--pack", pack, "--task", "classification", "--train", rows, "-o", o],
+        "evaluate": ["evaluate", "--store", store, "--task", "genre", "--lang", "en", "--data", rows],
+        "diagnose": ["diagnose", "--store", store, "--task", "genre", "--data", rows],
+    }
+
+    def hf_model_for_an_artifact(d) -> list:
+        model = d(st.sampled_from([ws.ckpt, ws.model]), label="Hugging Face model")
+        return d(st.sampled_from([
+            ["compose", "--body", model, "--pack", pack, "-o", o],
+            ["compose", "--body", body, "--pack", model, "-o", o],
+            ["compose", "--body", body, "--pack", pack, "--task", model, "-o", o],
+            ["transfer", "--body", model, "--lang", "de", "--text", text, "-o", o],
+            ["finetune", "--body", body, "--pack", model, "--task", "classification", "--train", rows, "-o", o],
+            ["evaluate", "--body", body, "--pack", model, "--task", ws.task, "--data", rows],
+        ]), label="command")  # fmt: skip
+
     return {
         # missing paths and wrong kinds
         "inspect: not an artifact": lambda d: ["inspect", _wrong_path(ws, d, *loadable)],
@@ -566,9 +601,11 @@ def _mistakes(ws: Workspace) -> dict[str, Callable]:
         "card: not an artifact": lambda d: ["card", _wrong_path(ws, d, *loadable)],
         "push: missing": lambda d: ["push", _missing(ws, d), "--repo", "me/x"],
         "search: --body not a body": lambda d: ["search", "--body", _missing(ws, d)],
+        "any: a Hugging Face model for an artifact": hf_model_for_an_artifact,
         # unknown names
         "compose: unknown language": lambda d: ["compose", "--store", store, "--lang", d(_BAD_NAMES | st.just("fr")), "-o", o],
-        "compose: unknown task": lambda d: ["compose", "--store", store, "--lang", "en", "--task", d(_BAD_NAMES.filter(bool) | st.just("gnere")), "-o", o],
+        "compose: unknown task": lambda d: ["compose", "--store", store, "--lang", "en", "--task", d(_BAD_NAMES | st.just("gnere")), "-o", o],
+        "compose: empty task name": lambda d: ["compose", "--store", store, "--lang", "en", "--task", "", "-o", o],
         "evaluate: unknown task": lambda d: ["evaluate", "--store", store, "--task", d(_BAD_NAMES | st.just("gnere")), "--lang", "en", "--data", rows],
         "evaluate: unknown language": lambda d: ["evaluate", "--store", store, "--task", "genre", "--lang", d(_BAD_NAMES | st.just("fr")), "--data", rows],
         "transfer: bad language code": lambda d: ["transfer", "--body", body, "--lang", d(_INVALID_NAMES), "--text", text, "-o", o],
@@ -578,12 +615,14 @@ def _mistakes(ws: Workspace) -> dict[str, Callable]:
         "data export: unknown language": lambda d: ["data", "export", "bible-genre", "--lang", d(_BAD_NAMES | st.just("zz")), "-o", data],
         "diagnose: unknown task": lambda d: ["diagnose", "--store", store, "--task", d(_BAD_NAMES | st.just("gnere")), "--data", rows],
         # bad option values
-        "transfer: non-positive count": lambda d: ["transfer", "--body", body, "--lang", "de", "--text", text, *_bad_count(d, "--max-steps", "--batch-size", "--seq-len", "--vocab-size"), "-o", o],
-        "transfer: unknown init or objective": lambda d: ["transfer", "--body", body, "--lang", "de", "--text", text, d(st.sampled_from(["--init", "--objective", "--device"])), d(_BAD_NAMES | st.just("bogus")), "-o", o],
-        "pretrain: bad preset or family": lambda d: ["pretrain", "--lang", "de", "--text", text, d(st.sampled_from(["--preset", "--family"])), d(_BAD_NAMES | st.just("huge")), "-o", o],
-        "pretrain: non-positive count": lambda d: ["pretrain", "--lang", "de", "--text", text, *_bad_count(d, "--max-steps", "--batch-size", "--seq-len", "--vocab-size"), "-o", o],
-        "finetune: non-positive count": lambda d: ["finetune", "--body", body, "--pack", pack, "--task", "classification", "--train", rows, *_bad_count(d, "--epochs", "--batch-size", "--max-steps"), "-o", o],
-        "tokenizer train: bad vocabulary": lambda d: ["tokenizer", "train", "--text", text, "--vocab-size", d(_NON_POSITIVE), "-o", o],
+        "transfer: count out of range": lambda d: ["transfer", "--body", body, "--lang", "de", "--text", text, *_bad_count(d, "--max-steps", "--batch-size", "--seq-len", "--vocab-size"), "-o", o],
+        "transfer: unknown choice": lambda d: ["transfer", "--body", body, "--lang", "de", "--text", text, d(st.sampled_from(["--init", "--objective", "--device", "--tokenizer-model", "--pooling", "--anchors"])), d(_BAD_NAMES | st.just("bogus")), "-o", o],
+        "pretrain: unknown choice": lambda d: ["pretrain", "--lang", "de", "--text", text, d(st.sampled_from(["--preset", "--family", "--vocab", "--tokenizer-model"])), d(_BAD_NAMES | st.just("huge")), "-o", o],
+        "pretrain: count out of range": lambda d: ["pretrain", "--lang", "de", "--text", text, *_bad_count(d, "--max-steps", "--batch-size", "--seq-len", "--vocab-size"), "-o", o],
+        "finetune: count out of range": lambda d: ["finetune", "--body", body, "--pack", pack, "--task", "classification", "--train", rows, *_bad_count(d, "--epochs", "--batch-size", "--max-steps", "--seq-len", "--noise"), "-o", o],
+        "tokenizer train: bad vocabulary": lambda d: ["tokenizer", "train", "--text", text, *_bad_count(d, "--vocab-size"), "-o", o],
+        "tokenizer train: unknown choice": lambda d: ["tokenizer", "train", "--text", text, d(st.sampled_from(["--family", "--model"])), d(_BAD_NAMES | st.just("gpt2")), "-o", o],
+        "any: bad device": lambda d: [*with_device[d(st.sampled_from(sorted(with_device)), label="command")], "--device", d(_BAD_DEVICES, label="device")],
         # usage errors
         "usage: not a number": lambda d: ["transfer", "--body", body, "--lang", "de", "--text", text, d(st.sampled_from(["--max-steps", "--lr", "--batch-size"])), d(_NOT_A_NUMBER), "-o", o],
         "usage: bad choice": lambda d: ["finetune", "--body", body, "--pack", pack, "--task", d(_BAD_NAMES | st.just("translation")), "--train", rows, "-o", o],
@@ -592,6 +631,18 @@ def _mistakes(ws: Workspace) -> dict[str, Callable]:
         "usage: missing option": lambda d: d(st.sampled_from([["compose"], ["transfer", "--lang", "de"], ["pull", "me/x"], ["finetune", "--body", body], ["diagnose"], ["data", "export", "bible-genre"]])),
         "usage: extra argument": lambda d: ["verify", pack, d(_JUNK | st.just("extra"))],
     }  # fmt: skip
+
+
+# Mistakes found before any work: the error line is all the command prints (no progress line first).
+_FOUND_FIRST = {"transfer: count out of range", "transfer: unknown choice", "pretrain: unknown choice",
+                "pretrain: count out of range", "finetune: count out of range", "tokenizer train: bad vocabulary",
+                "tokenizer train: unknown choice", "any: bad device", "compose: empty task name"}  # fmt: skip
+# What the error line must say for these (beyond its form).
+_SAYS = {
+    "any: bad device": "is not a device; use cpu, cuda, cuda:N (N: the GPU's number) or mps",
+    "compose: empty task name": "error: task name '' is not allowed: use 1 to 100 ASCII letters",
+    "any: a Hugging Face model for an artifact": "is a Hugging Face model folder (model_type 'bert'), not an embswap ",
+}
 
 
 def _escapes(ws: Workspace, draw) -> str:
@@ -616,18 +667,20 @@ def _escapes(ws: Workspace, draw) -> str:
     return "inspect output escaped"
 
 
-def check_message(argv: list, code: int, out: str, err: str) -> str:
+def check_message(argv: list, code: int, out: str, err: str, *, found_first: bool = False) -> str:
     """The outcome label of one bad command line, after checking its message is one clean ``error:`` line.
 
     Exit 1: the error line is the last line on stderr and the only one that says ``error:``; lines before
-    it are progress the command printed before it found the mistake (counted apart); stdout is empty but
-    for verify's report. Exit 2 (usage): the error line, then at most a ``try: embswap ... --help`` hint.
+    it are progress the command printed before it found the mistake (counted apart; none when
+    ``found_first``); stdout is empty but for verify's report. Exit 2 (usage): the error line, then at most
+    a ``try: embswap ... --help`` hint.
     """
     lines = err.splitlines()
     assert code in (1, 2), (argv, code, out, err)
     errors = [i for i, line in enumerate(lines) if line.startswith("error")]
     if code == 1:
         assert errors == [len(lines) - 1] and len(lines[-1]) > len("error: "), (argv, err)
+        assert len(lines) == 1 or not found_first, (argv, "progress printed before the mistake was found", err)
         assert out == "" or argv[0] == "verify", (argv, out)
     else:
         assert errors == [0] and len(lines) <= 2, (argv, err)
@@ -657,7 +710,8 @@ def fuzz_messages(samples: kit.Samples, max_examples: int, *, derandomize: bool)
             kit._current_damage[:] = [f"{name}: {argv!r}"[:300]]
             before = tree_digest(ws.root)
             code, out, err = run_cli(argv)
-            label = check_message(argv, code, out, err)
+            label = check_message(argv, code, out, err, found_first=name in _FOUND_FIRST)
+            assert _SAYS.get(name, "") in err, (argv, err)
             changed = {k for k, v in tree_digest(ws.root).items() if before.get(k) != v}
             assert not {k for k in changed if not k.startswith("case/")}, (argv, changed)  # nothing of the user's
         kit.STATS["messages:cases"] += 1  # counted once done: hypothesis may abandon a case while drawing
