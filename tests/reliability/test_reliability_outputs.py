@@ -9,7 +9,6 @@ unchanged. The second runs short trainings with stdout and stderr on a pipe nobo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -40,6 +39,7 @@ from embswap.outputs import (
     tolerate_closed,
 )
 from tests.helpers.models import DE_TEXT, EN_TEXT, make_mlm, make_tokenizer
+from tests.helpers.reliability_outputs import tree_digest
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -83,22 +83,6 @@ def ws(tmp_path_factory) -> Workspace:
     (root / "mine" / "thesis.tex").write_text("\\documentclass{article}\n")
     (root / "mine" / "data" / "table.bin").write_bytes(bytes(range(256)))
     return Workspace(root, store, root / "spare", root / "tok", root / "ckpt" / "model", text, rows)
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every entry under ``root``: file bytes, link targets and folders, by relative path."""
-    seen = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                seen[rel] = "link:" + os.readlink(path)
-            elif path.is_dir():
-                seen[rel] = "dir"
-            else:
-                seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return seen
 
 
 # --- the commands that write, what they read and what they write --------------------------------
