@@ -98,7 +98,7 @@ def _printable(text: str) -> str:
 def _first_line(err: BaseException, limit: int = 300) -> str:
     """The first non-empty line of ``err``'s message, control characters escaped, cut to ``limit``."""
     text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-    text = text if text.isprintable() else repr(text)[1:-1]
+    text = _printable(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

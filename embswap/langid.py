@@ -28,9 +28,9 @@ from .errors import EmbswapError
 BACKENDS = ("py3langid", "lingua")
 # Both chosen from benchmarks/results/langid.md (accuracy, speed and load time on held-out verses).
 DEFAULT_BACKEND = "py3langid"
-# The candidate's probability with every language competing: at 0.2 each demo language put >= 99.2 % of
-# its held-out verses on its own pack, and < 1 % of another language's verses (Ukrainian among a Russian
-# pack: 0.9 %) reached a pack (benchmarks/results/langid.md).
+# The candidate's probability with every language competing: at 0.2 each demo language put >= 99.0 % of
+# its held-out verses on its own pack, and < 1 % of another language's verses (Ukrainian beside a Russian
+# pack: 0.8 %) reached a pack (benchmarks/results/langid.md).
 DEFAULT_MIN_CONFIDENCE = 0.2
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ a new pack's [CLS]/[SEP]/[PAD]/[MASK]/[UNK] rows line up with every other pack's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -52,9 +52,10 @@ def _backend(model: str, family: Family, lowercase: bool) -> tuple[Tokenizer, ty
     raise DataError(f"unknown tokenizer model {model!r}; expected one of: {', '.join(TOKENIZER_MODELS)}")
 
 
-def _canonical_ids(tok: Tokenizer) -> Tokenizer:
+def _canonical_ids(tok: Tokenizer, *, unpin: Sequence[str] = ()) -> Tokenizer:
     """The same tokenizer with ids that depend only on its tokens: special tokens keep theirs, the
-    rest take the remaining ids in sorted order.
+    rest take the remaining ids in sorted order. ``unpin``: tokens the trainer was handed as special
+    (:func:`_continuing_pieces`) that become ordinary vocabulary again.
 
     The trainers learn the same tokens in every run but number some of them (the alphabet) in hash
     order, which differs per process: the same text and seed then gave a body a different
@@ -67,6 +68,8 @@ def _canonical_ids(tok: Tokenizer) -> Tokenizer:
     vocab = data["model"].get("vocab")
     if not isinstance(vocab, dict):
         return tok
+    drop = set(unpin)
+    data["added_tokens"] = [entry for entry in data.get("added_tokens", []) if entry["content"] not in drop]
     fixed = {entry["content"]: entry["id"] for entry in data.get("added_tokens", []) if entry["content"] in vocab}
     free = sorted(set(vocab.values()) - set(fixed.values()))
     rest = sorted(token for token in vocab if token not in fixed)
@@ -80,7 +83,7 @@ def _continuing_pieces(tok: Tokenizer, texts: list[str]) -> list[str]:
     The trainer creates these pieces while walking a hash map of words, so their ids, and with
     them the tie-breaks between merges of equal count, differ from process to process: the same
     text gave a different vocabulary per run. Handing them to the trainer up front, as tokens it
-    must keep, fixes their ids; :func:`_unpin` then turns them back into ordinary vocabulary.
+    must keep, fixes their ids; :func:`_canonical_ids` then turns them back into ordinary vocabulary.
     """
     prefix = "##"
     chars: set[str] = set()
@@ -88,18 +91,6 @@ def _continuing_pieces(tok: Tokenizer, texts: list[str]) -> list[str]:
         for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
             chars.update(word[1:])
     return [prefix + c for c in sorted(chars)]
-
-
-def _unpin(tok: Tokenizer, pinned: list[str]) -> Tokenizer:
-    """Drop the pinned pieces from the special (added) tokens; they stay in the model's vocabulary."""
-    if not pinned:
-        return tok
-    import json
-
-    data = json.loads(tok.to_str())
-    drop = set(pinned)
-    data["added_tokens"] = [entry for entry in data.get("added_tokens", []) if entry["content"] not in drop]
-    return Tokenizer.from_str(json.dumps(data))
 
 
 def train_tokenizer(
@@ -133,7 +124,7 @@ def train_tokenizer(
     tok.train_from_iterator(texts, trainer=trainer_cls(**kwargs))
     if tok.get_vocab_size() <= len(specials):
         raise DataError("the text is empty: a tokenizer needs some text to learn from")
-    tok = _canonical_ids(_unpin(tok, pinned))
+    tok = _canonical_ids(tok, unpin=pinned)
     cls, sep = fam.special_tokens["cls"], fam.special_tokens["sep"]
     pair = f"{cls} $A {sep} $B:1 {sep}:1" if fam.pair_style == "bert" else f"{cls} $A {sep} {sep} $B {sep}"
     tok.post_processor = processors.TemplateProcessing(
